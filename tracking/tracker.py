@@ -1,0 +1,143 @@
+"""ByteTrack with fail-closed coverage.
+
+The cover set of a frame is the union of
+  * every detection of the frame (whether or not the tracker has confirmed it), and
+  * every track that was seen recently but not in this frame, at its Kalman-predicted
+    box, enlarged a little more for each frame it has been missing ("held").
+So a face the detector misses for a few frames stays covered, and nothing depends on
+the tracker accepting a detection. Tracker IDs give identities, stats and the report.
+
+ByteTrack comes from Roboflow's ``trackers`` package (Apache-2.0): it is the maintained
+successor of ``supervision.ByteTrack`` (removed in supervision 0.31) and its Kalman
+prediction honours real timestamps, so variable frame rate video tracks correctly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+
+@dataclass(slots=True)
+class Region:
+    """One area of a frame to anonymize."""
+
+    box: np.ndarray  # xyxy float32, frame pixels, NOT yet enlarged by the anonymizer's margin
+    track_id: int = -1  # -1: not (yet) a confirmed track
+    kind: str = "face"
+    state: str = "detected"  # "detected" | "held" (predicted while the detector misses it)
+    confidence: float = 1.0
+    landmarks: np.ndarray | None = None  # (K, 2) when the detector gives them
+
+
+@dataclass
+class TrackStats:
+    track_id: int
+    first_frame: int
+    last_frame: int
+    frames_detected: int = 0
+    frames_held: int = 0  # frames covered at the predicted box while the detector missed it
+
+    @property
+    def frames_covered(self) -> int:
+        return self.frames_detected + self.frames_held
+
+
+@dataclass
+class FaceTracker:
+    """Tracks faces (or persons) and returns the regions to cover for every frame.
+
+    Args:
+        fps: nominal frame rate, for ByteTrack's buffers.
+        hold_frames: how many frames a lost track stays covered at its predicted box.
+        hold_growth: extra relative size per missed frame (0.1 = +10 % per frame) ...
+        hold_max_growth: ... up to this much.
+        activation_threshold: confidence that starts a track (covering never needs one).
+    """
+
+    fps: float = 25.0
+    hold_frames: int = 12
+    hold_growth: float = 0.1
+    hold_max_growth: float = 0.6
+    activation_threshold: float = 0.5
+    kind: str = "face"
+    stats: dict[int, TrackStats] = field(default_factory=dict)
+    _frame_index: int = -1
+    _last_timestamp: float | None = None
+
+    def __post_init__(self) -> None:
+        self.bytetrack = ByteTrackTracker(
+            lost_track_buffer=max(30, self.hold_frames),
+            frame_rate=self.fps,
+            track_activation_threshold=self.activation_threshold,
+            minimum_consecutive_frames=1,
+            minimum_iou_threshold=0.1,
+            high_conf_det_threshold=self.activation_threshold,
+        )
+
+    def update(self, detections: sv.Detections, frame_index: int, timestamp: float | None = None) -> list[Region]:
+        """Feed one frame's detections; get back every region that must be covered."""
+        self._frame_index = frame_index
+        if timestamp is not None:
+            # Timestamps must strictly increase for the Kalman step (damaged files repeat them).
+            if self._last_timestamp is not None and timestamp <= self._last_timestamp:
+                timestamp = self._last_timestamp + 1e-3
+            self._last_timestamp = timestamp
+        tracked = self.bytetrack.update(detections, timestamp=timestamp)
+        regions: list[Region] = []
+        seen: set[int] = set()
+        landmarks = tracked.data.get("landmarks") if len(tracked) else None
+        for i in range(len(tracked)):
+            tid = int(tracked.tracker_id[i])
+            regions.append(
+                Region(
+                    box=tracked.xyxy[i].astype(np.float32),
+                    track_id=tid,
+                    kind=self.kind,
+                    state="detected",
+                    confidence=float(tracked.confidence[i]) if tracked.confidence is not None else 1.0,
+                    landmarks=None if landmarks is None else landmarks[i],
+                )
+            )
+            if tid >= 0:
+                seen.add(tid)
+                self._count(tid, frame_index, held=False)
+        # The tracker returns only the detections it kept; cover any it dropped too.
+        if len(tracked) < len(detections):
+            kept = tracked.xyxy
+            for i in range(len(detections)):
+                box = detections.xyxy[i]
+                if not len(kept) or not np.any(np.all(np.isclose(kept, box), axis=1)):
+                    regions.append(Region(box=box.astype(np.float32), kind=self.kind, confidence=float(detections.confidence[i])))
+        for track in self.bytetrack.tracks:
+            tid = int(track.tracker_id)
+            if tid < 0 or tid in seen or track.time_since_update == 0:
+                continue
+            missed = int(track.time_since_update)
+            if missed > self.hold_frames:
+                continue
+            box = np.asarray(track.get_state_bbox(), dtype=np.float32).reshape(4)
+            grow = min(self.hold_growth * missed, self.hold_max_growth)
+            regions.append(Region(box=enlarge(box, grow), track_id=tid, kind=self.kind, state="held"))
+            self._count(tid, frame_index, held=True)
+        return regions
+
+    def _count(self, tid: int, frame_index: int, held: bool) -> None:
+        st = self.stats.get(tid)
+        if st is None:
+            st = self.stats[tid] = TrackStats(track_id=tid, first_frame=frame_index, last_frame=frame_index)
+        st.last_frame = frame_index
+        if held:
+            st.frames_held += 1
+        else:
+            st.frames_detected += 1
+
+
+def enlarge(box: np.ndarray, margin: float) -> np.ndarray:
+    """Grow an xyxy box by ``margin`` of its width/height on every side."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dw, dh = (x2 - x1) * margin, (y2 - y1) * margin
+    return np.array([x1 - dw, y1 - dh, x2 + dw, y2 + dh], dtype=np.float32)
