@@ -63,7 +63,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models-dir", metavar="DIR", help="folder with the diffusion models (see 'camstream models')")
     p.add_argument("--device", help="torch device for diffusion methods: auto, cpu, cuda, cuda:N")
     g = p.add_argument_group("detection")
-    g.add_argument("-t", "--threshold", type=float, help="face detection threshold, 0-1 (default 0.3; lower covers more)")
+    g.add_argument("-t", "--threshold", type=float, help="face detection threshold, 0-1 (default 0.2; lower covers more)")
     g.add_argument("--detector", choices=["libfacedetection", "centerface"], help="face detector (default libfacedetection)")
     g.add_argument("--detect-every", type=int, metavar="K", help="run the detector on every K-th frame (default 2)")
     g.add_argument("--margin", type=float, help="enlarge each covered region by this fraction per side (default 0.3)")

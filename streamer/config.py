@@ -23,7 +23,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 @dataclass
 class DetectionConfig:
     detector: str = "libfacedetection"  # or "centerface"
-    threshold: float = 0.3  # low on purpose: covering a false positive costs little
+    threshold: float = 0.2  # low on purpose: covering a false positive costs little
     max_side: int | None = 960  # detect on a copy scaled to this longer side
     every: int = 4  # run the detector on every k-th frame; the tracker predicts between
     scene_cut: float = 0.25  # mean abs difference (0..1) of tiny thumbnails forcing a detection
@@ -101,15 +101,19 @@ class BaseConfig:
 
 @dataclass
 class LightConfig:
-    """CAMOUFLaGE-Light (camouflage/pipelines/light.py) settings."""
+    """CAMOUFLaGE-Light (camouflage/light/) settings."""
 
-    resolution: int = 768
+    resolution: int = 768  # generated crop size (rounded down to a multiple of 64 for SD1.5)
     steps: int = 25
     strength: float = 0.75
-    anonymization_scale: float = 1.0
+    anonymization_scale: float = 1.0  # a_s of the negative identity guidance; 1 = off (one U-Net pass)
     ip_adapter_scale: float = 0.6
-    adapter_scale: float = 1.0
+    adapter_scale: float = 1.0  # T2I-Adapter (attribute/keypoint map) residual scale
     seed: int = 0
+    scheduler: str = "dpmpp_sde_karras"  # or dpmpp_2m_sde_karras, dpmpp_2m_karras, ddim, euler_a
+    prompt: str = ""  # captions are a training signal; inference runs unconditioned on text
+    context: float = 0.5  # crop = region + this fraction of its size on every side
+    feather: float = 0.25  # paste fall-off, as a fraction of the band between shape and crop edge
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 import supervision as sv
 
 from tracking.detectors import Detector
-from tracking.tracker import FaceTracker, Region, enlarge
+from tracking.tracker import CoverageMemory, FaceTracker, Region, enlarge, match_regions
 
 from .anonymizers import Anonymizer, cover_frame
 from .errors import CamstreamError, Interrupted
@@ -55,13 +55,40 @@ class _Group:
     frame: Frame
     future: Future
     skipped: list[Frame] = field(default_factory=list)
+    regions: list[Region] | None = None  # the tracker's regions for ``frame``
+    failed: bool = False
 
 
-def _safe_result(future: Future) -> sv.Detections | None:
-    try:
-        return future.result()
-    except Exception:  # noqa: BLE001 - reported when that group is finalized
-        return None
+def _between(before: list[Region], after: list[Region] | None, n: int, growth: float) -> list[list[Region]]:
+    """Regions for the ``n`` frames between two detection runs.
+
+    A face found by both runs is covered at its linearly interpolated box (grown by
+    ``growth``): the motion between runs can be several face widths for small, fast
+    faces, so neither end's box alone would do. A face found by one run only is covered
+    from that side, grown per frame of distance (held forward / backfilled backward).
+    """
+    after = [r for r in (after or []) if r.state == "detected"]
+    pairs = match_regions(before, after, n + 1)
+    matched_after = set(pairs.values())
+    out: list[list[Region]] = []
+    for k in range(1, n + 1):
+        alpha = k / (n + 1)
+        cover: list[Region] = []
+        for i, r in enumerate(before):
+            j = pairs.get(i)
+            if j is not None:
+                box = (1 - alpha) * r.box + alpha * after[j].box
+                cover.append(Region(box=enlarge(box, growth), track_id=r.track_id, kind=r.kind, state="interpolated", confidence=r.confidence))
+            else:
+                moved = r.box + r.velocity * k if r.velocity is not None else r.box
+                cover.append(Region(box=enlarge(moved, growth * k), track_id=r.track_id, kind=r.kind, state="held", confidence=r.confidence))
+        for j, r in enumerate(after):
+            if j not in matched_after:
+                cover.append(Region(box=enlarge(r.box, growth * (n + 1 - k)), track_id=r.track_id, kind=r.kind, state="backfilled"))
+        out.append(cover)
+    return out
+
+
 
 
 @dataclass
@@ -88,6 +115,7 @@ class Pipeline:
         self.timers = {name: StageTimer() for name in ("decode", "detect", "track", "anonymize", "encode")}
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self.memory = CoverageMemory(self.tracker.hold_frames, self.hold_growth, self.tracker.hold_max_growth)
         self._thumb: np.ndarray | None = None
 
     # -- stages ---------------------------------------------------------------------
@@ -200,44 +228,44 @@ class Pipeline:
         from concurrent.futures import Future, ThreadPoolExecutor
 
         groups: deque[_Group] = deque()
-        last_regions: list[Region] = []
         with ThreadPoolExecutor(max_workers=self.detect_workers, thread_name_prefix="camstream-detect") as pool:
 
-            def finalize(group: _Group, following: _Group | None) -> Iterator[Frame]:
-                nonlocal last_regions
+            def track(group: _Group) -> None:
+                """Tracker update for a group's detection frame (in frame order)."""
+                if group.regions is not None or group.failed:
+                    return
                 try:
                     detections = group.future.result()
                 except Exception as exc:  # noqa: BLE001 - cannot check these frames: cover them all
                     log.warning("frame %d: detector failed (%s); covering the whole frame", group.frame.index, exc)
-                    for f in (group.frame, *group.skipped):
+                    group.failed = True
+                    return
+                t = time.perf_counter()
+                regions = self.tracker.update(detections, group.frame.index, group.frame.time)
+                detected = [r for r in regions if r.state == "detected"]
+                tracker_held = [r for r in regions if r.state != "detected"]
+                group.regions = self.memory.update(detected, group.frame.index) + tracker_held
+                self.timers["track"].add(time.perf_counter() - t)
+
+            def finalize(group: _Group, following: _Group | None) -> Iterator[Frame]:
+                track(group)
+                if following is not None:
+                    track(following)
+                if group.failed or (following is not None and following.failed and group.skipped):
+                    # A failed detection leaves frames that cannot be checked: cover them whole.
+                    frames_ = (group.frame, *group.skipped) if group.failed else group.skipped
+                    if not group.failed:
+                        yield self._anonymize(group.frame, group.regions or [])
+                    for f in frames_:
                         self.report.frames_blanked += 1
                         f.image = cover_frame(f.image)
                         yield f
                     return
-                t = time.perf_counter()
-                regions = self.tracker.update(detections, group.frame.index, group.frame.time)
-                self.timers["track"].add(time.perf_counter() - t)
-                last_regions = regions
-                yield self._anonymize(group.frame, regions)
-                after = _safe_result(following.future) if following is not None else None
-                n = len(group.skipped)
-                for i, f in enumerate(group.skipped, start=1):
-                    grow_fwd, grow_back = self.hold_growth * i, self.hold_growth * (n + 1 - i)
-                    cover = [
-                        Region(box=enlarge(r.box, grow_fwd), track_id=r.track_id, kind=r.kind, state="held", confidence=r.confidence)
-                        for r in regions
-                    ]
-                    if after is not None:
-                        cover += [
-                            Region(box=enlarge(after.xyxy[j], grow_back), kind=self.tracker.kind, state="backfilled")
-                            for j in range(len(after))
-                        ]
-                    elif following is not None:  # the next detection failed: these frames cannot be checked
-                        self.report.frames_blanked += 1
-                        f.image = cover_frame(f.image)
-                        yield f
-                        continue
-                    yield self._anonymize(f, cover)
+                yield self._anonymize(group.frame, group.regions)
+                if group.skipped:
+                    after = following.regions if following is not None else None
+                    for f, cover in zip(group.skipped, _between(group.regions, after, len(group.skipped), self.hold_growth), strict=True):
+                        yield self._anonymize(f, cover)
 
             since_detect = self.detect_every  # detect on the first frame
             for frame in frames:

@@ -159,7 +159,8 @@ def run(
         hold_frames=trk.hold_frames,
         hold_growth=trk.hold_growth,
         hold_max_growth=trk.hold_max_growth,
-        activation_threshold=trk.activation_threshold,
+        # Fail-closed: every detection the cover uses may start a track (held if lost).
+        activation_threshold=min(trk.activation_threshold, det.threshold),
     )
     report = RunReport(input=input_uri, method=ano.method, config=config.to_dict())
     report.source = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -290,30 +291,49 @@ class ImageSink(Sink):
 
 
 class RtspSink(Sink):
-    """Publishes H.264 to an RTSP server (ANNOUNCE/RECORD over TCP), low-latency settings."""
+    """Publishes H.264 to an RTSP server (ANNOUNCE/RECORD over TCP), low-latency settings.
+
+    The connection is made when the sink is built, so an unreachable server fails the
+    run before any work. A keyframe every 2 s lets viewers join a running stream. Frames
+    from a file or images are paced to their timestamps (like ``ffmpeg -re``): a relay
+    forwards what it gets as it gets it, and a file processed faster than real time
+    would otherwise play fast-forward for the viewers.
+    """
 
     def __init__(self, url: str, info: SourceInfo, *, crf: int = 23, timeout: float = 10.0) -> None:
+        from .errors import StreamError
+
         self.url = url
         self.info = info
         rate = info.fps or Fraction(25)
-        try:
-            self.container = av.open(
-                url, "w", format="rtsp", options={"rtsp_transport": "tcp"}, timeout=(timeout, timeout)
-            )
-        except (av.error.FFmpegError, OSError) as exc:
-            from .errors import StreamError
-
-            raise StreamError(f"{url}: cannot publish ({exc})") from None
-        self.stream = self.container.add_stream("libx264", rate=rate)
         self.width = info.width + (info.width % 2)
         self.height = info.height + (info.height % 2)
-        self.stream.width, self.stream.height = self.width, self.height
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": str(crf)}
         self.time_base = info.time_base or Fraction(1, 90000)
-        self.stream.codec_context.time_base = self.time_base
         self.frames_written = 0
         self.last_pts: int | None = None
+        self.pace = not info.live
+        self._clock: tuple[float, float] | None = None  # (wall, media) time of the first frame
+        try:
+            self.container = av.open(url, "w", format="rtsp", options={"rtsp_transport": "tcp"}, timeout=(timeout, timeout))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise StreamError(f"{url}: cannot publish ({getattr(exc, 'strerror', None) or exc})") from None
+        try:
+            self.stream = self.container.add_stream("libx264", rate=rate)
+            self.stream.width, self.stream.height = self.width, self.height
+            self.stream.pix_fmt = "yuv420p"
+            keyint = str(max(1, round(2 * float(rate))))
+            self.stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": str(crf), "g": keyint}
+            self.stream.codec_context.time_base = self.time_base
+            self.container.start_encoding()  # ANNOUNCE + RECORD now: fail before the run, not after
+        except (av.error.FFmpegError, OSError) as exc:
+            self._abort()
+            raise StreamError(f"{url}: cannot publish ({getattr(exc, 'strerror', None) or exc})") from None
+
+    def _abort(self) -> None:
+        try:
+            self.container.close()
+        except (av.error.FFmpegError, OSError):
+            pass
 
     def write(self, frame: Frame) -> None:
         from .errors import StreamError
@@ -332,11 +352,18 @@ class RtspSink(Sink):
             pts = self.last_pts + 1
         self.last_pts = pts
         vframe.pts, vframe.time_base = pts, self.time_base
+        if self.pace:
+            media = float(pts * self.time_base)
+            if self._clock is None:
+                self._clock = (time.monotonic(), media)
+            delay = self._clock[0] + (media - self._clock[1]) - time.monotonic()
+            if delay > 0:
+                time.sleep(min(delay, 10.0))
         try:
             for packet in self.stream.encode(vframe):
                 self.container.mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
-            raise StreamError(f"{self.url}: publishing failed ({exc})") from None
+            raise StreamError(f"{self.url}: publishing failed ({getattr(exc, 'strerror', None) or exc})") from None
         self.frames_written += 1
 
     def close(self, success: bool = True) -> str:
@@ -346,10 +373,7 @@ class RtspSink(Sink):
         except (av.error.FFmpegError, OSError):
             pass
         finally:
-            try:
-                self.container.close()
-            except (av.error.FFmpegError, OSError):
-                pass
+            self._abort()
         return self.url
 
 

@@ -8,6 +8,7 @@ source's own timestamps and exposes :class:`SourceInfo` (size, rate, audio, ...)
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,8 +72,10 @@ class _TimestampGuesser:
     than dts does. AVI files with packed B-frames carry decode-order pts on frames that
     come out in display order; their dts is right."""
 
-    def __init__(self) -> None:
-        self.pts_faults = self.dts_faults = 0
+    def __init__(self, prefer_dts: bool = False) -> None:
+        # AVI stores no presentation times at all: start with dts rather than learning it
+        # one wrong frame late.
+        self.pts_faults, self.dts_faults = (1, 0) if prefer_dts else (0, 0)
         self.last_pts: int | None = None
         self.last_dts: int | None = None
 
@@ -121,13 +124,13 @@ class VideoFileSource(Source):
         self.stats = SourceStats()
         try:
             self.container = av.open(str(self.path), metadata_errors="replace")
-        except (av.error.InvalidDataError, av.error.ValueError) as exc:
+        except av.error.InvalidDataError as exc:
             raise InputError(f"{self.path}: not a video or image FFmpeg can read ({exc.strerror or exc})") from None
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: cannot open ({exc.strerror or exc})") from None
         if not self.container.streams.video:
-            self.container.close()
             what = "an audio-only file" if self.container.streams.audio else "no video stream"
+            self.container.close()
             raise InputError(f"{self.path}: {what}; nothing to anonymize")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
@@ -167,7 +170,7 @@ class VideoFileSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         first_rotation_checked = False
-        guess = _TimestampGuesser()
+        guess = _TimestampGuesser(prefer_dts="avi" in self.container.format.name)
         packets = self.container.demux(self.stream)
         while True:
             try:
@@ -250,10 +253,17 @@ class ImageSource(Source):
 class LiveSource(Source):
     """An RTSP (or other network) camera, or a local webcam, read with reconnects.
 
-    RTSP is read over TCP with open/read timeouts. When the stream drops, the source
-    reconnects with exponential backoff (``reconnect_backoff`` seconds, doubling, up to
-    ``reconnect_max_backoff``), counts the frames lost from the wall-clock gap, and gives
-    up after ``reconnect_attempts`` failures in a row (``-1`` retries for ever).
+    RTSP is read over TCP with open/read timeouts. When the stream drops (error, end of
+    stream, or no data for ``read_timeout`` seconds), the source reconnects with
+    exponential backoff (``reconnect_backoff`` seconds, doubling, up to
+    ``reconnect_max_backoff``), and gives up with a :class:`StreamError` after
+    ``reconnect_attempts`` failures in a row (``-1`` retries for ever).
+
+    Output timestamps start at 0 and keep increasing across reconnects: the gap is
+    measured on the wall clock, counted as ``frames_lost`` (gap x nominal rate) and left
+    in the timeline, so the output keeps real time. ``start``/``end`` (seconds on that
+    timeline) skip the beginning / stop the run, like ``--start``/``--end`` on files;
+    ``max_frames`` stops after that many frames.
     """
 
     def __init__(
@@ -265,18 +275,26 @@ class LiveSource(Source):
         reconnect_backoff: float = 0.5,
         reconnect_max_backoff: float = 10.0,
         max_frames: int | None = None,
+        start: float | None = None,
+        end: float | None = None,
     ) -> None:
         self.uri = uri
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.reconnect_attempts = reconnect_attempts
         self.reconnect_backoff, self.reconnect_max_backoff = reconnect_backoff, reconnect_max_backoff
         self.max_frames = max_frames
+        self.start, self.end = start, end
         self.stats = SourceStats()
         self.webcam = uri.startswith("webcam:")
         self.info = SourceInfo(uri=uri, kind="webcam" if self.webcam else "stream", live=True)
-        self.container = self._open()  # the first connection must work: fail fast otherwise
-        self._describe()
-        self._closed = False
+        self._closing = threading.Event()
+        self._lock = threading.Lock()  # held while FFmpeg reads: close() must not free the context under it
+        self.container: av.container.InputContainer | None = self._open()  # the first connection must work
+        try:
+            self._describe(first=True)
+        except BaseException:
+            self.container.close()
+            raise
 
     def _open(self) -> av.container.InputContainer:
         if self.webcam:
@@ -286,97 +304,215 @@ class LiveSource(Source):
         else:
             path = self.uri
             kwargs = {"options": {"rtsp_transport": "tcp"}} if self.uri.startswith(("rtsp://", "rtsps://")) else {}
+        started = time.monotonic()
         try:
             return av.open(path, timeout=(self.open_timeout, self.read_timeout), **kwargs)
         except av.error.FFmpegError as exc:
-            raise StreamError(f"{self.uri}: cannot connect ({exc.strerror or exc})") from None
+            reason = exc.strerror or str(exc)
+            # PyAV's timeout interrupts FFmpeg, which then reports whatever it was doing.
+            if isinstance(exc, av.error.ExitError) or time.monotonic() - started >= 0.9 * self.open_timeout:
+                reason = f"timed out after {self.open_timeout:g} s"
+            elif self.webcam and isinstance(exc, av.error.FileNotFoundError):
+                reason = f"no such device {path}"
+            raise StreamError(f"{self.uri}: cannot connect ({reason})") from None
         except OSError as exc:
             raise StreamError(f"{self.uri}: cannot connect ({exc})") from None
 
-    def _describe(self) -> None:
+    def _describe(self, first: bool = False) -> None:
+        assert self.container is not None
         if not self.container.streams.video:
             raise StreamError(f"{self.uri}: the stream carries no video")
         stream = self.container.streams.video[0]
-        self.info.width, self.info.height = stream.codec_context.width, stream.codec_context.height
-        rate = stream.average_rate or stream.guessed_rate
-        self.info.fps = Fraction(rate) if rate else None
-        self.info.time_base = stream.time_base
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise StreamError(f"{self.uri}: the video stream has no picture size")
+        if first:  # the sink is built for these; later connections are scaled to them
+            self.info.width, self.info.height = width, height
+            rate = stream.average_rate or stream.guessed_rate
+            self.info.fps = Fraction(rate) if rate else None
+            self.info.time_base = stream.time_base or Fraction(1, 90000)
+            if self.end is not None:
+                self.info.duration = self.end - (self.start or 0.0)
+                if self.info.fps:
+                    self.info.frame_count = round(self.info.duration * float(self.info.fps))
 
     def __iter__(self) -> Iterator[Frame]:
+        out_tb = self.info.time_base or Fraction(1, 90000)
+        fps = float(self.info.fps) if self.info.fps else 25.0
+        step = max(1, round(1 / (fps * out_tb)))  # one frame in out_tb units
         index = 0
-        pts_offset = 0  # keeps output timestamps increasing across reconnects
-        last_pts: int | None = None
-        while not self._closed:
-            dropped_at = None
-            try:
-                stream = self.container.streams.video[0]
-                time_base = stream.time_base
-                for vframe in self.container.decode(stream):
-                    if vframe.pts is None:
-                        pts = last_pts + 1 if last_pts is not None else 0
-                    else:
-                        pts = vframe.pts + pts_offset
-                        if last_pts is not None and pts <= last_pts:
-                            pts = last_pts + 1
-                    last_pts = pts
-                    self.stats.frames += 1
-                    yield Frame(index=index, image=vframe.to_ndarray(format="rgb24"), pts=pts, time_base=time_base)
-                    index += 1
-                    if self.max_frames is not None and index >= self.max_frames:
-                        return
-                dropped_at = time.monotonic()
-                log.warning("%s: stream ended", self.uri)
-            except av.error.FFmpegError as exc:
-                dropped_at = time.monotonic()
-                self.stats.note_error(f"stream dropped: {exc}")
-                log.warning("%s: stream dropped (%s)", self.uri, exc)
-            if self._closed:
-                return
-            self._reconnect()
-            # Continue the timeline: frames lost = wall-clock gap x nominal rate.
-            gap = time.monotonic() - dropped_at
-            fps = float(self.info.fps) if self.info.fps else 25.0
-            lost = int(gap * fps)
-            self.stats.frames_lost += lost
-            new_tb = self.container.streams.video[0].time_base
-            if last_pts is not None and time_base:
-                pts_offset = int((last_pts + 1) * time_base / new_tb + gap / new_tb)
-                last_pts = None
-
-    def _reconnect(self) -> None:
+        last_out: int | None = None  # last output pts (out_tb)
+        segment_start = 0  # output pts where the current connection's first frame lands
+        base: int | None = None  # first pts of the current connection (its own time base)
+        last_wall = time.monotonic()
         try:
-            self.container.close()
-        except av.error.FFmpegError:
-            pass
+            while not self._closing.is_set():
+                assert self.container is not None
+                stream = self.container.streams.video[0]
+                tb = stream.time_base or out_tb
+                codec = stream.codec_context
+                read_at = time.monotonic()
+                packets = _whole_pictures(self.container.demux(stream), codec.name)
+                try:
+                    while True:
+                        with self._lock:
+                            if self._closing.is_set():
+                                return
+                            read_at = time.monotonic()
+                            packet = next(packets, None)
+                            decoded = codec.decode(packet)  # None flushes the decoder at the end
+                        for vframe in decoded:
+                            if vframe.pts is None:
+                                started = last_out is not None and last_out >= segment_start
+                                pts = last_out + step if started else segment_start
+                            else:
+                                if base is None:
+                                    base = vframe.pts
+                                    if last_out is not None and segment_start <= last_out:
+                                        segment_start = last_out + step  # after frames without pts
+                                pts = segment_start + round((vframe.pts - base) * tb / out_tb)
+                            if last_out is not None and pts <= last_out:
+                                pts = last_out + 1
+                            last_out = pts
+                            last_wall = time.monotonic()
+                            t = float(pts * out_tb)
+                            if self.end is not None and t >= self.end - 1e-6:
+                                return
+                            if self.start is not None and t < self.start - 1e-6:
+                                continue
+                            if vframe.width != self.info.width or vframe.height != self.info.height:
+                                vframe = vframe.reformat(width=self.info.width, height=self.info.height)
+                            self.stats.frames += 1
+                            yield Frame(index=index, image=vframe.to_ndarray(format="rgb24"), pts=pts, time_base=out_tb)
+                            index += 1
+                            if self.max_frames is not None and index >= self.max_frames:
+                                return
+                        if packet is None:
+                            break
+                    log.warning("%s: stream ended", self.uri)
+                    self.stats.note_error("stream ended")
+                except av.error.FFmpegError as exc:
+                    reason = exc.strerror or str(exc)
+                    if isinstance(exc, av.error.ExitError) or time.monotonic() - read_at >= 0.9 * self.read_timeout:
+                        reason = f"no data for {self.read_timeout:g} s"  # PyAV's timeout interrupted FFmpeg
+                    self.stats.note_error(f"stream dropped: {reason}")
+                    log.warning("%s: stream dropped (%s)", self.uri, reason)
+                if self._closing.is_set():
+                    return
+                resumed_at = self._reconnect()
+                # Continue the timeline: the wall-clock gap from the last frame to the new
+                # PLAY stays in it, and the frames that fell into it are counted as lost
+                # (the frames the new connection buffered while probing are not lost).
+                lost = max(0, round((resumed_at - last_wall) * fps) - 1)
+                self.stats.frames_lost += lost
+                segment_start = (last_out + step * (lost + 1)) if last_out is not None else 0
+                base = None
+        finally:
+            self._close_container()
+
+    def _reconnect(self) -> float:
+        """Reconnects (or raises :class:`StreamError`); returns when the working attempt began."""
+        self._close_container()
         delay = self.reconnect_backoff
         attempt = 0
-        while not self._closed:
+        while True:
             attempt += 1
-            time.sleep(delay)
+            if self._closing.wait(delay):
+                return time.monotonic()
+            started = time.monotonic()
             try:
-                self.container = self._open()
-                self._describe()
-                self.stats.reconnects += 1
-                log.warning("%s: reconnected after %d attempt(s)", self.uri, attempt)
-                return
+                container = self._open()
             except StreamError as exc:
                 self.stats.note_error(str(exc))
+                log.warning("%s: reconnect attempt %d failed (%s)", self.uri, attempt, str(exc).rsplit("(", 1)[-1].rstrip(")"))
                 if 0 <= self.reconnect_attempts <= attempt:
                     raise StreamError(f"{self.uri}: stream lost, {attempt} reconnect attempts failed") from None
                 delay = min(delay * 2, self.reconnect_max_backoff)
+                continue
+            with self._lock:
+                self.container = container
+            try:
+                self._describe()
+            except StreamError as exc:
+                self._close_container()
+                raise StreamError(f"{exc} (after reconnecting)") from None
+            self.stats.reconnects += 1
+            log.warning("%s: reconnected after %d attempt(s)", self.uri, attempt)
+            return started
+
+    def _close_container(self) -> None:
+        with self._lock:
+            container, self.container = self.container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection must not raise
+                pass
 
     def close(self) -> None:
-        self._closed = True
-        try:
-            self.container.close()
-        except Exception:  # noqa: BLE001 - closing a dead connection must not raise
-            pass
+        """Safe from any thread: a read in progress finishes (at most ``read_timeout``)
+        and the reading thread closes the connection then."""
+        self._closing.set()
+        if self._lock.acquire(timeout=0.1):
+            try:
+                container, self.container = self.container, None
+            finally:
+                self._lock.release()
+            if container is not None:
+                try:
+                    container.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+def _starts_picture(data: bytes, hevc: bool) -> bool | None:
+    """Whether the first slice in an Annex B packet starts a new picture (H.264
+    ``first_mb_in_slice == 0``, HEVC ``first_slice_segment_in_pic_flag``); None when the
+    packet holds no slice."""
+    i = 0
+    while True:
+        i = data.find(b"\x00\x00\x01", i)
+        if i < 0 or i + 5 >= len(data):
+            return None
+        header = data[i + 3]
+        if hevc and ((header >> 1) & 0x3F) < 32:
+            return bool(data[i + 5] & 0x80)
+        if not hevc and 1 <= (header & 0x1F) <= 5:
+            return bool(data[i + 4] & 0x80)
+        i += 3
+
+
+def _whole_pictures(packets: Iterator[av.Packet], codec: str) -> Iterator[av.Packet]:
+    """Joins the slices of one picture that an RTP depacketizer hands out as separate
+    packets (cameras and x264 write several slices per frame). Decoded one by one, each
+    slice comes out as its own frame with the same timestamp, the rest of the picture
+    concealed: a keyframe would be written twice, half broken."""
+    if codec not in ("h264", "hevc"):
+        yield from (p for p in packets if p.size)
+        return
+    pending: av.Packet | None = None
+    for packet in packets:
+        if not packet.size:
+            continue  # demux's final empty packet; the caller flushes the decoder
+        data = bytes(packet)
+        if pending is not None and _starts_picture(data, codec == "hevc") is False:
+            joined = av.Packet(bytes(pending) + data)
+            joined.pts = pending.pts if pending.pts is not None else packet.pts
+            joined.dts = pending.dts if pending.dts is not None else packet.dts
+            joined.time_base = packet.time_base
+            pending = joined
+            continue
+        if pending is not None:
+            yield pending
+        pending = packet
+    if pending is not None:
+        yield pending
 
 
 def open_source(uri: str, start: float | None = None, end: float | None = None, **live_options: object) -> Source:
     """Open a file, image, folder of images, ``rtsp://...`` URL or ``webcam:N``."""
     if uri.startswith(STREAM_SCHEMES) or uri.startswith("webcam:"):
-        return LiveSource(uri, **live_options)  # type: ignore[arg-type]
+        return LiveSource(uri, start=start, end=end, **live_options)  # type: ignore[arg-type]
     path = Path(uri)
     if not path.exists():
         raise InputError(f"{uri}: no such file or folder")

@@ -31,6 +31,7 @@ class Region:
     state: str = "detected"  # "detected" | "held" (predicted while the detector misses it)
     confidence: float = 1.0
     landmarks: np.ndarray | None = None  # (K, 2) when the detector gives them
+    velocity: np.ndarray | None = None  # xyxy pixels per frame, when known
 
 
 @dataclass
@@ -141,3 +142,83 @@ def enlarge(box: np.ndarray, margin: float) -> np.ndarray:
     x1, y1, x2, y2 = (float(v) for v in box)
     dw, dh = (x2 - x1) * margin, (y2 - y1) * margin
     return np.array([x1 - dw, y1 - dh, x2 + dw, y2 + dh], dtype=np.float32)
+
+
+def match_regions(before: list[Region], after: list[Region], gap: int, predict: bool = True) -> dict[int, int]:
+    """Pair regions of two moments ``gap`` frames apart: the same track id, else the
+    nearest centre (after moving ``before`` by its velocity) within a gate of one face
+    width per frame of gap. Greedy, closest first."""
+    pairs: dict[int, int] = {}
+    used: set[int] = set()
+    ids = {r.track_id: j for j, r in enumerate(after) if r.track_id >= 0}
+    for i, r in enumerate(before):
+        j = ids.get(r.track_id) if r.track_id >= 0 else None
+        if j is not None and j not in used:
+            pairs[i] = j
+            used.add(j)
+    candidates = []
+    for i, a in enumerate(before):
+        if i in pairs:
+            continue
+        box = a.box + a.velocity * gap if (predict and a.velocity is not None) else a.box
+        ca = (box[:2] + box[2:]) / 2
+        wa = float(max(a.box[2] - a.box[0], a.box[3] - a.box[1], 1.0))
+        for j, b in enumerate(after):
+            if j in used:
+                continue
+            d = float(np.hypot(*(ca - (b.box[:2] + b.box[2:]) / 2)))
+            if d <= wa * (1.0 + gap):
+                candidates.append((d, i, j))
+    for _, i, j in sorted(candidates):
+        if i not in pairs and j not in used:
+            pairs[i] = j
+            used.add(j)
+    return pairs
+
+
+@dataclass
+class CoverageMemory:
+    """Remembers every face detected in the last ``hold_frames`` frames, tracked or not.
+
+    ByteTrack associates by IoU, which fails for small fast faces (a CCTV face of 8 px
+    moving 7 px a frame has no overlap between detection runs) and it only holds
+    confirmed tracks. This memory matches by centre distance with a velocity estimate,
+    so a face the detector misses stays covered at its extrapolated position.
+    """
+
+    hold_frames: int = 12
+    growth: float = 0.1
+    max_growth: float = 0.6
+    _faces: list[tuple[Region, int]] = field(default_factory=list)  # (last detection, frame index)
+
+    def update(self, detected: list[Region], frame_index: int) -> list[Region]:
+        """Give it the detected regions of a detection frame; returns them (with velocities)
+        plus held regions for remembered faces that were not detected this time."""
+        previous = self._faces
+        pairs: dict[int, int] = {}
+        used: set[int] = set()
+        # Match each remembered face at its own gap.
+        for i, (r, seen) in enumerate(previous):
+            gap = frame_index - seen
+            m = match_regions([r], [d for j, d in enumerate(detected) if j not in used], gap)
+            if m:
+                free = [j for j in range(len(detected)) if j not in used]
+                j = free[m[0]]
+                pairs[i] = j
+                used.add(j)
+        for i, j in pairs.items():
+            r, seen = previous[i]
+            detected[j].velocity = (detected[j].box - r.box) / max(1, frame_index - seen)
+        held: list[Region] = []
+        faces: list[tuple[Region, int]] = [(d, frame_index) for d in detected]
+        for i, (r, seen) in enumerate(previous):
+            gap = frame_index - seen
+            if i in pairs or gap > self.hold_frames:
+                continue
+            box = r.box + (r.velocity * gap if r.velocity is not None else 0)
+            grow = min(self.growth * gap, self.max_growth)
+            held.append(Region(box=enlarge(box, grow), track_id=r.track_id, kind=r.kind, state="held",
+                               confidence=r.confidence, velocity=r.velocity))
+            faces.append((r, seen))
+        self._faces = faces
+        return detected + held

@@ -1,0 +1,261 @@
+"""LightAnonymizer: CAMOUFLaGE-Light behind the streamer's Anonymizer interface.
+
+Scopes (``anonymize.scope``):
+  face / person  every region gets a square crop around it (``light.context`` of its size
+                 on each side), generated at ``light.resolution`` and pasted back through a
+                 feathered mask: fully opaque over the region's shape (``anonymize.shape``
+                 and ``margin``, the same area the classical methods cover), fading out
+                 beyond it. Pixels outside the feathered area are not touched. In person
+                 scope, a face region already inside a generated person is not redone.
+  scene          the whole frame is generated (resized to ``light.resolution`` on its
+                 longer side) with every face in the map; every pixel changes.
+
+Identity over time: each track gets its own seed (same initial noise for its whole
+life) and, after its first generated frame, the FaRL embedding of its own generated
+face as the IP-Adapter's target identity; so a track keeps one fake face. A new track
+starts from a random target embedding drawn from its seed (scaled to the norm of the
+original's embedding). The negative branch always uses the original face's embedding.
+Person regions carry no face box: the head is taken as the top-centre of the box.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from streamer.anonymizers import Shape
+from tracking.tracker import Region
+
+from . import loading
+from .attribute_map import build_attribute_map
+from .attributes import FaceAttributes, FacerAttributeModel, face_crops, face_keypoints, square_crop
+from .pipeline import CamouflageLightPipeline
+
+log = logging.getLogger("camstream")
+
+
+def head_box(person: np.ndarray) -> np.ndarray:
+    """A person box's likely head: top-centre, 40 % of its width, as tall as wide."""
+    x1, y1, x2, y2 = (float(v) for v in person)
+    w = (x2 - x1) * 0.4
+    h = min(w * 1.2, (y2 - y1) * 0.25)
+    cx = (x1 + x2) / 2
+    return np.array([cx - w / 2, y1, cx + w / 2, y1 + h], np.float32)
+
+
+def feathered_alpha(hard: np.ndarray, feather: float) -> np.ndarray:
+    """1 on ``hard`` and a smooth fall-off outside it (never below 1 inside)."""
+    if feather <= 0:
+        return hard.astype(np.float32)
+    k = max(1, round(feather))
+    grown = cv2.dilate(hard.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    soft = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), feather)
+    return np.maximum(hard.astype(np.float32), soft)
+
+
+class LightAnonymizer:
+    """Replaces regions with CAMOUFLaGE-Light generations (see the module docstring)."""
+
+    name = "light"
+
+    def __init__(
+        self,
+        pipe: CamouflageLightPipeline,
+        attributes: FacerAttributeModel,
+        resolution: int = 768,
+        steps: int = 25,
+        strength: float = 0.75,
+        anonymization_scale: float = 1.0,
+        ip_adapter_scale: float = 0.6,
+        adapter_scale: float = 1.0,
+        seed: int = 0,
+        prompt: str = "",
+        scope: str = "face",
+        shape: Shape | None = None,
+        context: float = 0.5,
+        feather: float = 0.25,
+        max_tracks: int = 256,
+    ) -> None:
+        if scope not in ("face", "person", "scene"):
+            raise ValueError(f"scope {scope!r}: use face, person or scene")
+        self.pipe, self.attributes = pipe, attributes
+        m = pipe.size_multiple
+        self.resolution = max(m, resolution // m * m)
+        self.steps, self.strength, self.seed, self.prompt = steps, strength, seed, prompt
+        self.anonymization_scale, self.ip_adapter_scale, self.adapter_scale = (
+            anonymization_scale, ip_adapter_scale, adapter_scale)
+        self.scope, self.shape = scope, shape or Shape()
+        self.context = context
+        self.feather = feather
+        self.identities: OrderedDict[int, torch.Tensor] = OrderedDict()  # track -> target embedding
+        self.max_tracks = max_tracks
+
+    # ---------------------------------------------------------------- helpers
+    def _faces(self, image: np.ndarray, regions: Sequence[Region]) -> list[FaceAttributes]:
+        boxes = [r.box if r.kind == "face" else head_box(r.box) for r in regions]
+        probs = self.attributes.predict_faces(image, boxes)
+        return [FaceAttributes(np.asarray(b, np.float32), probs[i],
+                               face_keypoints(b, r.landmarks if r.kind == "face" else None))
+                for i, (b, r) in enumerate(zip(boxes, regions, strict=True))]
+
+    def _embed(self, image: np.ndarray, box: np.ndarray) -> torch.Tensor:
+        size = self.pipe.image_encoder.config.image_size
+        crops = face_crops(image, [box], size)
+        p = next(self.pipe.image_encoder.parameters())
+        with torch.no_grad():
+            return self.pipe.image_encoder(pixel_values=crops.to(p.device, p.dtype)).image_embeds[0].float().cpu()
+
+    def _grown(self, box: np.ndarray) -> np.ndarray:
+        """The covered shape's extent around ``box`` (streamer.anonymizers.Shape)."""
+        if hasattr(self.shape, "grown"):
+            return self.shape.grown(box)
+        from tracking.tracker import enlarge
+
+        return enlarge(box, self.shape.margin)
+
+    def _track_seed(self, track_id: int) -> int:
+        return self.seed + 1009 * max(track_id, 0)
+
+    def _target_identity(self, track_id: int, original: torch.Tensor) -> torch.Tensor:
+        if track_id >= 0 and track_id in self.identities:
+            self.identities.move_to_end(track_id)
+            return self.identities[track_id]
+        g = torch.Generator().manual_seed(self._track_seed(track_id) + 1)
+        target = torch.randn(original.shape, generator=g)
+        return target / target.norm().clamp_min(1e-6) * original.norm()
+
+    def set_keyframe(self, track_id: int, anonymized: np.ndarray, box: np.ndarray) -> None:
+        """Make the face at ``box`` of an already anonymized frame (e.g. a Base keyframe)
+        the target identity of ``track_id`` from now on (DESIGN: keyframes run Base,
+        frames in between run Light conditioned on the anonymized keyframe)."""
+        self.identities[track_id] = self._embed(anonymized, np.asarray(box, np.float32))
+        self.identities.move_to_end(track_id)
+        while len(self.identities) > self.max_tracks:
+            self.identities.popitem(last=False)
+
+    def _remember(self, track_id: int, embedding: torch.Tensor) -> None:
+        if track_id < 0 or track_id in self.identities:
+            return
+        self.identities[track_id] = embedding
+        while len(self.identities) > self.max_tracks:
+            self.identities.popitem(last=False)
+
+    def _generate(self, crop: np.ndarray, amap: np.ndarray, target: torch.Tensor, original: torch.Tensor,
+                  seed: int) -> np.ndarray:
+        out = self.pipe(
+            crop, amap, prompt=self.prompt, identity_embeds=target[None], original_embeds=original[None],
+            strength=self.strength, num_inference_steps=self.steps, anonymization_scale=self.anonymization_scale,
+            adapter_conditioning_scale=self.adapter_scale, ip_adapter_scale=self.ip_adapter_scale,
+            generator=torch.Generator().manual_seed(seed),
+        ).images[0]
+        return (out * 255).round().astype(np.uint8)
+
+    # ---------------------------------------------------------------- the interface
+    def anonymize(self, image: np.ndarray, regions: Sequence[Region], frame=None) -> np.ndarray:  # noqa: ANN001
+        if not regions:
+            return image
+        faces = self._faces(image, regions)
+        if self.scope == "scene":
+            return self._scene(image, regions, faces)
+        h, w = image.shape[:2]
+        covered = np.zeros((h, w), bool)
+        order = sorted(range(len(regions)), key=lambda i: regions[i].kind != "person")  # persons first
+        for i in order:
+            region = regions[i]
+            bounds = self.shape.bounds(region.box, w, h)
+            if bounds is None:
+                continue
+            x1, y1, x2, y2 = bounds
+            if region.kind == "face" and covered[y1:y2, x1:x2].all():
+                continue  # inside a person generated just now
+            self._region(image, region, faces, i, covered)
+        return image
+
+    def _region(self, image: np.ndarray, region: Region, faces: list[FaceAttributes], index: int,
+                covered: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        r = self.resolution
+        x1, y1, x2, y2 = (float(v) for v in region.box)
+        # The crop holds the covered shape (margin, and Shape's pixel minimum for tiny
+        # faces) plus a band to feather over.
+        gx1, gy1, gx2, gy2 = self._grown(region.box)
+        covered_side = max(gx2 - gx1, gy2 - gy1)
+        side = max(max(x2 - x1, y2 - y1, 4.0) * (1 + 2 * self.context), covered_side * 1.25)
+        ox, oy = (x1 + x2) / 2 - side / 2, (y1 + y2) / 2 - side / 2
+        scale = r / side
+        crop = square_crop(image, ox, oy, side, r)
+        # Every face visible in the crop goes into its map; the z-buffer keeps them apart.
+        amap = build_attribute_map(faces, (r, r), offset=(ox, oy), scale=scale)
+        face = faces[index]
+        original = self._embed(image, face.box)
+        target = self._target_identity(region.track_id, original)
+        generated = self._generate(crop, amap, target, original, self._track_seed(region.track_id))
+
+        # Paste back into the in-frame part of the crop window.
+        wx1, wy1 = max(0, int(np.floor(ox))), max(0, int(np.floor(oy)))
+        wx2, wy2 = min(w, int(np.ceil(ox + side))), min(h, int(np.ceil(oy + side)))
+        if wx2 <= wx1 or wy2 <= wy1:
+            return
+        # resize to (about) the frame's scale first, so shrinking is area-averaged, then place
+        native = max(1, round(side))
+        resized = cv2.resize(generated, (native, native), interpolation=cv2.INTER_AREA if native < r else cv2.INTER_CUBIC)
+        k = side / native
+        to_window = np.array([[k, 0, ox - wx1], [0, k, oy - wy1]], np.float32)
+        back = cv2.warpAffine(resized, to_window, (wx2 - wx1, wy2 - wy1), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        hard = np.zeros((wy2 - wy1, wx2 - wx1), bool)
+        m = self.shape.mask(region.box, w, h)
+        if m is not None:
+            (bx1, by1, bx2, by2), mask = m
+            if bx1 < wx1 or by1 < wy1 or bx2 > wx2 or by2 > wy2:
+                raise RuntimeError("light: covered shape larger than its crop")  # never paste a partial cover
+            hard[by1 - wy1:by2 - wy1, bx1 - wx1:bx2 - wx1] = mask[:, :, 0]
+        # Fade out over the band between the covered shape and the crop's edge.
+        band = (side - covered_side) / 2
+        alpha = feathered_alpha(hard, self.feather * band)[:, :, None]
+        window = image[wy1:wy2, wx1:wx2]
+        window[:] = (alpha * back + (1 - alpha) * window).round().clip(0, 255).astype(np.uint8)
+        covered[wy1:wy2, wx1:wx2] |= hard
+        # The generated face is this track's identity from now on.
+        self._remember(region.track_id, self._embed(generated, np.array(
+            [(face.box[0] - ox) * scale, (face.box[1] - oy) * scale, (face.box[2] - ox) * scale,
+             (face.box[3] - oy) * scale], np.float32)))
+
+    def _scene(self, image: np.ndarray, regions: Sequence[Region], faces: list[FaceAttributes]) -> np.ndarray:
+        h, w = image.shape[:2]
+        m = self.pipe.size_multiple
+        scale = self.resolution / max(h, w)
+        gw, gh = max(m, round(w * scale / m) * m), max(m, round(h * scale / m) * m)
+        sx, sy = gw / w, gh / h
+        small = cv2.resize(image, (gw, gh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        amap = build_attribute_map(faces, (gh, gw), scale=(sx, sy))
+        # One IP-Adapter embedding per image: the scene's identities are the faces' mean.
+        original = torch.stack([self._embed(image, f.box) for f in faces]).mean(0)
+        first = min((r.track_id for r in regions if r.track_id >= 0), default=-1)
+        target = self._target_identity(-1, original)
+        generated = self._generate(small, amap, target, original, self._track_seed(first))
+        image[:] = cv2.resize(generated, (w, h), interpolation=cv2.INTER_CUBIC if scale < 1 else cv2.INTER_AREA)
+        return image
+
+
+def build_light_anonymizer(config) -> LightAnonymizer:  # noqa: ANN001 - streamer.config.Config
+    """``camstream run --method light``: models from ``models.*``, settings from ``light.*``."""
+    from camouflage.device import resolve_device, resolve_dtype
+
+    device = resolve_device(config.models.device)
+    dtype = resolve_dtype(config.models.dtype, device)
+    light, ano = config.light, config.anonymize
+    paths = loading.resolve_models(config.models.dir, loading.LIGHT_MODELS, config.models.offline)
+    pipe = CamouflageLightPipeline.from_paths(paths, scheduler=light.scheduler, device=device, dtype=dtype)
+    attributes = FacerAttributeModel.from_pretrained(paths[loading.FACER_ATTRIBUTES]).to(device, dtype)
+    return LightAnonymizer(
+        pipe, attributes, resolution=light.resolution, steps=light.steps, strength=light.strength,
+        anonymization_scale=light.anonymization_scale, ip_adapter_scale=light.ip_adapter_scale,
+        adapter_scale=light.adapter_scale, seed=light.seed, prompt=light.prompt, scope=ano.scope,
+        shape=Shape(kind=ano.shape, margin=ano.margin), context=light.context, feather=light.feather,
+    )

@@ -1,0 +1,210 @@
+"""Per-face attributes for Light's conditioning.
+
+* :class:`FaRLEncoder` — FaRL's visual encoder: the CLIP ViT-B/16 architecture
+  (``transformers.CLIPVisionModelWithProjection``) with FaRL's weights. Its
+  projected embedding feeds the IP-Adapter.
+* :class:`FacerAttributeModel` — FACER's face-attribute model: a FaRL backbone plus a
+  linear head giving 40 CelebA attribute probabilities (sigmoid, multi-label).
+* :func:`face_keypoints` — the 5 keypoints of a face: the detector's landmarks when
+  present, else the standard 5-point template placed in the box.
+
+Upstream FACER ships its attribute model as TorchScript on GitHub and FaRL as a
+``.pth`` of OpenAI-CLIP keys; neither downloads here. Both loaders read the
+diffusers/transformers layout (``config.json`` + ``model.safetensors``), which is what
+``camstream models fetch`` writes after conversion and what ``make-tiny`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+
+from streamer.errors import ModelError
+
+# The 40 CelebA attributes, in CelebA's (and FACER's) order.
+CELEBA_ATTRIBUTES: tuple[str, ...] = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
+    "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones",
+    "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin",
+    "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair",
+    "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace",
+    "Wearing_Necktie", "Young",
+)
+NUM_ATTRIBUTES = len(CELEBA_ATTRIBUTES)
+
+# CLIP's normalisation, which FaRL keeps.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# ArcFace's 5-point template (eyes, nose, mouth corners) as fractions of a face box.
+KEYPOINT_TEMPLATE = np.array(
+    [[0.3154, 0.4011], [0.6846, 0.4011], [0.5000, 0.5929], [0.3492, 0.7800], [0.6508, 0.7800]], np.float32
+)
+
+
+def face_keypoints(box: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """(5, 2) keypoints in image pixels: the detector's landmarks, else the template."""
+    if landmarks is not None and len(landmarks) == 5 and np.isfinite(landmarks).all():
+        return np.asarray(landmarks, np.float32)
+    x1, y1, x2, y2 = np.asarray(box, np.float32)
+    return KEYPOINT_TEMPLATE * np.array([x2 - x1, y2 - y1], np.float32) + np.array([x1, y1], np.float32)
+
+
+def square_crop(image: np.ndarray, x: float, y: float, side: float, size: int) -> np.ndarray:
+    """The square ``[x, x + side) x [y, y + side)`` of ``image`` resized to ``size``; outside the
+    frame the edge is repeated. Shrinking goes through INTER_AREA (warpAffine alone aliases)."""
+    import cv2
+
+    native = max(1, round(side))
+    if native > size:  # cut at native scale first, then area-average down
+        m = np.array([[native / side, 0, -x * native / side], [0, native / side, -y * native / side]], np.float32)
+        cut = cv2.warpAffine(image, m, (native, native), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA)
+    scale = size / side
+    m = np.array([[scale, 0, -x * scale], [0, scale, -y * scale]], np.float32)
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+
+
+def face_crops(image: np.ndarray, boxes: list[np.ndarray], size: int, margin: float = 0.2) -> torch.Tensor:
+    """Square crops around ``boxes`` (enlarged by ``margin``), CLIP-normalised, (N, 3, size, size).
+
+    Crops that leave the image are padded with the edge, so a face at the border keeps its scale.
+    """
+    out = []
+    for box in boxes:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        half = max(x2 - x1, y2 - y1, 2.0) * (0.5 + margin)
+        out.append(square_crop(image, (x1 + x2) / 2 - half, (y1 + y2) / 2 - half, 2 * half, size))
+    if not out:
+        return torch.zeros(0, 3, size, size)
+    batch = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (batch - mean) / std
+
+
+class FaRLEncoder(nn.Module):
+    """FaRL's image encoder: ``encode(pixels) -> (N, projection_dim)`` embeddings."""
+
+    def __init__(self, model: CLIPVisionModelWithProjection) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def image_size(self) -> int:
+        return self.model.config.image_size
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.config.projection_dim
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        p = next(self.model.parameters())
+        return self.model(pixel_values=pixels.to(p.device, p.dtype)).image_embeds
+
+    def embed_faces(self, image: np.ndarray, boxes: list[np.ndarray]) -> torch.Tensor:
+        return self.encode(face_crops(image, boxes, self.image_size))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> FaRLEncoder:
+        try:
+            model = CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"FaRL encoder at {path}: cannot load ({str(exc).splitlines()[0]})") from None
+        return cls(model.eval())
+
+
+class FacerAttributeModel(nn.Module):
+    """FACER-style attribute classifier: FaRL backbone -> pooled CLS -> Linear(40) -> sigmoid.
+
+    On disk: ``backbone/`` (a ``CLIPVisionModel`` folder) and ``head.safetensors``
+    (``weight`` (40, hidden), ``bias`` (40,)) plus ``attributes.json`` (names, in order).
+    """
+
+    def __init__(self, backbone: CLIPVisionModel, head: nn.Linear) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    @property
+    def image_size(self) -> int:
+        return self.backbone.config.image_size
+
+    @torch.no_grad()
+    def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 40) attribute probabilities for CLIP-normalised face crops."""
+        p = next(self.backbone.parameters())
+        pooled = self.backbone(pixel_values=pixels.to(p.device, p.dtype)).pooler_output
+        return torch.sigmoid(self.head(pooled)).float()
+
+    def predict_faces(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+        if not boxes:
+            return np.zeros((0, NUM_ATTRIBUTES), np.float32)
+        return self.probabilities(face_crops(image, boxes, self.image_size)).cpu().numpy()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> FacerAttributeModel:
+        path = Path(path)
+        try:
+            backbone = CLIPVisionModel.from_pretrained(str(path / "backbone"), local_files_only=True)
+            state = load_file(str(path / "head.safetensors"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"FACER attribute model at {path}: cannot load ({str(exc).splitlines()[0]})") from None
+        names = json.loads((path / "attributes.json").read_text()) if (path / "attributes.json").exists() else None
+        if state["weight"].shape[0] != NUM_ATTRIBUTES or (names is not None and tuple(names) != CELEBA_ATTRIBUTES):
+            raise ModelError(f"FACER attribute model at {path}: expected the 40 CelebA attributes in CelebA order")
+        head = nn.Linear(state["weight"].shape[1], NUM_ATTRIBUTES)
+        head.load_state_dict(state)
+        return cls(backbone.eval(), head.eval())
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(str(path / "backbone"))
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))
+        (path / "attributes.json").write_text(json.dumps(list(CELEBA_ATTRIBUTES)))
+
+    @classmethod
+    def random(cls, config: CLIPVisionConfig, seed: int = 0) -> FacerAttributeModel:
+        torch.manual_seed(seed)
+        return cls(CLIPVisionModel(config).eval(), nn.Linear(config.hidden_size, NUM_ATTRIBUTES).eval())
+
+
+@dataclass
+class FaceAttributes:
+    """What Light knows about one face of a frame, in that frame's pixels."""
+
+    box: np.ndarray  # xyxy float32
+    probabilities: np.ndarray  # (40,) CelebA attribute probabilities
+    keypoints: np.ndarray  # (5, 2)
+    embedding: torch.Tensor | None = None  # FaRL embedding of the original face (negative identity)
+
+
+class AttributeExtractor:
+    """FACER attributes + keypoints (+ optional FaRL embeddings) for the faces of a frame."""
+
+    def __init__(self, attributes: FacerAttributeModel, farl: FaRLEncoder | None = None) -> None:
+        self.attributes = attributes
+        self.farl = farl
+
+    def __call__(self, image: np.ndarray, boxes: list[np.ndarray], landmarks: list[np.ndarray | None] | None = None,
+                 embeddings: bool = False) -> list[FaceAttributes]:
+        landmarks = landmarks if landmarks is not None else [None] * len(boxes)
+        probs = self.attributes.predict_faces(image, boxes)
+        embeds = self.farl.embed_faces(image, boxes) if embeddings and self.farl is not None and boxes else None
+        return [
+            FaceAttributes(
+                box=np.asarray(b, np.float32), probabilities=probs[i], keypoints=face_keypoints(b, landmarks[i]),
+                embedding=None if embeds is None else embeds[i],
+            )
+            for i, b in enumerate(boxes)
+        ]

@@ -1,0 +1,274 @@
+"""CamouflageLightPipeline: img2img on a frozen SD1.5 with a 41-channel T2I-Adapter and
+an IP-Adapter fed by FaRL embeddings, plus negative identity guidance.
+
+The loop (``__call__``), top to bottom:
+  1. encode the prompt (empty at inference: captions are a training-time signal only),
+  2. VAE-encode the original and noise it to the timestep chosen by ``strength``,
+  3. run the T2I-Adapter once on the attribute map (its residuals are the same at every step),
+  4. denoise; with ``anonymization_scale`` a_s != 1 each step predicts twice, in one batch:
+         eps_pos: IP-Adapter fed the *target* identity (``identity_embeds``)
+         eps_neg: IP-Adapter fed the *original* face's own FaRL embedding
+         eps = eps_neg + a_s * (eps_pos - eps_neg)
+     Both branches share the prompt, the latents and the attribute/keypoint residuals,
+     so their difference is the identity direction alone: a_s = 0 follows the original
+     identity, a_s = 1 the target, a_s > 1 pushes further away from the original.
+     This mirrors Base's IDF negative guidance without a sixth network: Light's
+     "identity function" is its own IP-Adapter fed the original embedding.
+  5. VAE-decode.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    DPMSolverSDEScheduler,
+    EulerAncestralDiscreteScheduler,
+    T2IAdapter,
+    UNet2DConditionModel,
+)
+from diffusers.loaders import IPAdapterMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+from streamer.errors import ConfigError, ModelError
+
+from . import loading
+from .adapters import load_ip_adapter_file
+from .attributes import CLIP_MEAN, CLIP_STD
+
+SCHEDULERS = {
+    # DPM++ SDE Karras, the paper's sampler (needs torchsde; slow on CPU).
+    "dpmpp_sde_karras": lambda cfg: DPMSolverSDEScheduler.from_config(cfg, use_karras_sigmas=True),
+    "dpmpp_2m_sde_karras": lambda cfg: DPMSolverMultistepScheduler.from_config(
+        cfg, algorithm_type="sde-dpmsolver++", use_karras_sigmas=True
+    ),
+    "dpmpp_2m_karras": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True),
+    "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
+    "euler_a": lambda cfg: EulerAncestralDiscreteScheduler.from_config(cfg),
+}
+
+
+def make_scheduler(name: str, config: dict):
+    if name not in SCHEDULERS:
+        raise ConfigError(f"light.scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
+    return SCHEDULERS[name](config)
+
+
+@dataclass
+class LightPipelineOutput(BaseOutput):
+    images: np.ndarray | torch.Tensor  # (B, H, W, 3) float in [0, 1] ("np") or (B, 3, H, W) ("pt")
+
+
+def _to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float in [0, 1] from uint8 HWC / BHWC arrays or a float tensor."""
+    if isinstance(image, torch.Tensor):
+        return image if image.ndim == 4 else image[None]
+    array = np.asarray(image)
+    if array.ndim == 3:
+        array = array[None]
+    return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0
+
+
+class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin):
+    """CAMOUFLaGE-Light as a diffusers pipeline.
+
+    Example::
+
+        pipe = CamouflageLightPipeline.from_models_dir("models/")
+        out = pipe(image, attribute_map, identity_embeds=target, original_embeds=own,
+                   anonymization_scale=1.25, generator=torch.Generator().manual_seed(0))
+    """
+
+    model_cpu_offload_seq = "text_encoder->image_encoder->adapter->unet->vae"
+    _optional_components = ["image_encoder", "feature_extractor"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler,
+        adapter: T2IAdapter,
+        image_encoder: CLIPVisionModelWithProjection | None = None,
+        feature_extractor=None,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+            adapter=adapter, image_encoder=image_encoder, feature_extractor=feature_extractor,
+        )
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Generated sizes must be multiples of this (64 for SD1.5: VAE 8 x U-Net/adapter 8)."""
+        unet = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return max(unet, self.adapter.total_downscale_factor)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_models_dir(
+        cls,
+        models_dir: str | Path | None,
+        scheduler: str = "dpmpp_sde_karras",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        offline: bool | None = None,
+    ) -> CamouflageLightPipeline:
+        """sd15 + vae + Light's adapters + FaRL, each resolved through the manifest."""
+        paths = loading.resolve_models(
+            models_dir, (loading.SD15, loading.VAE, loading.FARL, loading.IP_ADAPTER, loading.T2I_ADAPTER), offline)
+        return cls.from_paths(paths, scheduler, device, dtype)
+
+    @classmethod
+    def from_paths(
+        cls,
+        paths: dict[str, Path],
+        scheduler: str = "dpmpp_sde_karras",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> CamouflageLightPipeline:
+        """Load from resolved folders (``loading.resolve_models``)."""
+        sd = paths[loading.SD15]
+        kw = {"local_files_only": True, "torch_dtype": dtype}  # diffusers
+        tkw = {"local_files_only": True, "dtype": dtype}  # transformers 5
+        try:
+            pipe = cls(
+                vae=AutoencoderKL.from_pretrained(paths[loading.VAE], **kw),
+                text_encoder=CLIPTextModel.from_pretrained(sd / "text_encoder", **tkw),
+                tokenizer=CLIPTokenizer.from_pretrained(sd / "tokenizer"),
+                unet=UNet2DConditionModel.from_pretrained(sd / "unet", **kw),
+                scheduler=make_scheduler(scheduler, DDIMScheduler.load_config(sd / "scheduler")),
+                adapter=T2IAdapter.from_pretrained(paths[loading.T2I_ADAPTER], **kw),
+                image_encoder=CLIPVisionModelWithProjection.from_pretrained(paths[loading.FARL], **tkw),
+            )
+            weights = load_ip_adapter_file(paths[loading.IP_ADAPTER] / loading.IP_ADAPTER_WEIGHTS)
+            pipe.load_ip_adapter(weights, subfolder="", weight_name="", image_encoder_folder=None)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"CAMOUFLaGE-Light: cannot load models ({str(exc).splitlines()[0]})") from None
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
+
+    # ------------------------------------------------------------------ pieces
+    def encode_prompt(self, prompt: str | list[str], batch: int) -> torch.Tensor:
+        prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return self.text_encoder(ids.to(self.text_encoder.device))[0]
+
+    def encode_identity(self, images: torch.Tensor) -> torch.Tensor:
+        """FaRL embeddings of (B, 3, H, W) [0, 1] images (already face crops)."""
+        if self.image_encoder is None:
+            raise ModelError("CAMOUFLaGE-Light: no FaRL image encoder loaded")
+        size = self.image_encoder.config.image_size
+        x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+        x = (x - mean) / torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        p = next(self.image_encoder.parameters())
+        return self.image_encoder(pixel_values=x.to(p.device, p.dtype)).image_embeds
+
+    def get_timesteps(self, steps: int, strength: float) -> torch.Tensor:
+        self.scheduler.set_timesteps(steps, device=self._execution_device)
+        init = min(int(steps * strength), steps)
+        t_start = max(steps - init, 0)
+        timesteps = self.scheduler.timesteps[t_start * self.scheduler.order:]
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(t_start * self.scheduler.order)
+        return timesteps
+
+    def predict_noise(self, latents, t, text, identity, residuals) -> torch.Tensor:
+        """One U-Net call; ``residuals`` are copied because the U-Net pops from the list."""
+        return self.unet(
+            latents, t, encoder_hidden_states=text,
+            added_cond_kwargs={"image_embeds": [identity[:, None]]},
+            down_intrablock_additional_residuals=[r.clone() for r in residuals],
+        ).sample
+
+    # ------------------------------------------------------------------ the algorithm
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: np.ndarray | torch.Tensor,
+        attribute_map: np.ndarray | torch.Tensor,
+        prompt: str | list[str] = "",
+        identity_embeds: torch.Tensor | None = None,
+        original_embeds: torch.Tensor | None = None,
+        strength: float = 0.75,
+        num_inference_steps: int = 25,
+        anonymization_scale: float = 1.0,
+        adapter_conditioning_scale: float = 1.0,
+        ip_adapter_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "np",
+    ) -> LightPipelineOutput:
+        device, dtype = self._execution_device, self.unet.dtype
+        pixels = _to_tensor(image).to(device)
+        batch, _, height, width = pixels.shape
+        multiple = self.size_multiple
+        if height % multiple or width % multiple:
+            raise ValueError(f"image size {width}x{height} must be a multiple of {multiple}")
+        cond = torch.as_tensor(np.asarray(attribute_map) if not isinstance(attribute_map, torch.Tensor)
+                               else attribute_map)
+        cond = (cond if cond.ndim == 4 else cond[None]).to(device, self.adapter.dtype)
+        if ip_adapter_scale is not None:
+            self.set_ip_adapter_scale(ip_adapter_scale)
+        embed_dim = self.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.in_features
+
+        # 1. prompt
+        text = self.encode_prompt(prompt, batch).to(dtype)
+        # identities: the target (positive) and the original's own (negative)
+        if identity_embeds is None:
+            identity_embeds = torch.zeros(batch, embed_dim)
+        identity_embeds = identity_embeds.to(device, dtype)
+        guided = anonymization_scale != 1.0
+        if guided and original_embeds is None:
+            original_embeds = self.encode_identity(pixels)
+        # 2. img2img start: the original's latents noised to the first timestep
+        timesteps = self.get_timesteps(num_inference_steps, strength)
+        init = self.vae.encode((pixels * 2 - 1).to(self.vae.dtype)).latent_dist.sample(generator)
+        init = (init * self.vae.config.scaling_factor).to(dtype)
+        noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
+        latents = self.scheduler.add_noise(init, noise, timesteps[:1])
+        if isinstance(self.scheduler, DPMSolverSDEScheduler):
+            # Its Brownian tree draws its seed from the global RNG unless told: take it from ours.
+            self.scheduler.noise_sampler = None
+            self.scheduler.noise_sampler_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        # ancestral / SDE multistep schedulers draw step noise: from our generator too
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        # 3. the attribute/keypoint residuals, once
+        residuals = [f * adapter_conditioning_scale for f in self.adapter(cond)]
+        residuals = [r.to(dtype) for r in residuals]
+        if guided:
+            text2 = torch.cat([text, text])
+            identity2 = torch.cat([original_embeds.to(device, dtype), identity_embeds])
+            residuals2 = [torch.cat([r, r]) for r in residuals]
+        # 4. denoise
+        for t in self.progress_bar(timesteps):
+            model_in = self.scheduler.scale_model_input(latents, t)
+            if guided:
+                eps_neg, eps_pos = self.predict_noise(torch.cat([model_in, model_in]), t, text2, identity2,
+                                                      residuals2).chunk(2)
+                # Negative identity guidance: away from the original face's own embedding.
+                eps = eps_neg + anonymization_scale * (eps_pos - eps_neg)
+            else:
+                eps = self.predict_noise(model_in, t, text, identity_embeds, residuals)
+            latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+        # 5. decode
+        decoded = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.vae.dtype)).sample
+        images = (decoded.float() / 2 + 0.5).clamp(0, 1)
+        self.maybe_free_model_hooks()
+        if output_type == "pt":
+            return LightPipelineOutput(images=images)
+        return LightPipelineOutput(images=images.permute(0, 2, 3, 1).cpu().numpy())

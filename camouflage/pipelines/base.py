@@ -1,0 +1,269 @@
+"""CAMOUFLaGE-Base as a diffusers pipeline (arXiv 2403.14790, Sec. 3).
+
+img2img from the VAE encoding of the original: five ControlNets (depth, normal, seg,
+pose, lineart; lineart switched off after ``lineart_stop`` of the steps) give the
+positive branch, text CFG with the image's caption; a sixth, identity-function (IDF)
+ControlNet conditioned on the original's VAE latents gives the negative branch, and
+:func:`identity_guidance` mixes them with the anonymization scale ``a_s``:
+
+    eps = eps_idf + a_s * (eps_pos - eps_idf)
+
+a_s = 0 reproduces the original, 1 follows the positive controls, > 1 pushes away from it.
+All branches run in ONE batched UNet call per step.
+
+>>> pipe = CamouflageBasePipeline.from_manifest(ModelResolver(models_dir="models"))  # doctest: +SKIP
+>>> out = pipe(image, controls, prompt="a woman in a room", generator=torch.Generator().manual_seed(0))
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    DPMSolverSDEScheduler,
+    EulerAncestralDiscreteScheduler,
+    UNet2DConditionModel,
+)
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from streamer.errors import ConfigError, ModelError
+
+from . import BASE_MODELS, CONTROLS
+
+DEFAULT_SCALES = {"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart": 0.5}
+__all__ = ["BASE_MODELS", "CONTROLS", "CamouflageBasePipeline", "CamouflageBasePipelineOutput", "identity_guidance"]
+
+
+def identity_guidance(eps_pos: torch.Tensor, eps_idf: torch.Tensor, anonymization_scale: float) -> torch.Tensor:
+    """The paper's negative identity guidance: eps = eps_idf + a_s * (eps_pos - eps_idf)."""
+    return eps_idf + anonymization_scale * (eps_pos - eps_idf)
+
+
+def make_idf_controlnet(unet: UNet2DConditionModel, embedding: tuple[int, ...] = (128,)) -> ControlNetModel:
+    """The IDF ControlNet, initialised from ``unet``: its condition is the 4-channel VAE latent
+    itself, so the conditioning embedding has a single block (no downsampling)."""
+    return ControlNetModel.from_unet(unet, conditioning_channels=unet.config.in_channels,
+                                     conditioning_embedding_out_channels=embedding)
+
+
+SCHEDULERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "dpmpp_sde_karras": lambda c: DPMSolverSDEScheduler.from_config(c, use_karras_sigmas=True),
+    "dpmpp_2m_sde_karras": lambda c: DPMSolverMultistepScheduler.from_config(c, algorithm_type="sde-dpmsolver++", use_karras_sigmas=True),
+    "dpmpp_2m_karras": lambda c: DPMSolverMultistepScheduler.from_config(c, use_karras_sigmas=True),
+    "euler_a": lambda c: EulerAncestralDiscreteScheduler.from_config(c),
+    "ddim": lambda c: DDIMScheduler.from_config(c),
+}
+
+
+def make_scheduler(name: str, config: Mapping[str, Any]):  # noqa: ANN201
+    try:
+        return SCHEDULERS[name](config)
+    except KeyError:
+        raise ConfigError(f"base.scheduler {name!r}: use one of {', '.join(SCHEDULERS)}") from None
+
+
+@dataclass
+class CamouflageBasePipelineOutput(BaseOutput):
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    prompts: list[str]
+
+
+class CamouflageBasePipeline(DiffusionPipeline):
+    """Multi-ControlNet img2img with identity-function negative guidance (CAMOUFLaGE-Base)."""
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components: list[str] = []
+
+    def __init__(self, vae: AutoencoderKL, text_encoder, tokenizer, unet: UNet2DConditionModel,  # noqa: ANN001
+                 controlnet: MultiControlNetModel | Sequence[ControlNetModel], idf_controlnet: ControlNetModel, scheduler) -> None:  # noqa: ANN001
+        super().__init__()
+        if isinstance(controlnet, (list, tuple)):
+            controlnet = MultiControlNetModel(list(controlnet))
+        if len(controlnet.nets) != len(CONTROLS):
+            raise ValueError(f"CamouflageBasePipeline needs {len(CONTROLS)} ControlNets ({', '.join(CONTROLS)})")
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              controlnet=controlnet, idf_controlnet=idf_controlnet, scheduler=scheduler)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        self.control_image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False)
+
+    # -- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def from_manifest(cls, resolver, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,  # noqa: ANN001
+                      scheduler: str = "dpmpp_sde_karras") -> CamouflageBasePipeline:
+        """Load every component through the manifest resolver (safetensors only)."""
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        paths = resolver.resolve_many(BASE_MODELS)
+        try:
+            sd = paths["sd15"]
+            pipe = cls(
+                vae=AutoencoderKL.from_pretrained(paths["vae"], use_safetensors=True, torch_dtype=dtype),
+                text_encoder=CLIPTextModel.from_pretrained(sd / "text_encoder", use_safetensors=True, dtype=dtype),
+                tokenizer=CLIPTokenizer.from_pretrained(sd / "tokenizer"),
+                unet=UNet2DConditionModel.from_pretrained(sd / "unet", use_safetensors=True, torch_dtype=dtype),
+                controlnet=MultiControlNetModel([
+                    ControlNetModel.from_pretrained(paths[f"controlnet_{c}"], use_safetensors=True, torch_dtype=dtype) for c in CONTROLS
+                ]),
+                idf_controlnet=ControlNetModel.from_pretrained(paths["idf_controlnet"], use_safetensors=True, torch_dtype=dtype),
+                scheduler=make_scheduler(scheduler, DPMSolverSDEScheduler.load_config(sd / "scheduler")),
+            )
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken/incompatible checkpoint: one line, exit 5
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise ModelError(f"cannot load CAMOUFLaGE-Base models ({type(exc).__name__}: {first[:200]})") from exc
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
+
+    # -- pieces of the algorithm ---------------------------------------------------------
+
+    def encode_prompt(self, prompts: list[str], device: torch.device) -> torch.Tensor:
+        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(device)
+        return self.text_encoder(ids)[0].to(self.unet.dtype)
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The original's VAE latents (posterior mean, scaled): img2img start and IDF condition."""
+        image = image.to(device=self._execution_device, dtype=self.vae.dtype)
+        return self.vae.encode(image).latent_dist.mean * self.vae.config.scaling_factor
+
+    def get_timesteps(self, num_inference_steps: int, strength: float) -> tuple[torch.Tensor, int]:
+        init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
+        t_start = max(num_inference_steps - init_timestep, 0)
+        timesteps = self.scheduler.timesteps[t_start * self.scheduler.order:]
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(t_start * self.scheduler.order)
+        return timesteps, num_inference_steps - t_start
+
+    def _seed_scheduler(self, generator: torch.Generator | None) -> dict[str, Any]:
+        """Scheduler noise from ``generator`` too: DPM++ SDE draws its Brownian tree from
+        ``noise_sampler_seed`` (random unless set), others take ``generator`` in step()."""
+        if isinstance(generator, list):
+            generator = generator[0]
+        if hasattr(self.scheduler, "noise_sampler_seed"):
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else None
+            self.scheduler.noise_sampler_seed = seed
+            self.scheduler.noise_sampler = None
+        if "generator" in inspect.signature(self.scheduler.step).parameters:
+            return {"generator": generator}
+        return {}
+
+    @staticmethod
+    def _as_pil(images):  # noqa: ANN001, ANN205
+        """uint8 arrays -> PIL (VaeImageProcessor reads numpy input as floats in [0, 1])."""
+        if isinstance(images, np.ndarray) and images.dtype == np.uint8:
+            return [PIL.Image.fromarray(i) for i in images] if images.ndim == 4 else PIL.Image.fromarray(images)
+        if isinstance(images, list):
+            return [PIL.Image.fromarray(i) if isinstance(i, np.ndarray) and i.dtype == np.uint8 else i for i in images]
+        return images
+
+    def control_scales(self, scales: Mapping[str, float], step: int, total: int, lineart_stop: float) -> list[float]:
+        """Per-ControlNet conditioning scales at ``step``: lineart is 0 from ``lineart_stop`` on."""
+        out = [float(scales[c]) for c in CONTROLS]
+        if step >= lineart_stop * total:
+            out[CONTROLS.index("lineart")] = 0.0
+        return out
+
+    # -- the algorithm ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: PIL.Image.Image | np.ndarray | torch.Tensor | list,
+        control_images: Mapping[str, PIL.Image.Image | np.ndarray | torch.Tensor],
+        prompt: str | list[str] = "",
+        negative_prompt: str | list[str] = "",
+        num_inference_steps: int = 25,
+        strength: float = 0.75,
+        anonymization_scale: float = 1.25,
+        guidance_scale: float = 7.5,
+        controlnet_conditioning_scale: Mapping[str, float] | None = None,
+        lineart_stop: float = 0.5,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        callback_on_step_end: Callable[[CamouflageBasePipeline, int, torch.Tensor, dict[str, Any]], None] | None = None,
+    ) -> CamouflageBasePipelineOutput:
+        device = self._execution_device
+        scales = {**DEFAULT_SCALES, **(controlnet_conditioning_scale or {})}
+        if set(scales) != set(CONTROLS):
+            raise ValueError(f"controlnet_conditioning_scale: unknown control(s) {', '.join(sorted(set(scales) - set(CONTROLS)))}")
+        missing = [c for c in CONTROLS if c not in control_images]
+        if missing:
+            raise ValueError(f"control images missing: {', '.join(missing)}")
+
+        # 1. the original, its latents (img2img start AND the IDF condition), the controls
+        original = self.image_processor.preprocess(self._as_pil(image))
+        batch, _, height, width = original.shape
+        prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+        negatives = [negative_prompt] * batch if isinstance(negative_prompt, str) else list(negative_prompt)
+        init_latents = self.encode_image(original)
+        idf_condition = init_latents.to(self.unet.dtype)
+        controls = [
+            self.control_image_processor.preprocess(self._as_pil(control_images[c]), height=height, width=width).to(device, self.unet.dtype)
+            for c in CONTROLS
+        ]
+
+        # 2. text: [negative, caption] for CFG on the positive branch; the IDF branch uses the caption
+        do_cfg = guidance_scale > 1.0
+        text = self.encode_prompt(prompts, device)
+        positive_text = torch.cat([self.encode_prompt(negatives, device), text]) if do_cfg else text
+        n_pos = 2 if do_cfg else 1
+        controls = [c.repeat(n_pos, 1, 1, 1) for c in controls]
+
+        # 3. timesteps and the noised start
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps, num_inference_steps = self.get_timesteps(num_inference_steps, strength)
+        extra_step_kwargs = self._seed_scheduler(generator)
+        noise = randn_tensor(init_latents.shape, generator=generator, device=device, dtype=init_latents.dtype)
+        latents = self.scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch))
+
+        # 4. denoising loop
+        for i, t in enumerate(timesteps):
+            x = self.scheduler.scale_model_input(latents, t).to(self.unet.dtype)
+            x_pos = x.repeat(n_pos, 1, 1, 1)
+            step_scales = self.control_scales(scales, i, len(timesteps), lineart_stop)
+            down_pos, mid_pos = self.controlnet(x_pos, t, encoder_hidden_states=positive_text, controlnet_cond=controls,
+                                                conditioning_scale=step_scales, return_dict=False)
+            down_idf, mid_idf = self.idf_controlnet(x, t, encoder_hidden_states=text, controlnet_cond=idf_condition,
+                                                    conditioning_scale=1.0, return_dict=False)
+            # one UNet call for all branches: [negative+controls, caption+controls, caption+IDF]
+            eps = self.unet(
+                torch.cat([x_pos, x]), t, encoder_hidden_states=torch.cat([positive_text, text]),
+                down_block_additional_residuals=[torch.cat([p, q]) for p, q in zip(down_pos, down_idf, strict=True)],
+                mid_block_additional_residual=torch.cat([mid_pos, mid_idf]),
+                return_dict=False,
+            )[0]
+            if do_cfg:
+                eps_uncond, eps_text, eps_idf = eps.chunk(3)
+                eps_pos = eps_uncond + guidance_scale * (eps_text - eps_uncond)
+            else:
+                eps_pos, eps_idf = eps.chunk(2)
+            noise_pred = identity_guidance(eps_pos, eps_idf, anonymization_scale)
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, i, t, {"latents": latents, "model_input": x, "eps_pos": eps_pos, "eps_idf": eps_idf,
+                                                  "noise_pred": noise_pred, "control_scales": step_scales})
+            latents = self.scheduler.step(noise_pred.to(latents.dtype), t, latents, **extra_step_kwargs, return_dict=False)[0]
+
+        # 5. decode
+        if output_type == "latent":
+            return CamouflageBasePipelineOutput(images=latents, prompts=prompts)
+        decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+        images = self.image_processor.postprocess(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        return CamouflageBasePipelineOutput(images=images, prompts=prompts)

@@ -1,0 +1,205 @@
+"""``camstream models make-tiny DIR``: tiny RANDOM-weight models for every manifest entry,
+written in the same layout the loader reads (``DIR/<name>/``), so tests exercise the real
+loading path. ``DIR/RANDOM_WEIGHTS.txt`` marks the set; loaders warn loudly about it.
+
+Each entry folder also gets ``camstream_tiny.json`` listing the files written (the
+manifest's file patterns describe the real repos, which the tiny stand-ins only mirror).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("camstream")
+
+MARKER_TEXT = """\
+RANDOM WEIGHTS -- NOT A MODEL.
+Every model under this folder was written by `camstream models make-tiny` with tiny
+randomly initialised weights. Output made with them is noise. Use it for tests and demos
+of the loading code only; never to anonymize real footage.
+"""
+
+CROSS_ATTENTION_DIM = 32
+
+
+def _finish(folder: Path) -> None:
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "camstream_tiny.json")
+    (folder / "camstream_tiny.json").write_text(json.dumps({"random_weights": True, "files": files}, indent=1))
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-level alphabet: every byte maps to a printable character."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+
+
+def tiny_clip_tokenizer():  # noqa: ANN201
+    """A CLIP BPE tokenizer over single bytes (no merges): offline and tiny."""
+    from transformers import CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def tiny_unet():  # noqa: ANN201
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=CROSS_ATTENTION_DIM, attention_head_dim=(2, 4), norm_num_groups=8,
+    )
+
+
+def tiny_controlnet(unet, conditioning_channels: int = 3, embedding=(8, 8, 16, 16)):  # noqa: ANN001, ANN201
+    """A ControlNet copied from ``unet`` whose zero convolutions are made random, so it
+    changes the prediction (a freshly initialised ControlNet adds exactly zero)."""
+    from diffusers import ControlNetModel
+
+    return randomize_zero_convs(ControlNetModel.from_unet(unet, conditioning_channels=conditioning_channels,
+                                                         conditioning_embedding_out_channels=embedding))
+
+
+def randomize_zero_convs(cn):  # noqa: ANN001, ANN201
+    with torch.no_grad():
+        for module in [*cn.controlnet_down_blocks, cn.controlnet_mid_block, cn.controlnet_cond_embedding.conv_out]:
+            for p in module.parameters():
+                p.normal_(0, 0.05)
+    return cn
+
+
+def make_tiny_sd15(root: Path, seed: int = 0) -> None:
+    from diffusers import AutoencoderKL, PNDMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    sd = root / "sd15"
+    unet = tiny_unet()
+    unet.save_pretrained(sd / "unet", safe_serialization=True)
+    tok = tiny_clip_tokenizer()
+    tok.save_pretrained(sd / "tokenizer")
+    text = CLIPTextModel(CLIPTextConfig(hidden_size=CROSS_ATTENTION_DIM, intermediate_size=37, num_attention_heads=4,
+                                        num_hidden_layers=2, vocab_size=len(tok), max_position_embeddings=77,
+                                        projection_dim=CROSS_ATTENTION_DIM,
+                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    text.save_pretrained(sd / "text_encoder", safe_serialization=True)
+    PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                  steps_offset=1, set_alpha_to_one=False).save_pretrained(sd / "scheduler")
+    (sd / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+        "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+    }, indent=1))
+    _finish(sd)
+
+    vae = AutoencoderKL(block_out_channels=(8, 8, 16, 16), norm_num_groups=8, latent_channels=4, sample_size=64,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1)
+    vae.save_pretrained(root / "vae", safe_serialization=True)
+    _finish(root / "vae")
+
+    for control in ("depth", "normal", "seg", "pose", "lineart"):
+        tiny_controlnet(unet).save_pretrained(root / f"controlnet_{control}", safe_serialization=True)
+        _finish(root / f"controlnet_{control}")
+    from .pipelines.base import make_idf_controlnet
+
+    randomize_zero_convs(make_idf_controlnet(unet, embedding=(16,))).save_pretrained(root / "idf_controlnet", safe_serialization=True)
+    _finish(root / "idf_controlnet")
+
+
+def make_tiny_annotators(root: Path, seed: int = 0) -> None:
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+        ConvNextConfig,
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        DPTImageProcessor,
+        SegformerImageProcessor,
+        UperNetConfig,
+        UperNetForSemanticSegmentation,
+    )
+
+    from .annotators import TinyAnnotatorNet
+
+    torch.manual_seed(seed)
+    depth = DepthAnythingForDepthEstimation(DepthAnythingConfig(
+        backbone_config={"model_type": "dinov2", "hidden_size": 16, "num_hidden_layers": 4, "num_attention_heads": 2,
+                         "mlp_ratio": 2, "image_size": 28, "patch_size": 14,
+                         "out_features": ["stage1", "stage2", "stage3", "stage4"], "reshape_hidden_states": False},
+        reassemble_hidden_size=16, neck_hidden_sizes=(8, 8, 16, 16), fusion_hidden_size=8, head_hidden_size=8))
+    depth.save_pretrained(root / "annotator_depth", safe_serialization=True)
+    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                      do_pad=False).save_pretrained(root / "annotator_depth")
+    _finish(root / "annotator_depth")
+
+    seg = UperNetForSemanticSegmentation(UperNetConfig(
+        backbone_config=ConvNextConfig(hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1], out_features=["stage1", "stage2", "stage3", "stage4"]),
+        hidden_size=8, auxiliary_channels=8, auxiliary_in_channels=16, num_labels=150, use_auxiliary_head=False))
+    seg.save_pretrained(root / "annotator_seg", safe_serialization=True)
+    SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "annotator_seg")
+    _finish(root / "annotator_seg")
+
+    for control in ("normal", "pose", "lineart"):
+        TinyAnnotatorNet(control).save_pretrained(root / f"annotator_{control}")
+        _finish(root / f"annotator_{control}")
+
+    # BLIP with a word-piece vocabulary of a few words
+    cap = root / "captioner"
+    cap.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "person", "man", "woman", "in", "the",
+             "with", "room", "street", "face", "smiling", "standing", "[DEC]"]
+    (cap / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(cap / "vocab.txt"), bos_token="[DEC]", model_max_length=32)
+    (cap / "vocab.txt").unlink()
+    config = BlipConfig(
+        text_config={"vocab_size": len(words), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "encoder_hidden_size": 16, "max_position_embeddings": 32,
+                     "bos_token_id": words.index("[DEC]"), "eos_token_id": words.index("[SEP]"),
+                     "sep_token_id": words.index("[SEP]"), "pad_token_id": 0},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    BlipForConditionalGeneration(config).save_pretrained(cap, safe_serialization=True)
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer).save_pretrained(cap)
+    _finish(cap)
+
+
+def make_tiny(root: str | Path, resolution: int = 64, seed: int = 0) -> Path:
+    """Write the tiny set under ``root`` (created) and return it."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "RANDOM_WEIGHTS.txt").write_text(MARKER_TEXT)
+    make_tiny_sd15(root, seed)
+    make_tiny_annotators(root, seed)
+    try:
+        light = importlib.import_module("camouflage.light.tiny")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("camouflage.light", "camouflage.light.tiny"):
+            raise
+    else:
+        light.make_tiny_light(root)
+    (root / "README.txt").write_text(f"tiny random models for {resolution} px tests; see RANDOM_WEIGHTS.txt\n")
+    return root

@@ -1,0 +1,1 @@
+"""Training scripts (``camstream train``): the IDF ControlNet of Base; Light trains its adapters."""

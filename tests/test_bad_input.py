@@ -1,0 +1,118 @@
+"""Bad input: a clear one-line error and a documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import camstream, read_frames, write_video
+
+
+def _assert_one_line_error(r, code: int, needle: str) -> None:  # noqa: ANN001
+    assert r.returncode == code, (r.returncode, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("camstream: error:") and needle in lines[0], lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def _audio_only(path: Path) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("aac", rate=48000)
+        for start in range(0, 48000, 1024):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+            f.sample_rate, f.pts = 48000, start
+            for p in a.encode(f):
+                out.mux(p)
+        for p in a.encode(None):
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, code, needle",
+    [
+        (lambda d, tmp: tmp / "missing.mp4", 3, "no such file"),
+        (lambda d, tmp: _write(tmp / "zero.mp4", b""), 3, "empty"),
+        (lambda d, tmp: _write(tmp / "text.mp4", b"not a video\n"), 3, "not a video"),
+        (lambda d, tmp: _truncated(d, tmp), 3, "not a video"),
+        (lambda d, tmp: _audio_only(tmp / "audio.m4a"), 3, "audio-only"),
+    ],
+    ids=["missing", "zero-byte", "text-as-mp4", "truncated-mp4", "audio-only"],
+)
+def test_bad_inputs(make, code: int, needle: str, data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    src = make(data, tmp_path)
+    r = camstream("run", src, "-o", tmp_path / "out.mp4")
+    _assert_one_line_error(r, code, needle)
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out.partial.mp4").exists()
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _truncated(data: Path, tmp: Path) -> Path:
+    full = write_video(tmp / "full.mp4", read_frames(data / "Megamind.avi", limit=20))
+    cut = tmp / "truncated.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])  # moov atom lost
+    return cut
+
+
+def test_output_in_missing_folder(data: Path, tmp_path: Path) -> None:
+    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "nope" / "out.jpg")
+    _assert_one_line_error(r, 4, "does not exist")
+
+
+def test_output_in_read_only_folder(data: Path, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:  # root ignores mode bits: use a read-only file system instead
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    else:
+        ro.chmod(0o555)
+    try:
+        r = camstream("run", data / "Megamind.avi", "-o", ro / "out.mp4")
+        _assert_one_line_error(r, 4, "not writable")
+        assert list(ro.iterdir()) == []
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_output_under_a_file(data: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = camstream("run", data / "Megamind.avi", "-o", blocker / "out.mp4")
+    _assert_one_line_error(r, 4, "does not exist")
+
+
+def test_output_would_overwrite_input(data: Path, tmp_path: Path) -> None:
+    src = write_video(tmp_path / "same.mp4", read_frames(data / "Megamind.avi", limit=4))
+    r = camstream("run", src, "-o", src)
+    _assert_one_line_error(r, 4, "overwrite the input")
+
+
+def test_unsupported_output_type(data: Path, tmp_path: Path) -> None:
+    r = camstream("run", data / "Megamind.avi", "-o", tmp_path / "out.xyz")
+    _assert_one_line_error(r, 4, "unsupported output type")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--set", "detection.nonsense=1"], "unknown setting"),
+        (["--set", "detection.threshold=high"], "expected float"),
+        (["--config", "/nonexistent.yaml"], "cannot read config"),
+        (["--start", "5", "--end", "2"], "--end must be after --start"),
+    ],
+)
+def test_bad_config(args: list[str], needle: str, data: Path, tmp_path: Path) -> None:
+    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "o.jpg", *args)
+    _assert_one_line_error(r, 2, needle)

@@ -1,0 +1,121 @@
+"""CamouflageBasePipeline on the tiny random models: determinism, the identity guidance
+formula, the batched branches, per-control scales and the lineart cut-off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_models import RESOLUTION, one_torch_thread, tiny_models  # noqa: F401 - fixtures
+
+from camouflage.manifest import ModelResolver
+from camouflage.pipelines.base import CONTROLS, CamouflageBasePipeline, identity_guidance, make_scheduler
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_models: Path) -> CamouflageBasePipeline:  # noqa: F811
+    return CamouflageBasePipeline.from_manifest(ModelResolver(models_dir=tiny_models, offline=True))
+
+
+@pytest.fixture(scope="module")
+def inputs(data: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    image = np.asarray(Image.open(data / "grace_hopper_512x512.jpg").convert("RGB").resize((RESOLUTION, RESOLUTION)))
+    rng = np.random.default_rng(0)
+    controls = {c: rng.integers(0, 256, (RESOLUTION, RESOLUTION, 3), dtype=np.uint8) for c in CONTROLS}
+    return image, controls
+
+
+def run(pipe, inputs, seed=0, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    image, controls = inputs
+    kwargs.setdefault("num_inference_steps", 2)
+    return pipe(image, controls, prompt="a photo of a person", generator=torch.Generator().manual_seed(seed),
+                output_type="np", **kwargs)
+
+
+def test_deterministic_with_a_seed(pipe, inputs) -> None:  # noqa: ANN001
+    a, b = run(pipe, inputs, seed=3).images, run(pipe, inputs, seed=3).images
+    assert a.shape == (1, RESOLUTION, RESOLUTION, 3)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(run(pipe, inputs, seed=4).images - a).max() > 1e-3
+
+
+@pytest.mark.parametrize("a_s", [0.0, 1.0, 2.0])
+def test_identity_guidance_formula_from_the_two_branches(pipe, inputs, a_s: float) -> None:  # noqa: ANN001
+    steps = []
+    run(pipe, inputs, anonymization_scale=a_s, callback_on_step_end=lambda p, i, t, d: steps.append(d))
+    assert steps
+    for d in steps:
+        eps_pos, eps_idf = d["eps_pos"], d["eps_idf"]
+        assert not torch.allclose(eps_pos, eps_idf)  # the two branches differ: the test means something
+        by_hand = eps_idf + a_s * (eps_pos - eps_idf)
+        torch.testing.assert_close(d["noise_pred"], by_hand, rtol=0, atol=1e-6)
+    if a_s == 0.0:
+        torch.testing.assert_close(steps[0]["noise_pred"], steps[0]["eps_idf"], rtol=0, atol=0)
+    if a_s == 1.0:
+        torch.testing.assert_close(steps[0]["noise_pred"], steps[0]["eps_pos"], rtol=0, atol=1e-6)
+    assert identity_guidance(torch.tensor(3.0), torch.tensor(1.0), 2.0) == 5.0
+
+
+def test_batched_branches_equal_separate_unet_calls(pipe, inputs) -> None:  # noqa: ANN001
+    """The single batched UNet call gives what three separate calls give."""
+    seen = []
+    guidance = 3.0
+    run(pipe, inputs, guidance_scale=guidance, callback_on_step_end=lambda p, i, t, d: seen.append((t, d)))
+    t, d = seen[0]
+    x = d["model_input"]
+    text = pipe.encode_prompt(["a photo of a person"], x.device)
+    empty = pipe.encode_prompt([""], x.device)
+    image, controls = inputs
+    original = pipe.image_processor.preprocess(Image.fromarray(image))
+    latents = pipe.encode_image(original)
+    cond = [pipe.control_image_processor.preprocess(Image.fromarray(controls[c])) for c in CONTROLS]
+    scales = pipe.control_scales({"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart": 0.5}, 0, 10, 0.5)
+
+    def unet(emb, down, mid):  # noqa: ANN001, ANN202
+        return pipe.unet(x, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
+                         mid_block_additional_residual=mid).sample
+
+    with torch.no_grad():
+        eps_idf = unet(text, *pipe.idf_controlnet(x, t, encoder_hidden_states=text, controlnet_cond=latents, return_dict=False))
+        eps_text = unet(text, *pipe.controlnet(x, t, encoder_hidden_states=text, controlnet_cond=cond, conditioning_scale=scales, return_dict=False))
+        eps_unc = unet(empty, *pipe.controlnet(x, t, encoder_hidden_states=empty, controlnet_cond=cond, conditioning_scale=scales, return_dict=False))
+    torch.testing.assert_close(d["eps_idf"], eps_idf, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(d["eps_pos"], eps_unc + guidance * (eps_text - eps_unc), rtol=1e-4, atol=1e-4)
+
+
+def test_the_five_scales_reach_the_controlnets_and_lineart_stops_half_way(pipe, inputs) -> None:  # noqa: ANN001
+    scales = {"depth": 0.11, "normal": 0.22, "seg": 0.33, "pose": 0.44, "lineart": 0.55}
+    received: dict[str, list[float]] = {c: [] for c in CONTROLS}
+    hooks = [
+        net.register_forward_pre_hook(lambda m, a, kw, c=c: received[c].append(kw["conditioning_scale"]), with_kwargs=True)
+        for c, net in zip(CONTROLS, pipe.controlnet.nets, strict=True)
+    ]
+    try:
+        steps = []
+        run(pipe, inputs, num_inference_steps=4, strength=1.0, controlnet_conditioning_scale=scales, lineart_stop=0.5,
+            callback_on_step_end=lambda p, i, t, d: steps.append(d["control_scales"]))
+    finally:
+        for h in hooks:
+            h.remove()
+    n = len(steps)
+    assert n >= 4 and all(len(v) == n for v in received.values())
+    for c in ("depth", "normal", "seg", "pose"):
+        assert received[c] == [scales[c]] * n
+    first_half = [i for i in range(n) if i < 0.5 * n]
+    assert received["lineart"] == [0.55 if i in first_half else 0.0 for i in range(n)]
+    assert 0.0 in received["lineart"] and received["lineart"][0] == 0.55
+
+
+@pytest.mark.parametrize("name", ["dpmpp_sde_karras", "dpmpp_2m_sde_karras", "ddim"])
+def test_schedulers_are_configurable_and_seeded(pipe, inputs, name: str) -> None:  # noqa: ANN001
+    default = pipe.scheduler
+    pipe.scheduler = make_scheduler(name, default.config)
+    try:
+        a, b = run(pipe, inputs).images, run(pipe, inputs).images
+    finally:
+        pipe.scheduler = default
+    np.testing.assert_array_equal(a, b)
+    assert np.isfinite(a).all()
