@@ -176,7 +176,14 @@ class Pipeline:
         t = time.perf_counter()
         dets = self.detector.detect(frame.image)
         for extra in self.extra_detectors:
-            dets = sv.Detections.merge([dets, extra.detect(frame.image)])
+            more = extra.detect(frame.image)
+            for key, value in dets.data.items():  # e.g. persons have no face landmarks
+                if key not in more.data:
+                    more.data[key] = np.full((len(more), *value.shape[1:]), np.nan, value.dtype)
+            for key in list(more.data):
+                if key not in dets.data:
+                    del more.data[key]
+            dets = sv.Detections.merge([dets, more])
         with self._lock:
             self.timers["detect"].add(time.perf_counter() - t)
             self.report.frames_detected += 1
@@ -225,7 +232,7 @@ class Pipeline:
         face that appears between two detection runs is covered from its first frame.
         The price is up to ``2 k`` frames of latency.
         """
-        from concurrent.futures import Future, ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor
 
         groups: deque[_Group] = deque()
         with ThreadPoolExecutor(max_workers=self.detect_workers, thread_name_prefix="camstream-detect") as pool:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CAMSTREAM, REPO, camstream, probe, read_frames, read_image, write_video
 from privacy import faces, leaks
 

@@ -93,14 +93,15 @@ class FaceTracker:
         landmarks = tracked.data.get("landmarks") if len(tracked) else None
         for i in range(len(tracked)):
             tid = int(tracked.tracker_id[i])
+            marks = None if landmarks is None or np.isnan(landmarks[i]).any() else landmarks[i]
             regions.append(
                 Region(
                     box=tracked.xyxy[i].astype(np.float32),
                     track_id=tid,
-                    kind=self.kind,
+                    kind="person" if tracked.class_id is not None and tracked.class_id[i] == 1 else self.kind,
                     state="detected",
                     confidence=float(tracked.confidence[i]) if tracked.confidence is not None else 1.0,
-                    landmarks=None if landmarks is None else landmarks[i],
+                    landmarks=marks,
                 )
             )
             if tid >= 0:

@@ -1,0 +1,95 @@
+"""Throughput of the video pipeline against a plain transcode and deface, same clips.
+
+    python benchmarks/bench_pipeline.py [CLIPS...] [--method pixelate] [--repeat 1]
+
+For each clip it runs, as separate processes, one after the other:
+  * transcode: decode -> RGB -> x264 veryfast (what any anonymizer must at least do),
+  * camstream run CLIP --method METHOD (detection + tracking + cover + encode + audio),
+  * deface CLIP (the peer: CenterFace per frame), when the ``deface`` command exists,
+and prints fps, the ratio to the transcode, the speed-up over deface and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+
+TRANSCODE = r"""
+import av, sys
+src, dst = sys.argv[1], sys.argv[2]
+with av.open(src) as i, av.open(dst, 'w') as o:
+    s = i.streams.video[0]; s.thread_type = 'AUTO'
+    out = o.add_stream('libx264', rate=s.average_rate)
+    out.width, out.height, out.pix_fmt = s.codec_context.width, s.codec_context.height, 'yuv420p'
+    out.options = {'preset': 'veryfast', 'crf': '20'}
+    for f in i.decode(s):
+        for p in out.encode(av.VideoFrame.from_ndarray(f.to_ndarray(format='rgb24'), format='rgb24')):
+            o.mux(p)
+    for p in out.encode(None):
+        o.mux(p)
+"""
+
+
+def frame_count(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("clips", nargs="*", default=[str(DATA / "vtest.avi"), str(DATA / "Megamind.avi")])
+    parser.add_argument("--method", default="pixelate")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool; the best is reported")
+    parser.add_argument("--no-deface", action="store_true")
+    args = parser.parse_args()
+    deface = shutil.which("deface") or (str(Path(sys.executable).parent / "deface") if (Path(sys.executable).parent / "deface").exists() else None)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in map(Path, args.clips):
+            n = frame_count(clip)
+            tools = {
+                "transcode": [sys.executable, "-c", TRANSCODE, str(clip), f"{tmp}/t.mp4"],
+                f"camstream {args.method}": [sys.executable, "-m", "streamer", "run", str(clip), "-o", f"{tmp}/c.mp4", "--method", args.method, "-q"],
+            }
+            if deface and not args.no_deface:
+                tools["deface"] = [deface, str(clip), "-o", f"{tmp}/d.mp4"]
+            results = {}
+            for name, cmd in tools.items():
+                best = min((timed(cmd) for _ in range(args.repeat)), key=lambda r: r[0])
+                results[name] = best
+            base = n / results["transcode"][0]
+            for name, (wall, rss) in results.items():
+                fps = n / wall
+                vs_deface = fps / (n / results["deface"][0]) if "deface" in results else float("nan")
+                rows.append((clip.name, name, n, wall, fps, fps / base, vs_deface, rss))
+    print(f"\n{os.cpu_count()} CPU cores; wall time includes process start and model loading\n")
+    print("| clip | tool | frames | seconds | fps | x transcode | x deface | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for clip, name, n, wall, fps, ratio, vs_deface, rss in rows:
+        print(f"| {clip} | {name} | {n} | {wall:.1f} | {fps:.1f} | {ratio:.2f} | {vs_deface:.2f} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

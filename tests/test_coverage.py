@@ -1,0 +1,192 @@
+"""Fail-closed coverage: anonymizers, masks, the tracker's memory, the pipeline's
+fallbacks and the detection schedule, on real faces where it matters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import supervision as sv
+from conftest import read_image
+from privacy import faces
+
+from streamer.anonymizers import BlurAnonymizer, PixelateAnonymizer, Shape, SolidAnonymizer
+from streamer.config import load_config
+from streamer.errors import ConfigError
+from streamer.frame import Frame
+from streamer.pipeline import Pipeline
+from streamer.report import RunReport
+from streamer.sinks import Sink
+from streamer.sources import Source, SourceInfo, SourceStats
+from tracking.detectors import LibFaceDetector
+from tracking.tracker import CoverageMemory, FaceTracker, Region
+
+
+@pytest.mark.parametrize("anonymizer", [SolidAnonymizer, PixelateAnonymizer, BlurAnonymizer])
+@pytest.mark.parametrize("kind", ["ellipse", "box"])
+def test_anonymizers_change_only_the_shape(anonymizer, kind: str) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    shape = Shape(kind=kind, margin=0.2, min_margin_px=0)
+    box = np.array([40, 30, 100, 90], np.float32)
+    out = anonymizer(shape).anonymize(image.copy(), [Region(box=box)])
+    (x1, y1, x2, y2), mask = shape.mask(box, 160, 120)
+    changed = np.any(out != image, axis=2)
+    outside = np.ones_like(changed)
+    outside[y1:y2, x1:x2] = ~mask[:, :, 0]
+    assert not changed[outside].any()  # nothing outside the covered shape
+    assert changed[40:80, 50:90].mean() > 0.9  # the face box itself is replaced
+
+
+def test_regions_at_the_border_and_outside_are_safe() -> None:
+    image = np.full((50, 60, 3), 200, np.uint8)
+    regions = [Region(box=np.array([-20, -20, 10, 10], np.float32)), Region(box=np.array([100, 100, 120, 120], np.float32))]
+    out = SolidAnonymizer(Shape("box", 0.0, 0)).anonymize(image.copy(), regions)
+    assert (out[:10, :10] == 0).all() and (out[20:, 20:] == 200).all()
+
+
+def test_tiny_faces_get_a_minimum_margin() -> None:
+    shape = Shape("box", margin=0.3, min_margin_px=4)
+    x1, y1, x2, y2 = shape.grown(np.array([100, 100, 108, 110], np.float32))
+    assert (100 - x1) >= 4 and (x2 - 108) >= 4 and (100 - y1) >= 4
+
+
+def test_blur_sigma_scales_with_the_face(data: Path) -> None:
+    image = read_image(data / "grace_hopper_512x512.jpg")
+    box = faces(image)[0]
+    out = BlurAnonymizer(Shape(margin=0.3)).anonymize(image.copy(), [Region(box=box)])
+    assert len(faces(out, threshold=0.3)) == 0  # unlike a sigma-6 blur (see camstream eval)
+
+
+def test_config_layers_and_errors(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("detection:\n  every: 3\nanonymize:\n  method: blur\n")
+    config = load_config([file], ["detection.threshold=0.4", "base.controls={depth: 0.7}"])
+    assert (config.detection.every, config.anonymize.method, config.detection.threshold) == (3, "blur", 0.4)
+    assert config.base.controls == {"depth": 0.7}
+    assert load_config(["paranoid"]).detection.every == 1  # a preset by name
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config([], ["tracking.nope=1"])
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config([], ["detection.every=fast"])
+
+
+def test_memory_holds_an_undetected_face_at_its_extrapolated_position() -> None:
+    memory = CoverageMemory(hold_frames=8, growth=0.1)
+    box = np.array([100, 100, 110, 110], np.float32)
+    memory.update([Region(box=box)], 0)
+    memory.update([Region(box=box + 20)], 4)  # moved 5 px a frame; matched by centre distance
+    out = memory.update([], 8)  # the detector misses it
+    assert len(out) == 1 and out[0].state == "held"
+    centre = (out[0].box[:2] + out[0].box[2:]) / 2
+    assert np.allclose(centre, [145, 145], atol=1)  # extrapolated, not left behind
+    assert memory.update([], 17) == []  # forgotten after hold_frames
+
+
+def test_tracker_holds_lost_track_then_lets_go() -> None:
+    tracker = FaceTracker(fps=25, hold_frames=3, activation_threshold=0.3)
+    det = sv.Detections(xyxy=np.array([[10, 10, 50, 50]], np.float32), confidence=np.array([0.9], np.float32))
+    for i in range(3):
+        tracker.update(det, i, i / 25)
+    states = [[r.state for r in tracker.update(sv.Detections.empty(), i, i / 25)] for i in range(3, 8)]
+    assert states[:3] == [["held"]] * 3 and states[3:] == [[], []]
+    assert list(tracker.stats.values())[0].frames_held == 3
+
+
+# -- the pipeline with real faces, in memory -----------------------------------------
+
+
+class ListSource(Source):
+    def __init__(self, images: list[np.ndarray]) -> None:
+        self.images = images
+        self.stats = SourceStats()
+        h, w = images[0].shape[:2]
+        self.info = SourceInfo(uri="memory", kind="file", width=w, height=h)
+
+    def __iter__(self):  # noqa: ANN204
+        for i, image in enumerate(self.images):
+            yield Frame(index=i, image=image.copy())
+
+
+class ListSink(Sink):
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+
+    def write(self, frame: Frame) -> None:
+        self.frames.append(frame.image)
+
+    def close(self, success: bool = True) -> None:
+        return None
+
+
+class Broken:
+    name = "broken"
+
+    def anonymize(self, image, regions, frame=None):  # noqa: ANN001, ANN201
+        raise MemoryError("out of memory")
+
+
+def _pipeline(images: list[np.ndarray], anonymizer=None, detector=None, every: int = 1) -> tuple[Pipeline, ListSink]:  # noqa: ANN001
+    sink = ListSink()
+    shape = Shape(margin=0.3)
+    p = Pipeline(
+        source=ListSource(images),
+        sink=sink,
+        detector=detector or LibFaceDetector(threshold=0.2),
+        tracker=FaceTracker(fps=25, activation_threshold=0.2),
+        anonymizer=anonymizer or PixelateAnonymizer(shape),
+        fallback=SolidAnonymizer(shape),
+        detect_every=every,
+        report=RunReport(input="memory"),
+    )
+    return p, sink
+
+
+def test_failing_anonymizer_falls_back_never_to_the_original(data: Path) -> None:
+    image = read_image(data / "grace_hopper_512x512.jpg")
+    p, sink = _pipeline([image] * 3, anonymizer=Broken())
+    report = p.run()
+    assert report.fallback_regions >= 3
+    assert all(len(faces(f, threshold=0.3)) == 0 for f in sink.frames)
+
+
+def test_failing_detector_covers_the_whole_frame(data: Path) -> None:
+    class Flaky:
+        kind = "face"
+
+        def detect(self, image):  # noqa: ANN001, ANN201
+            raise RuntimeError("detector crashed")
+
+    image = read_image(data / "grace_hopper_512x512.jpg")
+    p, sink = _pipeline([image] * 5, detector=Flaky(), every=2)
+    report = p.run()
+    assert report.frames_blanked == 5 and len(sink.frames) == 5
+    assert all((f == 0).all() for f in sink.frames)
+
+
+def test_face_appearing_between_detection_runs_is_covered_from_its_first_frame(data: Path) -> None:
+    face = read_image(data / "grace_hopper_512x512.jpg")[60:400, 100:420]
+    blank = np.full((480, 640, 3), 90, np.uint8)
+    images = []
+    for i in range(12):
+        img = blank.copy()
+        if i >= 5:  # appears on frame 5; the detector runs on 0, 4, 8 only
+            x = 150 + 10 * i
+            img[60:400, x:x + 320] = face
+        images.append(img)
+    p, sink = _pipeline(images, every=4)
+    p.scene_cut = 10.0  # no scene-cut trigger: test the backfill itself
+    report = p.run()
+    assert report.frames_detected == 3
+    assert len(faces(images[5])) == 1
+    for i in range(5, 12):
+        assert len(faces(sink.frames[i], threshold=0.3)) == 0, f"frame {i} leaks"
+
+
+def test_detection_schedule_reduces_detector_calls(data: Path) -> None:
+    image = read_image(data / "grace_hopper_512x512.jpg")
+    p, sink = _pipeline([image] * 9, every=4)
+    report = p.run()
+    assert report.frames_detected == 3 and len(sink.frames) == 9
+    assert all(len(faces(f, threshold=0.3)) == 0 for f in sink.frames)
