@@ -55,7 +55,7 @@ def load_images(folder: Path, resolution: int, frames_per_video: int):  # noqa: 
         w, h = img.size
         s = min(w, h)
         img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((resolution, resolution), Image.BICUBIC)
-        return torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+        return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
 
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
     images = []
@@ -182,6 +182,7 @@ def main(args: argparse.Namespace) -> int:
             optimizer.step()
             optimizer.zero_grad()
         step += 1
+        loss = loss.detach()
         running = float(loss) if math.isnan(running) else 0.9 * running + 0.1 * float(loss)
         last = step == args.steps
         eval_loss = evaluate() if (step % args.save_every == 0 or last) else None

@@ -118,7 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.report:
         write_json(evaluation, args.report)
         written.append(args.report)
-    print(format_table(evaluation.results))
+    print(format_table(evaluation.results), flush=True)
     for result in evaluation.results:
         print(format_checks(result), file=sys.stderr)
     for result in evaluation.results:
