@@ -93,9 +93,18 @@ class _TimestampGuesser:
             self.dts_faults += 1
         self.last_pts = pts if pts is not None else self.last_pts
         self.last_dts = dts if dts is not None else self.last_dts
-        if pts is not None and (self.pts_faults <= self.dts_faults or dts is None):
-            return pts
-        return dts
+        value = pts if pts is not None and (self.pts_faults <= self.dts_faults or dts is None) else dts
+        if value is not None and self.last_out is not None and value <= self.last_out:
+            # e.g. the decoder's last frame of a packed-B-frame AVI has no dts and the
+            # wrong pts: continue the timeline at the usual step instead.
+            value = self.last_out + (self.step or 1)
+        if value is not None and self.last_out is not None:
+            self.step = value - self.last_out if self.step is None else min(self.step, value - self.last_out)
+        self.last_out = value if value is not None else self.last_out
+        return value
+
+    last_out: int | None = None
+    step: int | None = None
 
 
 class Source:
