@@ -155,13 +155,15 @@ class Pipeline:
             if self.on_frame:
                 self.on_frame(self.report.frames_out)
 
-    def _put(self, q: queue.Queue, item: object) -> None:
+    def _put(self, q: queue.Queue, item: object, always: bool = False) -> None:
+        """Put, but give up once the run is stopping (nobody may read any more), unless
+        ``always`` (the writer's end marker: the writer keeps draining until it sees it)."""
         while True:
             try:
                 q.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if self._stop.is_set() and item is not _END:
+                if self._stop.is_set() and not always:
                     return
 
     def _is_scene_cut(self, image: np.ndarray) -> bool:
@@ -301,11 +303,13 @@ class Pipeline:
         writer = threading.Thread(target=self._write, args=(outq, write_errors), name="camstream-write", daemon=True)
         started = time.perf_counter()
         success = False
+        frames = None
         try:
             with _signals_raise():
                 reader.start()
                 writer.start()
-                for frame in self.process(self.frames(inq)):
+                frames = self.process(self.frames(inq))
+                for frame in frames:
                     if write_errors:
                         break
                     self._put(outq, frame)
@@ -326,10 +330,16 @@ class Pipeline:
             raise
         finally:
             self._stop.set()
-            self._put(outq, _END)
+            if frames is not None:
+                frames.close()  # ends the detection worker pool now, not at garbage collection
+            self._put(outq, _END, always=True)
             writer.join()
-            self.source.close()
             reader.join(timeout=5)
+            if reader.is_alive():  # stuck in a network read: a live source closes safely under it
+                self.source.close()
+                reader.join(timeout=5)
+            else:
+                self.source.close()
             output = self.sink.close(success=success and not write_errors)
             self.report.output = str(output) if output else None
             self._finish_report(time.perf_counter() - started)

@@ -384,6 +384,6 @@ def open_sink(output: str | Path, info: SourceInfo, names: list[str] | None = No
         allowed = {k: v for k, v in options.items() if k in ("crf",)}
         return RtspSink(text, info, **allowed)  # type: ignore[arg-type]
     path = Path(text)
-    if path.suffix.lower() in IMAGE_SUFFIXES or (info.kind == "images" and not path.suffix):
+    if path.suffix.lower() in IMAGE_SUFFIXES or (info.kind == "images" and path.suffix.lower() not in VIDEO_CODECS):
         return ImageSink(path, names=names)
     return VideoFileSink(path, info, **options)  # type: ignore[arg-type]
