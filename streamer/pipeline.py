@@ -59,6 +59,27 @@ class _Group:
     failed: bool = False
 
 
+def _dedupe(regions: list[Region]) -> list[Region]:
+    """Drop near-duplicates (tracker and memory often hold the same face): a region whose
+    box lies inside a region's box of at most twice its area, so its cover is nearly the same."""
+    if len(regions) < 2:
+        return regions
+
+    def area(b: np.ndarray) -> float:
+        return float((b[2] - b[0]) * (b[3] - b[1]))
+
+    keep: list[Region] = []
+    for r in sorted(regions, key=lambda r: -area(r.box)):
+        if any(
+            k.kind == r.kind and area(k.box) <= 2 * area(r.box)
+            and k.box[0] <= r.box[0] and k.box[1] <= r.box[1] and k.box[2] >= r.box[2] and k.box[3] >= r.box[3]
+            for k in keep
+        ):
+            continue
+        keep.append(r)
+    return keep
+
+
 def _between(before: list[Region], after: list[Region] | None, n: int, growth: float) -> list[list[Region]]:
     """Regions for the ``n`` frames between two detection runs.
 
@@ -193,6 +214,7 @@ class Pipeline:
 
     def _anonymize(self, frame: Frame, regions: list[Region]) -> Frame:
         t = time.perf_counter()
+        regions = _dedupe(regions)
         self.report.regions_covered += len(regions)
         self.report.regions_held += sum(r.state == "held" for r in regions)
         self.report.regions_backfilled += sum(r.state == "backfilled" for r in regions)
