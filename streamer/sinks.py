@@ -28,6 +28,13 @@ VIDEO_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm"
 AUDIO_FALLBACK = {".webm": "libopus"}  # re-encode target when the codec cannot be copied; aac otherwise
 
 
+def _video_frame(image: np.ndarray, width: int, height: int) -> av.VideoFrame:
+    """An RGB frame padded (edge pixels) to the encoder's even size: 4:2:0 needs it."""
+    if image.shape[1] != width or image.shape[0] != height:
+        image = np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)), mode="edge")
+    return av.VideoFrame.from_ndarray(image, format="rgb24")
+
+
 def partial_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
@@ -112,12 +119,7 @@ class VideoFileSink(Sink):
             self.audio = _AudioCarrier(info.uri, self.container, suffix, self.start, self.end)
 
     def write(self, frame: Frame) -> None:
-        image = frame.image
-        if image.shape[1] != self.width or image.shape[0] != self.height:
-            image = np.pad(
-                image, ((0, self.height - image.shape[0]), (0, self.width - image.shape[1]), (0, 0)), mode="edge"
-            )
-        vframe = av.VideoFrame.from_ndarray(image, format="rgb24")
+        vframe = _video_frame(frame.image, self.width, self.height)
         if frame.pts is not None and frame.time_base is not None:
             pts = int(round(frame.pts * frame.time_base / self.time_base)) - self.start_pts
         else:
@@ -338,12 +340,7 @@ class RtspSink(Sink):
     def write(self, frame: Frame) -> None:
         from .errors import StreamError
 
-        image = frame.image
-        if image.shape[1] != self.width or image.shape[0] != self.height:
-            image = np.pad(
-                image, ((0, self.height - image.shape[0]), (0, self.width - image.shape[1]), (0, 0)), mode="edge"
-            )
-        vframe = av.VideoFrame.from_ndarray(image, format="rgb24")
+        vframe = _video_frame(frame.image, self.width, self.height)
         if frame.pts is not None and frame.time_base is not None:
             pts = int(round(frame.pts * frame.time_base / self.time_base))
         else:
