@@ -44,7 +44,7 @@ class TrackingConfig:
 class AnonymizeConfig:
     method: str = "solid"
     fallback: str = "solid"  # what covers a region when the method fails or is late
-    scope: str = "face"  # "face" | "person"
+    scope: str = "face"  # "face" | "person" | "scene" (diffusion methods)
     shape: str = "ellipse"  # "ellipse" | "box"
     margin: float = 0.3
     pixelate_blocks: int = 6

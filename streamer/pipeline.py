@@ -231,7 +231,11 @@ class Pipeline:
                     self.report.frames_blanked += 1
                     frame.image = cover_frame(original)
             if self.preview is not None:
-                self.preview(original, frame.image)
+                try:
+                    self.preview(original, frame.image)
+                except Exception as exc:  # noqa: BLE001 - a window must never stop the run
+                    log.warning("preview disabled: %s", exc)
+                    self.preview = None
         self.timers["anonymize"].add(time.perf_counter() - t)
         return frame
 
