@@ -218,6 +218,7 @@ class Pipeline:
         self.report.regions_covered += len(regions)
         self.report.regions_held += sum(r.state == "held" for r in regions)
         self.report.regions_backfilled += sum(r.state == "backfilled" for r in regions)
+        before = frame.image.copy() if self.preview is not None else None
         if regions:
             original = frame.image
             try:
@@ -230,12 +231,12 @@ class Pipeline:
                 except Exception:  # noqa: BLE001
                     self.report.frames_blanked += 1
                     frame.image = cover_frame(original)
-            if self.preview is not None:
-                try:
-                    self.preview(original, frame.image)
-                except Exception as exc:  # noqa: BLE001 - a window must never stop the run
-                    log.warning("preview disabled: %s", exc)
-                    self.preview = None
+        if before is not None:
+            try:
+                self.preview(before, frame.image)
+            except Exception as exc:  # noqa: BLE001 - a window must never stop the run
+                log.warning("preview disabled: %s", exc)
+                self.preview = None
         self.timers["anonymize"].add(time.perf_counter() - t)
         return frame
 

@@ -190,3 +190,18 @@ def test_detection_schedule_reduces_detector_calls(data: Path) -> None:
     report = p.run()
     assert report.frames_detected == 3 and len(sink.frames) == 9
     assert all(len(faces(f, threshold=0.3)) == 0 for f in sink.frames)
+
+
+def test_preview_sees_both_sides_and_a_broken_window_never_stops_the_run(data: Path) -> None:
+    image = read_image(data / "grace_hopper_512x512.jpg")
+    seen = []
+
+    def preview(original: np.ndarray, anonymized: np.ndarray) -> None:
+        seen.append((len(faces(original)), len(faces(anonymized, threshold=0.3))))
+        raise RuntimeError("no window")
+
+    p, sink = _pipeline([image] * 3)
+    p.preview = preview
+    p.run()
+    assert seen == [(1, 0)]  # called once, then disabled
+    assert len(sink.frames) == 3 and p.preview is None
