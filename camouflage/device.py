@@ -29,3 +29,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         return _DTYPES[name]
     except KeyError:
         raise ConfigError(f"models.dtype {name!r}: use auto, float32, float16 or bfloat16") from None
+
+
+def brownian_seed(generator: torch.Generator | list[torch.Generator] | None) -> int | list[int] | None:
+    """DPM++ SDE's Brownian tree seed(s), drawn from our generator(s)."""
+    if generator is None:
+        return None
+    if isinstance(generator, list):
+        return [int(torch.randint(0, 2**31 - 1, (1,), generator=g)) for g in generator]
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))

@@ -45,6 +45,7 @@ from streamer.errors import ConfigError, ModelError
 
 from . import loading
 from .adapters import load_ip_adapter_file
+from ..device import brownian_seed
 from .attributes import CLIP_MEAN, CLIP_STD
 
 SCHEDULERS = {
@@ -243,8 +244,10 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin):
         latents = self.scheduler.add_noise(init, noise, timesteps[:1])
         if isinstance(self.scheduler, DPMSolverSDEScheduler):
             # Its Brownian tree draws its seed from the global RNG unless told: take it from ours.
+            # A list of generators (one per batch item) gives one Brownian tree per item, so an
+            # item's result does not depend on what else is in the batch.
             self.scheduler.noise_sampler = None
-            self.scheduler.noise_sampler_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            self.scheduler.noise_sampler_seed = brownian_seed(generator)
         # ancestral / SDE multistep schedulers draw step noise: from our generator too
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         # 3. the attribute/keypoint residuals, once

@@ -42,6 +42,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from streamer.errors import ConfigError, ModelError
 
+from ..device import brownian_seed
+
 from . import BASE_MODELS, CONTROLS
 
 DEFAULT_SCALES = {"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart": 0.5}
@@ -154,11 +156,9 @@ class CamouflageBasePipeline(DiffusionPipeline):
     def _seed_scheduler(self, generator: torch.Generator | None) -> dict[str, Any]:
         """Scheduler noise from ``generator`` too: DPM++ SDE draws its Brownian tree from
         ``noise_sampler_seed`` (random unless set), others take ``generator`` in step()."""
-        if isinstance(generator, list):
-            generator = generator[0]
         if hasattr(self.scheduler, "noise_sampler_seed"):
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else None
-            self.scheduler.noise_sampler_seed = seed
+            # one Brownian tree per batch item when given one generator per item
+            self.scheduler.noise_sampler_seed = brownian_seed(generator)
             self.scheduler.noise_sampler = None
         if "generator" in inspect.signature(self.scheduler.step).parameters:
             return {"generator": generator}
