@@ -13,6 +13,7 @@ an original face is never returned.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from tracking.tracker import Region, enlarge
 
 from .manifest import RANDOM_MARKER, ModelResolver
 from .pipelines import BASE_MODELS, CONTROLS
+from .speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
 
 if TYPE_CHECKING:  # torch and diffusers load only once the models are known to be there
     from .annotators import Captioner
@@ -135,7 +137,8 @@ def build_base_anonymizer(config) -> BaseAnonymizer:  # noqa: ANN001 - streamer.
     needed = [*BASE_MODELS, *(f"annotator_{c}" for c in CONTROLS if c not in overrides)]
     if s.prompt is None:
         needed.append("captioner")
-    resolver.resolve_many(needed, fetch_as=config.anonymize.method)
+    speed = speed_models(config.speed.lcm, config.speed.tiny_vae)
+    resolver.resolve_many([*needed, *speed], fetch_as=" ".join([config.anonymize.method, *speed]))
     if resolver.random_weights:
         log.warning("RANDOM WEIGHTS: %s holds tiny random models (%s); the output is noise, not anonymized faces",
                     m.dir, RANDOM_MARKER)
@@ -150,6 +153,9 @@ def build_base_anonymizer(config) -> BaseAnonymizer:  # noqa: ANN001 - streamer.
     device = resolve_device(m.device)
     dtype = resolve_dtype(m.dtype, device)
     pipeline = CamouflageBasePipeline.from_manifest(resolver, device=device, dtype=dtype, scheduler=s.scheduler)
+    apply_speed(pipeline, resolver, config.speed.lcm, config.speed.tiny_vae)
+    if config.speed.lcm:  # a few consistency steps, no text CFG
+        s = dataclasses.replace(s, steps=config.speed.lcm_steps, guidance_scale=LCM_GUIDANCE_SCALE)
     annotators = load_annotators(resolver, device, overrides)
     captioner = Captioner.from_pretrained(resolver.resolve("captioner"), device) if s.prompt is None else None
     return BaseAnonymizer(pipeline, annotators, captioner, s, scope=a.scope, shape=Shape(kind=a.shape, margin=a.margin))

@@ -34,6 +34,11 @@ METHODS: dict[str, Method] = {
         ("sd15", "vae", "light"),
         "CAMOUFLaGE-Light: IP-Adapter (FaRL) + T2I-Adapter (41-channel FACER attribute map), 2-4x faster",
     ),
+    "camouflage": Method(
+        "camouflage.video:build_camouflage_anonymizer",
+        ("base", "annotators", "light"),
+        "CAMOUFLaGE for video: one fake person per track, Base keyframes, Light in between (default)",
+    ),
 }
 
 

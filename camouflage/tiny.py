@@ -122,6 +122,43 @@ def make_tiny_sd15(root: Path, seed: int = 0) -> None:
     _finish(root / "idf_controlnet")
 
 
+def make_tiny_speed(root: Path, seed: int = 0) -> None:
+    """``taesd`` (an AutoencoderTiny with the tiny ``vae``'s latent shape) and ``lcm_lora_sd15``
+    (a LoRA for the tiny ``sd15`` U-Net on the LCM-LoRA's target modules, in the kohya key
+    layout of the real file, made non-zero so that fusing it changes the U-Net). Needs the
+    tiny sd15 and vae."""
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_kohya
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from .speed import LCM_LORA, LCM_LORA_WEIGHTS, TINY_VAE
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL.load_config(root / "vae")
+    blocks = len(vae["block_out_channels"])  # as many halvings: latents of the same size
+    AutoencoderTiny(encoder_block_out_channels=(8,) * blocks, decoder_block_out_channels=(8,) * blocks,
+                    num_encoder_blocks=(1,) * blocks, num_decoder_blocks=(1,) * blocks,
+                    latent_channels=vae["latent_channels"]).save_pretrained(root / TINY_VAE, safe_serialization=True)
+    _finish(root / TINY_VAE)
+
+    unet = UNet2DConditionModel.from_pretrained(root / "sd15" / "unet", local_files_only=True)
+    # the modules the LCM-LoRA adapts (diffusers' train_lcm_distill_lora_sd.py)
+    targets = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2",
+               "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"]
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets))
+    state = {f"unet.{key}": weight for key, weight in get_peft_model_state_dict(unet).items()}
+    with torch.no_grad():
+        for key, weight in state.items():
+            if "lora_B" in key:  # peft starts B at zero: the LoRA would add nothing
+                weight.normal_(0, 0.05)
+    (root / LCM_LORA).mkdir(parents=True, exist_ok=True)
+    # lora_unet_<module>.lora_down/lora_up/alpha, as in latent-consistency/lcm-lora-sdv1-5
+    save_file({k: v.contiguous() for k, v in convert_state_dict_to_kohya(state).items()}, root / LCM_LORA / LCM_LORA_WEIGHTS)
+    _finish(root / LCM_LORA)
+
+
 def make_tiny_annotators(root: Path, seed: int = 0) -> None:
     from transformers import (
         BertTokenizerFast,
@@ -193,6 +230,7 @@ def make_tiny(root: str | Path, resolution: int = 64, seed: int = 0) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "RANDOM_WEIGHTS.txt").write_text(MARKER_TEXT)
     make_tiny_sd15(root, seed)
+    make_tiny_speed(root, seed)
     make_tiny_annotators(root, seed)
     try:
         light = importlib.import_module("camouflage.light.tiny")

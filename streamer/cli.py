@@ -20,7 +20,9 @@ log = logging.getLogger("camstream")
 
 EPILOG = """examples:
   camstream run footage.mp4                      -> footage.anonymized.mp4 beside it
+                                                    (camouflage: needs 'camstream models fetch camouflage')
   camstream run footage.mp4 --method pixelate --report report.json
+  camstream run footage.mp4 --config realtime    Base keyframes + LCM/TAESD Light in between
   camstream run rtsp://cam.local/stream -o rtsp://relay.local/anon
   camstream run webcam:0 -o live.mkv
   camstream run photos/ -o photos.anonymized/
@@ -54,7 +56,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="video file, image, folder of images, rtsp://... URL, or webcam:N")
     p.add_argument("-o", "--output", help="output file, folder or rtsp:// URL (default: INPUT.anonymized.mp4 beside the input)")
-    p.add_argument("-m", "--method", choices=_methods(), help="how faces are replaced (default: solid)")
+    p.add_argument("-m", "--method", choices=_methods(), help="how faces are replaced (default: camouflage, the diffusion method; solid/pixelate/blur need no models)")
     p.add_argument("--fallback", choices=["solid", "pixelate", "blur"], help="cover used when the method fails (default: solid)")
     p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help="YAML config or preset name (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
@@ -65,7 +67,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("detection")
     g.add_argument("-t", "--threshold", type=float, help="face detection threshold, 0-1 (default 0.2; lower covers more)")
     g.add_argument("--detector", choices=["libfacedetection", "centerface"], help="face detector (default libfacedetection)")
-    g.add_argument("--detect-every", type=int, metavar="K", help="run the detector on every K-th frame (default 2)")
+    g.add_argument("--detect-every", type=int, metavar="K", help="run the detector on every K-th frame (default 4)")
     g.add_argument("--margin", type=float, help="enlarge each covered region by this fraction per side (default 0.3)")
     g.add_argument("--shape", choices=["ellipse", "box"], help="covered shape (default ellipse)")
     g.add_argument("--hold", type=int, metavar="FRAMES", help="keep a lost face covered this many frames (default 12)")

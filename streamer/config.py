@@ -42,7 +42,7 @@ class TrackingConfig:
 
 @dataclass
 class AnonymizeConfig:
-    method: str = "solid"
+    method: str = "camouflage"  # diffusion (needs models: camstream models fetch); or solid, pixelate, blur, base, light
     fallback: str = "solid"  # what covers a region when the method fails or is late
     scope: str = "face"  # "face" | "person" | "scene" (diffusion methods)
     shape: str = "ellipse"  # "ellipse" | "box"
@@ -117,6 +117,35 @@ class LightConfig:
 
 
 @dataclass
+class SpeedConfig:
+    """Optional speed components for Base and Light (camouflage/speed.py; ``-c realtime``)."""
+
+    lcm: bool = False  # fuse the LCM-LoRA (manifest: lcm_lora_sd15) and sample with LCMScheduler
+    lcm_steps: int = 4  # steps with lcm (replaces base.steps/light.steps; strength still trims them)
+    tiny_vae: bool = False  # TAESD (manifest: taesd) in place of the full VAE: faster encode/decode, softer detail
+
+
+@dataclass
+class CamouflageConfig:
+    """The video method (``--method camouflage``, camouflage/video.py): Base renders
+    keyframes, Light the frames in between; base.* and light.* set the two models."""
+
+    keyframe_every: int = 48  # frames; 1 = Base on every frame
+    keyframe_on_birth: bool = True
+    keyframe_on_scene_cut: bool = True
+    keyframe_pose_change: float = 0.2  # mean landmark shift, in face-box sizes (<= 0: off)
+    mode: str = "auto"  # "quality" (wait for every frame) | "realtime" (latency budget) | "auto": realtime for live sources
+    latency: float = 0.5  # realtime: seconds a frame may wait for its generation, else the fallback covers
+    context: float = 0.5  # crop = region + this fraction of its size on every side
+    feather: float = 0.25  # paste fall-off, as a fraction of the band between shape and crop edge
+    colour_match: bool = True  # shift the generated crop's colour to its surroundings
+    max_batch: int = 8  # crops per generator call
+    fresh_noise: bool = False  # new noise every frame: the per-frame baseline for the flicker measure
+    measure: bool = True  # flicker (warping error, optical flow on the crops) and UNet cost in the report
+    measure_identity: bool = False  # identity drift too (dlib face embeddings: ~0.1 s per face per frame on CPU)
+
+
+@dataclass
 class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -126,6 +155,8 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     base: BaseConfig = field(default_factory=BaseConfig)
     light: LightConfig = field(default_factory=LightConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    camouflage: CamouflageConfig = field(default_factory=CamouflageConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

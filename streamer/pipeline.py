@@ -387,6 +387,9 @@ class Pipeline:
         r.wall_seconds = round(wall, 3)
         r.fps = round(r.frames_out / wall, 2) if wall > 0 else 0.0
         r.stages = {name: timer.summary() for name, timer in self.timers.items()}
+        figures = getattr(self.anonymizer, "report", None)
+        if callable(figures):
+            r.anonymizer = figures()
         r.tracks = [
             {
                 "track_id": s.track_id,

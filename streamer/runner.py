@@ -153,6 +153,8 @@ def run(
     except BaseException:
         source.close()
         raise
+    if hasattr(anonymizer, "live"):
+        anonymizer.live = info.live  # camouflage: a latency budget on live streams (mode auto)
     fps = float(info.fps) if info.fps else 25.0
     tracker = FaceTracker(
         fps=fps,
@@ -190,6 +192,8 @@ def run(
         pipeline.run()
     finally:
         bar.close()
+        if hasattr(anonymizer, "close"):
+            anonymizer.close()
         if report_path:
             report.write(report_path)
         _summary(report)
@@ -203,6 +207,16 @@ def _summary(report: RunReport) -> None:
             "%s: %d frames, %d tracks, %d regions covered (%d held through detector misses) at %.1f fps",
             where, report.frames_out, len(report.tracks), report.regions_covered, report.regions_held, report.fps,
         )
+        a = report.anonymizer
+        if a.get("keyframes") is not None:
+            log.info(
+                "%s: %d identities, %d keyframes (Base), %d regions by Light, %d covered by the fallback (%d late); "
+                "UNet evaluations per face and frame %s (per-frame Base %s); flicker %s; identity drift %s (the real person's %s)",
+                report.method, a["identities"], a["keyframes"], a["light_regions"],
+                a["fallback_failed_regions"] + a["fallback_late_regions"], a["fallback_late_regions"],
+                a["unet_evals_per_face_frame"], a["per_frame_base_unet_evals_per_face_frame"],
+                a["flicker_warping_error"], a["identity_drift"], a["identity_drift_original"],
+            )
         if report.decode_errors:
             log.warning("input was damaged: %d undecodable packet(s) skipped; the output holds what decoded", report.decode_errors)
         if report.frames_lost or report.reconnects:

@@ -47,7 +47,7 @@ def _audio_only(path: Path) -> Path:
 )
 def test_bad_inputs(make, code: int, needle: str, data: Path, tmp_path: Path) -> None:  # noqa: ANN001
     src = make(data, tmp_path)
-    r = camstream("run", src, "-o", tmp_path / "out.mp4")
+    r = camstream("run", "--method", "solid", src, "-o", tmp_path / "out.mp4")
     _assert_one_line_error(r, code, needle)
     assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out.partial.mp4").exists()
 
@@ -65,7 +65,7 @@ def _truncated(data: Path, tmp: Path) -> Path:
 
 
 def test_output_in_missing_folder(data: Path, tmp_path: Path) -> None:
-    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "nope" / "out.jpg")
+    r = camstream("run", "--method", "solid", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "nope" / "out.jpg")
     _assert_one_line_error(r, 4, "does not exist")
 
 
@@ -77,7 +77,7 @@ def test_output_in_read_only_folder(data: Path, tmp_path: Path) -> None:
     else:
         ro.chmod(0o555)
     try:
-        r = camstream("run", data / "Megamind.avi", "-o", ro / "out.mp4")
+        r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", ro / "out.mp4")
         _assert_one_line_error(r, 4, "not writable")
         assert list(ro.iterdir()) == []
     finally:
@@ -88,18 +88,18 @@ def test_output_in_read_only_folder(data: Path, tmp_path: Path) -> None:
 def test_output_under_a_file(data: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = camstream("run", data / "Megamind.avi", "-o", blocker / "out.mp4")
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", blocker / "out.mp4")
     _assert_one_line_error(r, 4, "does not exist")
 
 
 def test_output_would_overwrite_input(data: Path, tmp_path: Path) -> None:
     src = write_video(tmp_path / "same.mp4", read_frames(data / "Megamind.avi", limit=4))
-    r = camstream("run", src, "-o", src)
+    r = camstream("run", "--method", "solid", src, "-o", src)
     _assert_one_line_error(r, 4, "overwrite the input")
 
 
 def test_unsupported_output_type(data: Path, tmp_path: Path) -> None:
-    r = camstream("run", data / "Megamind.avi", "-o", tmp_path / "out.xyz")
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "out.xyz")
     _assert_one_line_error(r, 4, "unsupported output type")
 
 
@@ -113,5 +113,5 @@ def test_unsupported_output_type(data: Path, tmp_path: Path) -> None:
     ],
 )
 def test_bad_config(args: list[str], needle: str, data: Path, tmp_path: Path) -> None:
-    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "o.jpg", *args)
+    r = camstream("run", "--method", "solid", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "o.jpg", *args)
     _assert_one_line_error(r, 2, needle)

@@ -15,7 +15,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def test_missing_yolo_weights_warn_and_faces_still_covered(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "g.jpg"
-    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", out, "--persons", env=_env(tmp_path))
+    r = camstream("run", "--method", "solid", data / "grace_hopper_512x512.jpg", "-o", out, "--persons", env=_env(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "cannot be downloaded offline" in r.stderr and "continuing with faces only" in r.stderr
     assert len(faces(read_image(out), threshold=0.3)) == 0
@@ -31,7 +31,7 @@ def test_yolo_from_a_local_config_runs_and_covers_persons(data: Path, tmp_path: 
     # A random-weight model built from ultralytics' own yaml: the real loading path,
     # with a threshold low enough for random weights to produce boxes.
     out = tmp_path / "m.jpg"
-    r = camstream("run", data / "messi5.jpg", "-o", out, "--persons", "--person-weights", "yolov8n.yaml",
+    r = camstream("run", "--method", "solid", data / "messi5.jpg", "-o", out, "--persons", "--person-weights", "yolov8n.yaml",
                   "--set", "detection.person_threshold=0.0001", "--report", tmp_path / "r.json", env=_env(tmp_path))
     assert r.returncode == 0, r.stderr
     import json

@@ -173,7 +173,7 @@ class Run:
 
     def __init__(self, args: list[str], cwd: Path) -> None:
         self.proc = subprocess.Popen(
-            [*CAMSTREAM, "run", *args, "--set", "stream.stats_interval=0.2"],
+            [*CAMSTREAM, "run", "--method", "solid", *args, "--set", "stream.stats_interval=0.2"],
             cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.lines: list[str] = []
@@ -226,7 +226,7 @@ def _env() -> dict[str, str]:
 
 
 def camstream(args: list[str], cwd: Path, timeout: float = 40) -> subprocess.CompletedProcess:
-    return subprocess.run([*CAMSTREAM, "run", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*CAMSTREAM, "run", "--method", "solid", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def cli(
@@ -238,7 +238,7 @@ def cli(
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     capsys.readouterr()
-    rc = main(["run", *args])
+    rc = main(["run", "--method", "solid", *args])
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(args, rc, captured.out, captured.err)
 

@@ -57,7 +57,7 @@ def test_vtest_no_face_left_for_an_independent_detector(data: Path, tmp_path: Pa
 
 def test_image_input_is_covered(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "grace.jpg"
-    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", out)
+    r = camstream("run", "--method", "solid", data / "grace_hopper_512x512.jpg", "-o", out)
     assert r.returncode == 0, r.stderr
     assert len(faces(read_image(data / "grace_hopper_512x512.jpg"))) == 1
     assert len(faces(read_image(out), threshold=0.3)) == 0
@@ -66,7 +66,7 @@ def test_image_input_is_covered(data: Path, tmp_path: Path) -> None:
 def test_default_output_name_beside_input(data: Path, tmp_path: Path) -> None:
     src = tmp_path / "clip.mp4"
     write_video(src, read_frames(data / "Megamind.avi", limit=12))
-    r = camstream("run", src, "-q")
+    r = camstream("run", "--method", "solid", src, "-q")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "clip.anonymized.mp4").exists()
     assert not (tmp_path / "clip.anonymized.partial.mp4").exists()
@@ -77,7 +77,7 @@ def test_folder_of_images(data: Path, tmp_path: Path) -> None:
     folder.mkdir()
     for name in ("grace_hopper_512x512.jpg", "messi5.jpg"):
         (folder / name).write_bytes((data / name).read_bytes())
-    r = camstream("run", folder, "-q")
+    r = camstream("run", "--method", "solid", folder, "-q")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "photos.anonymized"
     assert sorted(p.name for p in out.iterdir()) == ["grace_hopper_512x512.jpg", "messi5.jpg"]
@@ -86,7 +86,7 @@ def test_folder_of_images(data: Path, tmp_path: Path) -> None:
 
 def test_start_end_trim_video_and_audio(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "trim.mp4"
-    r = camstream("run", data / "Megamind.avi", "-o", out, "--start", "2", "--end", "0:04", "-q")
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", out, "--start", "2", "--end", "0:04", "-q")
     assert r.returncode == 0, r.stderr
     p = probe(out)
     assert abs(p["frames"] - 48) <= 1  # 2 s at 23.976 fps
@@ -96,7 +96,7 @@ def test_start_end_trim_video_and_audio(data: Path, tmp_path: Path) -> None:
 
 def test_no_audio_flag(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "silent.mp4"
-    r = camstream("run", data / "Megamind.avi", "-o", out, "--end", "1", "--no-audio", "-q")
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", out, "--end", "1", "--no-audio", "-q")
     assert r.returncode == 0, r.stderr
     assert probe(out)["audio"] is None
 
@@ -109,8 +109,8 @@ def test_metadata_stripped_unless_kept(data: Path, tmp_path: Path) -> None:
     )
     assert "location" in probe(src)["metadata"]
     stripped, kept = tmp_path / "stripped.mp4", tmp_path / "kept.mp4"
-    assert camstream("run", src, "-o", stripped, "-q").returncode == 0
-    assert camstream("run", src, "-o", kept, "--keep-metadata", "-q").returncode == 0
+    assert camstream("run", "--method", "solid", src, "-o", stripped, "-q").returncode == 0
+    assert camstream("run", "--method", "solid", src, "-o", kept, "--keep-metadata", "-q").returncode == 0
     meta = probe(stripped)["metadata"]
     assert not {"location", "creation_time", "make"} & set(meta)
     assert probe(kept)["metadata"].get("location") == "+48.8584+002.2945/"
@@ -124,7 +124,7 @@ def test_variable_frame_rate_timestamps_survive(data: Path, tmp_path: Path) -> N
     src = write_video(tmp_path / "vfr.mp4", frames, rate=25, pts=pts, time_base=Fraction(1, 1000))
     src_pts = [float(p * probe(src)["time_base"]) for p in probe(src)["pts"]]
     out = tmp_path / "vfr.out.mp4"
-    assert camstream("run", src, "-o", out, "-q").returncode == 0
+    assert camstream("run", "--method", "solid", src, "-o", out, "-q").returncode == 0
     p = probe(out)
     out_pts = [float(x * p["time_base"]) for x in p["pts"]]
     assert out_pts == pytest.approx(src_pts, abs=2e-3)
@@ -135,7 +135,7 @@ def test_rotated_phone_video_is_upright_and_covered(data: Path, tmp_path: Path) 
     stored = np.ascontiguousarray(np.rot90(upright, k=-1))  # as a phone stores it: sideways
     src = write_video(tmp_path / "portrait.mp4", [stored] * 6, rotation=90)
     out = tmp_path / "portrait.out.mp4"
-    r = camstream("run", src, "-o", out, "-q")
+    r = camstream("run", "--method", "solid", src, "-o", out, "-q")
     assert r.returncode == 0, r.stderr
     result = read_frames(out)
     assert result[0].shape[:2] == upright.shape[:2]
@@ -147,7 +147,7 @@ def test_odd_width_and_height(data: Path, tmp_path: Path) -> None:
     frames = [f[:241, :321] for f in read_frames(data / "Megamind.avi", limit=6)]
     src = write_video(tmp_path / "odd.mkv", frames)
     out = tmp_path / "odd.out.mp4"
-    r = camstream("run", src, "-o", out, "-q")
+    r = camstream("run", "--method", "solid", src, "-o", out, "-q")
     assert r.returncode == 0, r.stderr
     p = probe(out)
     assert (p["width"], p["height"]) == (322, 242) and p["frames"] == 6  # padded by one pixel for 4:2:0
@@ -156,7 +156,7 @@ def test_odd_width_and_height(data: Path, tmp_path: Path) -> None:
 def test_damaged_stream_processes_what_decodes(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bugy.mp4"
     report = tmp_path / "bugy.json"
-    r = camstream("run", data / "Megamind_bugy.avi", "-o", out, "--report", report, "-q")
+    r = camstream("run", "--method", "solid", data / "Megamind_bugy.avi", "-o", out, "--report", report, "-q")
     assert r.returncode == 0, r.stderr
     rep = json.loads(report.read_text())
     assert rep["frames_out"] == probe(out)["frames"] == rep["frames_in"] > 200
@@ -165,7 +165,7 @@ def test_damaged_stream_processes_what_decodes(data: Path, tmp_path: Path) -> No
 
 def test_ctrl_c_leaves_a_playable_partial_file(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "interrupted.mp4"
-    proc = subprocess.Popen([*CAMSTREAM, "run", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
+    proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
     partial = tmp_path / "interrupted.partial.mp4"
     deadline = time.time() + 60
@@ -184,7 +184,7 @@ def test_ctrl_c_leaves_a_playable_partial_file(data: Path, tmp_path: Path) -> No
 
 def test_sigterm_also_finalizes(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "terminated.mkv"
-    proc = subprocess.Popen([*CAMSTREAM, "run", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
+    proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
     partial = tmp_path / "terminated.partial.mkv"
     deadline = time.time() + 60

@@ -31,6 +31,7 @@ import torch
 from streamer.anonymizers import Shape
 from tracking.tracker import Region
 
+from ..speed import apply_speed, speed_models
 from . import loading
 from .attribute_map import build_attribute_map
 from .attributes import FaceAttributes, FacerAttributeModel, face_crops, face_keypoints, square_crop
@@ -249,12 +250,14 @@ def build_light_anonymizer(config) -> LightAnonymizer:  # noqa: ANN001 - streame
 
     device = resolve_device(config.models.device)
     dtype = resolve_dtype(config.models.dtype, device)
-    light, ano = config.light, config.anonymize
-    paths = loading.resolve_models(config.models.dir, loading.LIGHT_MODELS, config.models.offline)
+    light, ano, speed = config.light, config.anonymize, config.speed
+    paths = loading.resolve_models(config.models.dir, (*loading.LIGHT_MODELS, *speed_models(speed.lcm, speed.tiny_vae)),
+                                   config.models.offline)
     pipe = CamouflageLightPipeline.from_paths(paths, scheduler=light.scheduler, device=device, dtype=dtype)
+    apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)
     attributes = FacerAttributeModel.from_pretrained(paths[loading.FACER_ATTRIBUTES]).to(device, dtype)
     return LightAnonymizer(
-        pipe, attributes, resolution=light.resolution, steps=light.steps, strength=light.strength,
+        pipe, attributes, resolution=light.resolution, steps=speed.lcm_steps if speed.lcm else light.steps, strength=light.strength,
         anonymization_scale=light.anonymization_scale, ip_adapter_scale=light.ip_adapter_scale,
         adapter_scale=light.adapter_scale, seed=light.seed, prompt=light.prompt, scope=ano.scope,
         shape=Shape(kind=ano.shape, margin=ano.margin), context=light.context, feather=light.feather,

@@ -36,16 +36,17 @@ from diffusers import (
     T2IAdapter,
     UNet2DConditionModel,
 )
-from diffusers.loaders import IPAdapterMixin
+from diffusers.loaders import IPAdapterMixin, StableDiffusionLoraLoaderMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from streamer.errors import ConfigError, ModelError
 
+from ..device import brownian_seed
+from ..speed import decode_latents, encode_latents
 from . import loading
 from .adapters import load_ip_adapter_file
-from ..device import brownian_seed
 from .attributes import CLIP_MEAN, CLIP_STD
 
 SCHEDULERS = {
@@ -81,7 +82,7 @@ def _to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0
 
 
-class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin):
+class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusionLoraLoaderMixin):
     """CAMOUFLaGE-Light as a diffusers pipeline.
 
     Example::
@@ -189,6 +190,15 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin):
             self.scheduler.set_begin_index(t_start * self.scheduler.order)
         return timesteps
 
+    def _encode_latents(self, pixels: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
+        """Scaled latents of ``pixels`` in [-1, 1]: a posterior sample drawn from ``generator``
+        (AutoencoderKL) or the tiny VAE's encoding (AutoencoderTiny, ``speed.tiny_vae``)."""
+        return encode_latents(self.vae, pixels, generator)
+
+    def _decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels in about [-1, 1] from scaled latents, with either VAE."""
+        return decode_latents(self.vae, latents)
+
     def predict_noise(self, latents, t, text, identity, residuals) -> torch.Tensor:
         """One U-Net call; ``residuals`` are copied because the U-Net pops from the list."""
         return self.unet(
@@ -238,8 +248,7 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin):
             original_embeds = self.encode_identity(pixels)
         # 2. img2img start: the original's latents noised to the first timestep
         timesteps = self.get_timesteps(num_inference_steps, strength)
-        init = self.vae.encode((pixels * 2 - 1).to(self.vae.dtype)).latent_dist.sample(generator)
-        init = (init * self.vae.config.scaling_factor).to(dtype)
+        init = self._encode_latents(pixels * 2 - 1, generator).to(dtype)
         noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
         latents = self.scheduler.add_noise(init, noise, timesteps[:1])
         if isinstance(self.scheduler, DPMSolverSDEScheduler):
@@ -269,7 +278,7 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin):
                 eps = self.predict_noise(model_in, t, text, identity_embeds, residuals)
             latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
         # 5. decode
-        decoded = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.vae.dtype)).sample
+        decoded = self._decode_latents(latents)
         images = (decoded.float() / 2 + 0.5).clamp(0, 1)
         self.maybe_free_model_hooks()
         if output_type == "pt":

@@ -36,6 +36,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -43,7 +44,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from streamer.errors import ConfigError, ModelError
 
 from ..device import brownian_seed
-
+from ..speed import decode_latents, encode_latents
 from . import BASE_MODELS, CONTROLS
 
 DEFAULT_SCALES = {"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart": 0.5}
@@ -84,7 +85,7 @@ class CamouflageBasePipelineOutput(BaseOutput):
     prompts: list[str]
 
 
-class CamouflageBasePipeline(DiffusionPipeline):
+class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """Multi-ControlNet img2img with identity-function negative guidance (CAMOUFLaGE-Base)."""
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -143,7 +144,16 @@ class CamouflageBasePipeline(DiffusionPipeline):
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """The original's VAE latents (posterior mean, scaled): img2img start and IDF condition."""
         image = image.to(device=self._execution_device, dtype=self.vae.dtype)
-        return self.vae.encode(image).latent_dist.mean * self.vae.config.scaling_factor
+        return self._encode_latents(image)
+
+    def _encode_latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Scaled latents of ``pixels`` in [-1, 1]: the posterior mean (AutoencoderKL) or the
+        tiny VAE's encoding (AutoencoderTiny, ``speed.tiny_vae``)."""
+        return encode_latents(self.vae, pixels, sample=False)
+
+    def _decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels in about [-1, 1] from scaled latents, with either VAE."""
+        return decode_latents(self.vae, latents)
 
     def get_timesteps(self, num_inference_steps: int, strength: float) -> tuple[torch.Tensor, int]:
         init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
@@ -263,7 +273,7 @@ class CamouflageBasePipeline(DiffusionPipeline):
         # 5. decode
         if output_type == "latent":
             return CamouflageBasePipelineOutput(images=latents, prompts=prompts)
-        decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+        decoded = self._decode_latents(latents)
         images = self.image_processor.postprocess(decoded, output_type=output_type)
         self.maybe_free_model_hooks()
         return CamouflageBasePipelineOutput(images=images, prompts=prompts)

@@ -1,0 +1,480 @@
+"""CAMOUFLaGE for video (``--method camouflage``): one fake person per track, Base keyframes,
+Light in between, within a latency budget on live streams.
+
+Per frame, for every region (a tracked face or person):
+
+1. its track's :class:`~tracking.identity.Identity` (IdentityBank): a seed, the same for
+   the track's whole life, and the face of its latest keyframe;
+2. the :class:`~tracking.identity.KeyframePolicy` decides: at track birth, a scene cut,
+   a large pose/expression change or every N frames the crop is rendered by
+   CAMOUFLaGE-Base, and the FaRL embedding of the fake face it drew becomes the
+   identity's IP-Adapter target; on every other frame CAMOUFLaGE-Light renders the crop
+   from the identity's seeded noise, conditioned on that keyframe face (IP-Adapter) and
+   on this frame's attribute/keypoint map (T2I-Adapter), so the fake person follows the
+   real one's pose and expression but keeps one face;
+3. all crops of a kind are generated in one batch (``max_batch`` at a time) and pasted
+   back by :mod:`camouflage.compositor` (feathered, colour-matched; nothing outside the
+   feathered mask changes).
+
+Fail-closed: a region whose generation fails (error, out of memory) or, in realtime
+mode, is not ready within ``latency`` seconds is covered by the fallback (solid by
+default) for that frame and counted in the report; the original never passes.
+``mode: quality`` (files) waits for every frame; ``realtime`` (live streams under
+``auto``) renders in a worker thread and never waits longer than the budget.
+
+Measures in the run report (``anonymizer``): keyframes by reason, regions rendered by
+Light, covered by the fallback (failed / late); UNet evaluations per face per frame
+against per-frame Base; flicker as the warping error (Lai et al. 2018: flow on the
+ORIGINAL frames, output t+1 warped onto t, mean squared difference over non-occluded
+covered pixels of each track); identity drift as the distance of consecutive fake faces
+of a track in dlib's face-recognition embedding, next to the real person's own drift.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from streamer.anonymizers import Anonymizer, Shape
+from streamer.errors import ConfigError
+from streamer.frame import Frame
+from tracking.identity import Identity, IdentityBank, KeyframePolicy, normalised_landmarks
+from tracking.tracker import Region
+
+from .compositor import CropWindow, crop_window, paste
+
+if TYPE_CHECKING:
+    from .anonymizer import BaseAnonymizer
+    from .light.anonymizer import LightAnonymizer
+
+log = logging.getLogger("camstream")
+
+MODES = ("auto", "quality", "realtime")
+
+
+@dataclass
+class _Job:
+    """One region of one frame to render."""
+
+    region: Region
+    window: CropWindow
+    identity: Identity | None  # None: not (yet) a confirmed track
+    seed: int
+    keyframe: str | None  # the policy's reason, or None: Light
+    landmarks: np.ndarray | None  # normalised to the box
+
+
+@dataclass
+class _Rendered:
+    crops: list[np.ndarray | None]  # per job; None: failed (covered by the fallback)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VideoStats:
+    """What ``camstream run --report`` shows under ``anonymizer``."""
+
+    frames: int = 0
+    regions: int = 0
+    keyframes: Counter = field(default_factory=Counter)  # reason -> regions rendered by Base
+    light_regions: int = 0
+    failed_regions: int = 0  # generator error: fallback
+    late_regions: int = 0  # latency budget blown: fallback
+    unet_evals: Counter = field(default_factory=Counter)  # "base" / "light" -> UNet sample evaluations
+    flicker_sum: float = 0.0
+    flicker_pixels: int = 0
+    drift: list[float] = field(default_factory=list)
+    drift_original: list[float] = field(default_factory=list)
+    seconds: Counter = field(default_factory=Counter)  # stage -> wall seconds (attributes, base, light, paste, measure)
+
+    def to_dict(self, identities: int) -> dict[str, Any]:
+        keyframes = sum(self.keyframes.values())
+        rendered = keyframes + self.light_regions
+        evals = sum(self.unet_evals.values())
+        per_face = evals / rendered if rendered else None
+        base_per_face = self.unet_evals["base"] / keyframes if keyframes else None
+        return {
+            "frames_with_regions": self.frames,
+            "regions": self.regions,
+            "identities": identities,
+            "keyframes": keyframes,
+            "keyframes_by_reason": dict(self.keyframes),
+            "light_regions": self.light_regions,
+            "fallback_failed_regions": self.failed_regions,
+            "fallback_late_regions": self.late_regions,
+            "unet_evals_per_face_frame": round(per_face, 2) if per_face is not None else None,
+            "per_frame_base_unet_evals_per_face_frame": round(base_per_face, 2) if base_per_face is not None else None,
+            "unet_cost_vs_per_frame_base": round(per_face / base_per_face, 3) if per_face and base_per_face else None,
+            "flicker_warping_error": round(self.flicker_sum / self.flicker_pixels, 6) if self.flicker_pixels else None,
+            "flicker_pixels": self.flicker_pixels,
+            "identity_drift": round(float(np.mean(self.drift)), 4) if self.drift else None,
+            "identity_drift_original": round(float(np.mean(self.drift_original)), 4) if self.drift_original else None,
+            "seconds_by_stage": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+class _Measures:
+    """Flicker and identity drift of the anonymized regions, per track, frame to frame."""
+
+    def __init__(self, drift: bool = True) -> None:
+        from streamer.evaluation.utility import OriginalFlow
+
+        self.flow = OriginalFlow()
+        self.embedder = None
+        if drift:
+            try:
+                from streamer.evaluation.faces import FaceEmbedder
+
+                self.embedder = FaceEmbedder()
+            except Exception as exc:  # noqa: BLE001 - a measure, not the product: say so and go on
+                log.warning("identity drift not measured: %s", exc)
+        self.previous: tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]] | None = None
+        self.embeddings: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # track -> (fake, real) of the previous frame
+
+    def add(self, stats: VideoStats, original: np.ndarray, output: np.ndarray, covered: dict[int, np.ndarray],
+            faces: dict[int, np.ndarray]) -> None:
+        """``covered``: track -> full-frame bool mask of its pasted cover; ``faces``: track -> face box."""
+        from streamer.evaluation.utility import warp_error_map
+
+        if self.previous is not None:
+            prev_original, prev_output, prev_covered = self.previous
+            h, w = original.shape[:2]
+            for track, mask in prev_covered.items():
+                if track not in covered:
+                    continue
+                ys, xs = np.nonzero(mask | covered[track])
+                x1, y1 = max(0, xs.min() - 8), max(0, ys.min() - 8)
+                x2, y2 = min(w, xs.max() + 9), min(h, ys.max() + 9)
+                if x2 - x1 < 16 or y2 - y1 < 16:
+                    continue
+                map_x, map_y, valid = self.flow(prev_original[y1:y2, x1:x2], original[y1:y2, x1:x2])
+                error = warp_error_map(prev_output[y1:y2, x1:x2], output[y1:y2, x1:x2], map_x, map_y)
+                use = valid & mask[y1:y2, x1:x2]
+                stats.flicker_sum += float(error[use].sum())
+                stats.flicker_pixels += int(use.sum())
+        self.previous = (original, output, covered)
+        if self.embedder is None:
+            return
+        tracks = [t for t, b in faces.items() if min(b[2] - b[0], b[3] - b[1]) >= 24]
+        now: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if tracks:
+            shapes = self.embedder.landmarks(original, np.array([faces[t] for t in tracks]))
+            fake = self.embedder.embed(output, shapes)  # at the original's landmarks: where the face was
+            real = self.embedder.embed(original, shapes)
+            for i, t in enumerate(tracks):
+                now[t] = (fake[i], real[i])
+                if t in self.embeddings:
+                    stats.drift.append(float(np.linalg.norm(fake[i] - self.embeddings[t][0])))
+                    stats.drift_original.append(float(np.linalg.norm(real[i] - self.embeddings[t][1])))
+        self.embeddings = now
+
+
+class CamouflageVideoAnonymizer:
+    """``anonymize(image, regions, frame)`` for video; see the module docstring."""
+
+    name = "camouflage"
+
+    def __init__(
+        self,
+        base: BaseAnonymizer,
+        light: LightAnonymizer,
+        fallback: Anonymizer,
+        policy: KeyframePolicy | None = None,
+        *,
+        shape: Shape | None = None,
+        seed: int = 0,
+        mode: str = "auto",
+        latency: float = 0.5,
+        context: float = 0.5,
+        feather: float = 0.25,
+        colour_match: bool = True,
+        max_batch: int = 8,
+        scene_cut: float = 0.25,
+        fresh_noise: bool = False,
+        measure: bool = True,
+        measure_identity: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"camouflage.mode {mode!r}: use {', '.join(MODES)}")
+        if latency <= 0:
+            raise ConfigError("camouflage.latency must be > 0 seconds")
+        self.base, self.light, self.fallback = base, light, fallback
+        self.policy = policy or KeyframePolicy()
+        self.bank = IdentityBank(seed=seed)
+        self.shape = shape or Shape()
+        self.mode, self.latency = mode, latency
+        self.context, self.feather, self.colour_match = context, feather, colour_match
+        self.max_batch, self.scene_cut, self.fresh_noise = max(1, max_batch), scene_cut, fresh_noise
+        self.resolution = light.resolution
+        self.live = False  # set by the runner for live sources (mode auto -> realtime)
+        self.stats = VideoStats()
+        self._measures = _Measures(drift=measure_identity) if measure else None
+        self._thumb: np.ndarray | None = None
+        self._frames = 0
+        self._lock = threading.Lock()
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+        self._hooks = [base.pipeline.unet.register_forward_pre_hook(self._count("base"), with_kwargs=True),
+                       light.pipe.unet.register_forward_pre_hook(self._count("light"), with_kwargs=True)]
+
+    @property
+    def realtime(self) -> bool:
+        return self.mode == "realtime" or (self.mode == "auto" and self.live)
+
+    def _count(self, phase: str):  # noqa: ANN202
+        def hook(_module, args, kwargs):  # noqa: ANN001, ANN202
+            sample = args[0] if args else kwargs["sample"]
+            self.stats.unet_evals[phase] += int(sample.shape[0])
+
+        return hook
+
+    def report(self) -> dict[str, Any]:
+        """The run report's ``anonymizer`` section."""
+        return {"mode": "realtime" if self.realtime else "quality", **self.stats.to_dict(self.bank.created)}
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker = None
+
+    # -- planning (cheap, in the caller's thread) ----------------------------------------
+
+    def _is_scene_cut(self, image: np.ndarray) -> bool:
+        thumb = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).astype(np.int16)
+        previous, self._thumb = self._thumb, thumb
+        return previous is not None and float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
+
+    def plan(self, image: np.ndarray, regions: Sequence[Region], index: int) -> list[_Job]:
+        scene_cut = self._is_scene_cut(image)
+        h, w = image.shape[:2]
+        jobs: list[_Job] = []
+        seen: set[int] = set()
+        for region in regions:
+            if self.shape.bounds(region.box, w, h) is None:
+                continue  # entirely outside the frame
+            box = np.asarray(region.box, np.float32)
+            landmarks = normalised_landmarks(region.landmarks, box)
+            identity = None
+            if region.track_id >= 0 and region.track_id not in seen:  # a track's second region: no identity update
+                seen.add(region.track_id)
+                with self._lock:
+                    identity = self.bank.get(region.track_id, index)
+            if identity is not None:
+                reason = self.policy.reason(identity, index, scene_cut, landmarks)
+                seed = identity.seed
+            else:
+                # untracked: Light with a transient face, or Base when every frame is a keyframe
+                reason = "untracked" if self.policy.every == 1 else None
+                seed = self.bank.seed_for(max(region.track_id, 0)) ^ 0x5BD1E995
+            if self.fresh_noise:  # the flicker baseline: new noise every frame
+                seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0]) & 0x7FFFFFFF
+            jobs.append(_Job(region, crop_window(box, self.shape, self.resolution, self.context), identity, seed,
+                             reason, landmarks))
+        return jobs
+
+    # -- rendering (expensive; a worker thread in realtime mode) -------------------------
+
+    def render(self, image: np.ndarray, jobs: list[_Job], index: int) -> _Rendered:
+        import torch
+
+        from .light.attribute_map import build_attribute_map
+
+        clock = _Clock(self.stats.seconds)
+        out = _Rendered([None] * len(jobs))
+        crops = [j.window.crop(image) for j in jobs]
+        faces = self.light._faces(image, [j.region for j in jobs])
+        clock("attributes")
+        keyed = [i for i, j in enumerate(jobs) if j.keyframe]
+        for chunk in _chunks(keyed, self.max_batch):
+            try:
+                generated = self.base.generate([crops[i] for i in chunk], [jobs[i].seed for i in chunk])
+                embeds = self._embed([(g, jobs[i].window.to_crop(faces[i].box)) for g, i in zip(generated, chunk, strict=True)])
+            except Exception as exc:  # noqa: BLE001 - covered by the fallback below
+                out.errors.append(f"base: {exc}")
+                continue
+            finally:
+                clock("base")
+            for i, g, e in zip(chunk, generated, embeds, strict=True):
+                out.crops[i] = g
+                ident = jobs[i].identity
+                if ident is not None:
+                    with self._lock:
+                        ident.keyframe_index, ident.keyframe_crop, ident.embedding = index, g, e
+                        ident.keyframe_landmarks = jobs[i].landmarks
+                        ident.keyframes += 1
+                self.stats.keyframes[jobs[i].keyframe] += 1
+        rest = [i for i in range(len(jobs)) if not jobs[i].keyframe]
+        for chunk in _chunks(rest, self.max_batch):
+            try:
+                originals = self._embed([(image, faces[i].box) for i in chunk])
+                targets, maps = [], []
+                for i, original in zip(chunk, originals, strict=True):
+                    ident = jobs[i].identity
+                    known = ident.embedding if ident is not None else None
+                    targets.append(known if known is not None else _random_identity(jobs[i].seed, original))
+                    w = jobs[i].window
+                    # every face visible in the crop is in its map; the z-buffer keeps them apart
+                    maps.append(build_attribute_map(faces, (w.resolution, w.resolution), offset=(w.ox, w.oy), scale=w.scale))
+                    if ident is not None:
+                        ident.attribute_map, ident.landmarks = maps[-1], jobs[i].landmarks
+                light = self.light
+                images = light.pipe(
+                    np.stack([crops[i] for i in chunk]), np.stack(maps), prompt=light.prompt,
+                    identity_embeds=torch.stack(targets), original_embeds=torch.stack(originals),
+                    strength=light.strength, num_inference_steps=light.steps,
+                    anonymization_scale=light.anonymization_scale, adapter_conditioning_scale=light.adapter_scale,
+                    ip_adapter_scale=light.ip_adapter_scale,
+                    generator=[torch.Generator().manual_seed(jobs[i].seed) for i in chunk],
+                ).images
+            except Exception as exc:  # noqa: BLE001 - covered by the fallback below
+                out.errors.append(f"light: {exc}")
+                continue
+            finally:
+                clock("light")
+            for i, img in zip(chunk, images, strict=True):
+                out.crops[i] = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+                self.stats.light_regions += 1
+        return out
+
+    def _embed(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list:
+        """FaRL embeddings of the faces at ``(image, box)``, one encoder call."""
+        import torch
+
+        from .light.attributes import face_crops
+
+        encoder = self.light.pipe.image_encoder
+        crops = torch.cat([face_crops(img, [box], encoder.config.image_size) for img, box in items])
+        p = next(encoder.parameters())
+        with torch.no_grad():
+            return list(encoder(pixel_values=crops.to(p.device, p.dtype)).image_embeds.float().cpu())
+
+    # -- the interface ---------------------------------------------------------------------
+
+    def anonymize(self, image: np.ndarray, regions: Sequence[Region], frame: Frame | None = None) -> np.ndarray:
+        index = frame.index if frame is not None else self._frames
+        self._frames += 1
+        self.stats.frames += 1
+        jobs = self.plan(image, regions, index)
+        self.stats.regions += len(jobs)
+        if not jobs:
+            return image
+        rendered = self._rendered(image, jobs, index)
+        clock = _Clock(self.stats.seconds)
+        original = image.copy() if self._measures is not None else None
+        failed: list[Region] = []
+        covered: dict[int, np.ndarray] = {}
+        for job, crop in zip(jobs, rendered.crops if rendered else [None] * len(jobs), strict=True):
+            hard = None
+            if crop is not None:
+                try:
+                    hard = paste(image, job.window, crop, job.region.box, self.shape, self.feather, self.colour_match)
+                except RuntimeError as exc:
+                    rendered.errors.append(str(exc))
+            if crop is None or hard is None:
+                failed.append(job.region)
+            elif job.identity is not None and original is not None:
+                covered[job.identity.track_id] = self._full_mask(hard, job.window, image.shape)
+        if rendered is None:
+            self.stats.late_regions += len(failed)
+        else:
+            self.stats.failed_regions += len(failed)
+            if rendered.errors:
+                log.warning("frame %d: %s; %d region(s) covered with %s", index, "; ".join(rendered.errors)[:300],
+                            len(failed), self.fallback.name)
+        if failed:
+            image = self.fallback.anonymize(image, failed, frame)
+        clock("paste")
+        if self._measures is not None and original is not None:
+            faces = {j.identity.track_id: np.asarray(j.region.box, np.float32) for j in jobs
+                     if j.identity is not None and j.region.kind == "face" and j.identity.track_id in covered}
+            self._measures.add(self.stats, original, image, covered, faces)
+            clock("measure")
+        return image
+
+    def _rendered(self, image: np.ndarray, jobs: list[_Job], index: int) -> _Rendered | None:
+        """Quality: render now. Realtime: in the worker, waiting at most ``latency`` seconds;
+        None when it is late (or still busy with an earlier frame)."""
+        if not self.realtime:
+            return self.render(image, jobs, index)
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="camstream-generate")
+        if self._pending is not None and not self._pending.done():
+            return None  # still on an earlier frame: this one is covered, not queued behind it
+        self._pending = self._worker.submit(self.render, image.copy(), jobs, index)
+        try:
+            return self._pending.result(timeout=self.latency)
+        except FutureTimeout:
+            return None
+
+    @staticmethod
+    def _full_mask(hard: np.ndarray, window: CropWindow, shape: tuple[int, ...]) -> np.ndarray:
+        h, w = shape[:2]
+        x1, y1 = max(0, int(np.floor(window.ox))), max(0, int(np.floor(window.oy)))
+        full = np.zeros((h, w), bool)
+        full[y1:y1 + hard.shape[0], x1:x1 + hard.shape[1]] = hard
+        return full
+
+
+def _random_identity(seed: int, original):  # noqa: ANN001, ANN202 - torch tensors
+    """A target embedding drawn from ``seed`` at the original's norm: for a region with no
+    keyframe face yet (untracked, or its keyframe failed)."""
+    import torch
+
+    target = torch.randn(original.shape, generator=torch.Generator().manual_seed(seed + 1))
+    return target / target.norm().clamp_min(1e-6) * original.norm()
+
+
+class _Clock:
+    """Adds the time since the previous call to ``totals[stage]``."""
+
+    def __init__(self, totals: Counter) -> None:
+        self.totals, self.last = totals, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.totals[stage] += now - self.last
+        self.last = now
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[k:k + size] for k in range(0, len(items), size)]
+
+
+def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: ANN001 - streamer.config.Config
+    """``--method camouflage``: every model of Base and Light resolved first (one error
+    naming all missing ones and the fetch command), then both loaded."""
+    from streamer.runner import build_classical
+
+    from .anonymizer import build_base_anonymizer
+    from .light import loading
+    from .light.anonymizer import build_light_anonymizer
+    from .manifest import ModelResolver
+    from .pipelines import BASE_MODELS, CONTROLS
+
+    a, c = config.anonymize, config.camouflage
+    if a.scope == "scene":
+        raise ConfigError("--method camouflage renders crops per identity: use --scope face or person")
+    needed = [*BASE_MODELS, *(f"annotator_{k}" for k in CONTROLS if k not in config.base.annotators)]
+    if config.base.prompt is None:
+        needed.append("captioner")
+    needed += [n for n in loading.LIGHT_MODELS if n not in needed]
+    ModelResolver(models_dir=config.models.dir, offline=config.models.offline).resolve_many(needed, fetch_as="camouflage")
+    base, light = build_base_anonymizer(config), build_light_anonymizer(config)
+    policy = KeyframePolicy(every=c.keyframe_every, on_birth=c.keyframe_on_birth, on_scene_cut=c.keyframe_on_scene_cut,
+                            pose_change=c.keyframe_pose_change)
+    return CamouflageVideoAnonymizer(
+        base, light, build_classical(a.fallback, config), policy, shape=Shape(kind=a.shape, margin=a.margin),
+        seed=config.light.seed, mode=c.mode, latency=c.latency, context=c.context, feather=c.feather,
+        colour_match=c.colour_match, max_batch=c.max_batch, scene_cut=config.detection.scene_cut,
+        fresh_noise=c.fresh_noise, measure=c.measure, measure_identity=c.measure_identity,
+    )

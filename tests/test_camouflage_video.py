@@ -1,0 +1,245 @@
+"""``--method camouflage``: identities, keyframes, compositing, fail-closed fallback, the
+measures, and the whole clip end to end on the tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import camstream, probe, read_frames
+from privacy import leaks
+from tiny_models import RESOLUTION, STEPS, one_torch_thread, tiny_config, tiny_models  # noqa: F401 - fixtures
+
+from camouflage.compositor import crop_window, paste
+from camouflage.methods import build_method
+from camouflage.video import CamouflageVideoAnonymizer
+from streamer.anonymizers import Shape
+from streamer.config import Config
+from streamer.errors import ConfigError
+from streamer.frame import Frame
+from tracking.identity import Identity, IdentityBank, KeyframePolicy, normalised_landmarks
+from tracking.tracker import Region
+
+TINY = ["--models-dir", None, "--set", f"light.resolution={RESOLUTION}", "--set", f"base.resolution={RESOLUTION}",
+        "--set", f"base.steps={STEPS}", "--set", f"light.steps={STEPS}", "-q"]
+
+
+def tiny_args(models: Path) -> list[str]:
+    return [str(models) if a is None else a for a in TINY]
+
+
+def camouflage_config(models: Path, **settings) -> Config:  # noqa: ANN003
+    config = tiny_config(models)
+    config.anonymize.method = "camouflage"
+    config.light.resolution, config.light.steps = RESOLUTION, STEPS
+    for key, value in settings.items():
+        setattr(config.camouflage, key, value)
+    return config
+
+
+# -- identities and keyframes ---------------------------------------------------------------
+
+def test_one_seed_per_track_stable_and_distinct() -> None:
+    bank = IdentityBank(seed=7)
+    first = bank.get(1, 0).seed
+    assert all(bank.get(1, i).seed == first for i in range(1, 50))  # the whole life of the track
+    seeds = {bank.get(t, 50).seed for t in range(2, 200)} | {first}
+    assert len(seeds) == 199  # every track its own
+    assert IdentityBank(seed=7).get(1, 0).seed == first  # run to run
+    assert IdentityBank(seed=8).get(1, 0).seed != first
+    assert bank.created == 199
+
+
+def test_a_track_that_comes_back_under_a_new_id_is_a_new_identity() -> None:
+    bank = IdentityBank(seed=0, forget_after=10)
+    old = bank.get(3, 0)
+    bank.get(4, 30)  # track 3 unseen for 30 frames: forgotten
+    assert 3 not in bank and bank.get(5, 31).seed != old.seed
+
+
+def test_keyframe_policy_fires_on_birth_scene_cut_interval_and_pose() -> None:
+    policy = KeyframePolicy(every=10, pose_change=0.2)
+    ident = Identity(track_id=1, seed=1, born=0, last_seen=0)
+    assert policy.reason(ident, 0, False, None) == "birth"
+    box = np.array([100, 100, 200, 200], np.float32)
+    lm = normalised_landmarks(np.array([[130, 140], [170, 140], [150, 160], [135, 180], [165, 180]]), box)
+    ident.keyframe_index, ident.keyframe_landmarks, ident.keyframes = 0, lm, 1
+    assert policy.reason(ident, 5, False, lm) is None
+    assert policy.reason(ident, 5, True, lm) == "scene_cut"
+    assert policy.reason(ident, 10, False, lm) == "interval"
+    assert policy.reason(ident, 5, False, lm + 0.3) == "pose"  # a turned head / open mouth
+    assert policy.reason(ident, 5, False, lm + 0.05) is None  # small motion: Light keeps the face
+    assert KeyframePolicy(on_scene_cut=False).reason(ident, 5, True, lm) is None
+
+
+# -- the compositor ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("box", [[300, 200, 380, 300], [-20, 400, 50, 470]])  # inside; across the edge
+def test_compositor_changes_no_pixel_outside_the_feathered_mask(box: list[int]) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (480, 640, 3), np.uint8)
+    before = image.copy()
+    shape, feather = Shape(margin=0.3), 0.25
+    window = crop_window(np.array(box, np.float32), shape, 64, context=0.5)
+    generated = rng.integers(0, 256, (64, 64, 3), np.uint8)
+    hard = paste(image, window, generated, np.array(box, np.float32), shape, feather=feather)
+    changed = (image != before).any(-1)
+    # the covered shape: every pixel replaced (all random: none can equal by chance in all 3 channels)
+    x1, y1 = max(0, int(np.floor(window.ox))), max(0, int(np.floor(window.oy)))
+    covered = np.zeros(changed.shape, bool)
+    covered[y1:y1 + hard.shape[0], x1:x1 + hard.shape[1]] = hard
+    assert covered.sum() > 1000 and changed[covered].mean() > 0.99
+    # the feather reaches at most a few sigmas (sigma = feather x band) beyond the shape
+    reach = int(np.ceil(feather * window.band * 5)) + 2
+    allowed = cv2.dilate(covered.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+    assert not changed[~allowed].any()
+    assert changed.sum() < allowed.sum()
+
+
+def test_compositor_refuses_a_shape_larger_than_its_crop() -> None:
+    image = np.zeros((100, 100, 3), np.uint8)
+    box = np.array([40, 40, 60, 60], np.float32)
+    window = crop_window(box, Shape(margin=0.3), 32, context=0.0)
+    with pytest.raises(RuntimeError):
+        paste(image, window, np.zeros((32, 32, 3), np.uint8), box, Shape(margin=3.0))
+
+
+# -- the anonymizer on the tiny models ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def megamind(data: Path) -> list[np.ndarray]:
+    return read_frames(data / "Megamind.avi", 42)[18:]  # faces in every one of these
+
+
+def regions_of(image: np.ndarray) -> list[Region]:
+    from tracking.detectors import LibFaceDetector
+
+    dets = LibFaceDetector(threshold=0.5).detect(image)
+    return [Region(box=b.astype(np.float32), track_id=i + 1, landmarks=dets.data["landmarks"][i])
+            for i, b in enumerate(dets.xyxy)]
+
+
+def run_frames(anonymizer: CamouflageVideoAnonymizer, frames: list[np.ndarray], regions: list[Region]) -> list[np.ndarray]:
+    return [anonymizer.anonymize(f.copy(), regions, Frame(i, f.copy())) for i, f in enumerate(frames)]
+
+
+def test_birth_keyframe_then_light_with_the_identitys_face(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
+    anonymizer = build_method("camouflage", camouflage_config(tiny_models, keyframe_every=5))
+    regions = regions_of(megamind[0])
+    assert regions
+    run_frames(anonymizer, megamind[:7], regions)
+    report = anonymizer.report()
+    n = len(regions)
+    assert report["keyframes_by_reason"] == {"birth": n, "interval": n}  # frame 0, then frame 5
+    assert report["light_regions"] == 5 * n and report["identities"] == n
+    ident = anonymizer.bank.identities[regions[0].track_id]
+    assert ident.keyframe_index == 5 and ident.embedding is not None and ident.keyframe_crop.shape == (RESOLUTION, RESOLUTION, 3)
+    # cost: Light's UNet evaluations per face are a fraction of per-frame Base's
+    assert report["unet_evals_per_face_frame"] < report["per_frame_base_unet_evals_per_face_frame"]
+    assert report["flicker_warping_error"] is not None
+
+
+def test_same_identity_same_noise_gives_the_same_face(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
+    """Seeded latents: one frame rendered twice by Light for the same identity is identical,
+    and a different track (seed) on the same pixels gives a different face."""
+    anonymizer = build_method("camouflage", camouflage_config(tiny_models, measure=False))
+    frame = megamind[3]
+    region = regions_of(frame)[0]
+    anonymizer.anonymize(frame.copy(), [region], Frame(0, frame))  # birth keyframe
+    a = anonymizer.anonymize(frame.copy(), [region], Frame(1, frame))
+    b = anonymizer.anonymize(frame.copy(), [region], Frame(2, frame))
+    np.testing.assert_array_equal(a, b)
+    other = Region(box=region.box, track_id=region.track_id + 100, landmarks=region.landmarks)
+    anonymizer.anonymize(frame.copy(), [other], Frame(3, frame))
+    c = anonymizer.anonymize(frame.copy(), [other], Frame(4, frame))
+    assert np.abs(c.astype(int) - a).max() > 10
+
+
+def test_flicker_and_drift_below_per_frame_base_with_fresh_noise(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
+    frames = megamind[:12]
+    regions = regions_of(frames[0])
+    consistent = build_method("camouflage", camouflage_config(tiny_models, measure_identity=True))
+    per_frame = build_method("camouflage", camouflage_config(tiny_models, measure_identity=True, keyframe_every=1,
+                                                             fresh_noise=True))
+    run_frames(consistent, frames, regions)
+    run_frames(per_frame, frames, regions)
+    ours, baseline = consistent.report(), per_frame.report()
+    assert baseline["light_regions"] == 0 and baseline["keyframes"] == 12 * len(regions)  # Base on every frame
+    assert ours["flicker_warping_error"] < 0.8 * baseline["flicker_warping_error"]
+    assert ours["identity_drift"] < baseline["identity_drift"]
+    assert ours["unet_evals_per_face_frame"] < baseline["unet_evals_per_face_frame"]
+
+
+class _Broken:
+    """A generator failure (as an out-of-memory error would surface) injected into both models."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+        self.calls += 1
+        raise RuntimeError("CUDA out of memory (injected)")
+
+
+@pytest.mark.parametrize("failure", ["error", "late"])
+def test_failed_or_late_generation_is_covered_by_the_fallback(tiny_models: Path, megamind: list[np.ndarray], failure: str,  # noqa: F811
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    config = camouflage_config(tiny_models, mode="realtime" if failure == "late" else "quality", latency=1e-4)
+    anonymizer = build_method("camouflage", config)
+    if failure == "error":
+        broken = _Broken()
+        monkeypatch.setattr(anonymizer.base, "generate", broken)
+        monkeypatch.setattr(type(anonymizer.light.pipe), "__call__", broken)
+    frames = megamind[:12]
+    out = run_frames(anonymizer, frames, regions_of(frames[0]))
+    anonymizer.close()
+    report = anonymizer.report()
+    key = "fallback_failed_regions" if failure == "error" else "fallback_late_regions"
+    assert report[key] == report["regions"] > 0
+    if failure == "error":
+        assert broken.calls > 0
+    found, leaked = leaks(frames, out)
+    assert found > 0 and leaked == []
+
+
+def test_scene_scope_is_refused(tiny_models: Path) -> None:  # noqa: F811
+    config = camouflage_config(tiny_models)
+    config.anonymize.scope = "scene"
+    with pytest.raises(ConfigError, match="scope"):
+        build_method("camouflage", config)
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+def test_megamind_end_to_end_keeps_frames_timing_and_audio(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The default method on the whole clip: frame count, timing and the AC3 audio survive,
+    and the report carries the measures."""
+    out, report_path = tmp_path / "megamind.mp4", tmp_path / "report.json"
+    r = camstream("run", data / "Megamind.avi", "-o", out, "--report", report_path, *tiny_args(tiny_models),
+                  env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "RANDOM WEIGHTS" in r.stderr
+    src, dst = probe(data / "Megamind.avi"), probe(out)
+    assert abs(dst["frames"] - src["frames"]) <= 1
+    assert dst["fps"] == pytest.approx(src["fps"], rel=1e-3)
+    assert dst["video_duration"] == pytest.approx(src["video_duration"], abs=1.01 / src["fps"])
+    assert dst["audio"]["codec"] == "ac3" and dst["audio"]["duration"] == pytest.approx(src["audio"]["duration"], abs=0.05)
+    report = json.loads(report_path.read_text())
+    a = report["anonymizer"]
+    assert report["method"] == "camouflage" and report["status"] == "ok"
+    assert a["mode"] == "quality" and a["keyframes"] >= a["identities"] > 0 and a["light_regions"] > a["keyframes"]
+    assert a["fallback_failed_regions"] == a["fallback_late_regions"] == 0
+    assert a["flicker_warping_error"] > 0 and a["unet_cost_vs_per_frame_base"] < 1
+
+
+def test_camouflage_without_models_names_the_fetch_command_and_pixelate(data: Path, tmp_path: Path) -> None:
+    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "x.jpg", "--models-dir", tmp_path,
+                  env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 5
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "camstream models fetch camouflage" in lines[0] and "--method pixelate" in lines[0]
+    assert not (tmp_path / "x.jpg").exists()
