@@ -460,6 +460,7 @@ def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: A
     from .light.anonymizer import build_light_anonymizer
     from .manifest import ModelResolver
     from .pipelines import BASE_MODELS, CONTROLS
+    from .speed import speed_models
 
     a, c = config.anonymize, config.camouflage
     if a.scope == "scene":
@@ -468,7 +469,9 @@ def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: A
     if config.base.prompt is None:
         needed.append("captioner")
     needed += [n for n in loading.LIGHT_MODELS if n not in needed]
-    ModelResolver(models_dir=config.models.dir, offline=config.models.offline).resolve_many(needed, fetch_as="camouflage")
+    speed = speed_models(config.speed.lcm, config.speed.tiny_vae)
+    ModelResolver(models_dir=config.models.dir, offline=config.models.offline).resolve_many(
+        [*needed, *speed], fetch_as=" ".join(["camouflage", *speed]))
     base, light = build_base_anonymizer(config), build_light_anonymizer(config)
     policy = KeyframePolicy(every=c.keyframe_every, on_birth=c.keyframe_on_birth, on_scene_cut=c.keyframe_on_scene_cut,
                             pose_change=c.keyframe_pose_change)
