@@ -91,7 +91,8 @@ def run(models: Path, preset: str, faces: int, frames: list[np.ndarray], resolut
     report = anonymizer.report()
     return {"preset": preset, "faces": faces, "fps": n / wall,
             **{s: 1000 * anonymizer.stats.seconds.get(s, 0.0) / n for s in STAGES},
-            "keyframes": report["keyframes"], "evals": report["unet_evals_per_face_frame"]}
+            "keyframes": report["keyframes"], "evals": report["unet_evals_per_face_frame"],
+            "base_evals": report["per_frame_base_unet_evals_per_face_frame"]}
 
 
 def main() -> None:
@@ -124,11 +125,12 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "CPU"
     print(f"\ncamouflage at 1280x720, {len(frames) - 1} frames, {device}, models: "
           f"{'tiny random set' if tmp else models}, crops {resolution or 'preset'} px, steps {steps or 'preset'}")
-    print("| preset | faces | fps | ms/frame attributes | base | light | paste | measure | keyframes | UNet evals/face/frame |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| preset | faces | fps | ms/frame: attributes | base | light | paste | measure | keyframes "
+          "| UNet evals/face/frame | per-frame Base |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         print(f"| {r['preset']} | {r['faces']} | {r['fps']:.2f} | {r['attributes']:.0f} | {r['base']:.0f} | "
-              f"{r['light']:.0f} | {r['paste']:.0f} | {r['measure']:.0f} | {r['keyframes']} | {r['evals']} |")
+              f"{r['light']:.0f} | {r['paste']:.0f} | {r['measure']:.0f} | {r['keyframes']} | {r['evals']} | {r['base_evals']} |")
     if tmp is not None:
         tmp.cleanup()
 

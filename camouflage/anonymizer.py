@@ -14,7 +14,6 @@ an original face is never returned.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,7 @@ from streamer.errors import ConfigError
 from streamer.frame import Frame
 from tracking.tracker import Region, enlarge
 
-from .manifest import RANDOM_MARKER, ModelResolver
+from .manifest import ModelResolver
 from .pipelines import BASE_MODELS, CONTROLS
 from .speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
 
@@ -34,7 +33,6 @@ if TYPE_CHECKING:  # torch and diffusers load only once the models are known to 
     from .annotators import Captioner
     from .pipelines.base import CamouflageBasePipeline
 
-log = logging.getLogger("camstream")
 
 FEATHER = 0.1  # width of the blend ring outside the covered shape, as a fraction of the box size
 
@@ -139,9 +137,7 @@ def build_base_anonymizer(config) -> BaseAnonymizer:  # noqa: ANN001 - streamer.
         needed.append("captioner")
     speed = speed_models(config.speed.lcm, config.speed.tiny_vae)
     resolver.resolve_many([*needed, *speed], fetch_as=" ".join([config.anonymize.method, *speed]))
-    if resolver.random_weights:
-        log.warning("RANDOM WEIGHTS: %s holds tiny random models (%s); the output is noise, not anonymized faces",
-                    m.dir, RANDOM_MARKER)
+    resolver.warn_if_random()
     import transformers
 
     from .annotators import Captioner, load_annotators

@@ -184,6 +184,9 @@ def refuse_pickles(entry: ModelEntry, folder: Path) -> None:
             )
 
 
+_WARNED_RANDOM: set[Path] = set()
+
+
 class ModelResolver:
     """Finds each manifest entry's folder: --models-dir, then HF cache, then hub."""
 
@@ -193,6 +196,16 @@ class ModelResolver:
         self.models_dir = Path(models_dir) if models_dir else None
         self.offline = offline
         self.random_weights = bool(self.models_dir and (self.models_dir / RANDOM_MARKER).exists())
+
+    def warn_if_random(self) -> None:
+        """Logs once per process and folder that it holds tiny random models (make-tiny)."""
+        if self.random_weights and self.models_dir not in _WARNED_RANDOM:
+            _WARNED_RANDOM.add(self.models_dir)
+            import logging
+
+            logging.getLogger("camstream").warning(
+                "RANDOM WEIGHTS: %s holds tiny random models (%s); the output is noise, not anonymized faces",
+                self.models_dir, RANDOM_MARKER)
 
     def find(self, name: str) -> Path | None:
         """The folder holding ``name``'s files, or None. Never downloads."""

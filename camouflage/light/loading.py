@@ -25,9 +25,5 @@ def resolve_models(models_dir: str | Path | None, names=LIGHT_MODELS, offline: b
 
     resolver = ModelResolver(models_dir=models_dir, offline=offline)
     paths = resolver.resolve_many(names)
-    if resolver.random_weights:
-        import logging
-
-        logging.getLogger("camstream").warning(
-            "RANDOM WEIGHTS: %s holds tiny random models (make-tiny); the output is noise", models_dir)
+    resolver.warn_if_random()
     return paths

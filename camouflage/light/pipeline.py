@@ -38,6 +38,7 @@ from diffusers import (
 )
 from diffusers.loaders import IPAdapterMixin, StableDiffusionLoraLoaderMixin
 from diffusers.utils import BaseOutput
+from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
@@ -157,7 +158,12 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
                 image_encoder=CLIPVisionModelWithProjection.from_pretrained(paths[loading.FARL], **tkw),
             )
             weights = load_ip_adapter_file(paths[loading.IP_ADAPTER] / loading.IP_ADAPTER_WEIGHTS)
-            pipe.load_ip_adapter(weights, subfolder="", weight_name="", image_encoder_folder=None)
+            verbosity = diffusers_logging.get_verbosity()
+            diffusers_logging.set_verbosity_error()  # its own UNet.to(dtype) warns of fp32 modules the UNet has none of
+            try:
+                pipe.load_ip_adapter(weights, subfolder="", weight_name="", image_encoder_folder=None)
+            finally:
+                diffusers_logging.set_verbosity(verbosity)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"CAMOUFLaGE-Light: cannot load models ({str(exc).splitlines()[0]})") from None
         pipe.set_progress_bar_config(disable=True)
