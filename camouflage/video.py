@@ -16,11 +16,12 @@ Per frame, for every region (a tracked face or person):
    back by :mod:`camouflage.compositor` (feathered, colour-matched; nothing outside the
    feathered mask changes).
 
-Fail-closed: a region whose generation fails (error, out of memory) or, in realtime
-mode, is not ready within ``latency`` seconds is covered by the fallback (solid by
-default) for that frame and counted in the report; the original never passes.
-``mode: quality`` (files) waits for every frame; ``realtime`` (live streams under
-``auto``) renders in a worker thread and never waits longer than the budget.
+Fail-closed: a region whose generation fails (error, out of memory) is covered by the
+fallback (solid by default) for that frame and counted in the report; the original
+never passes. ``mode: quality`` (files) waits for every frame; ``realtime`` (live
+streams under ``auto``) renders in a worker thread and never waits longer than
+``latency`` seconds: a late region gets its identity's latest generated face (at most
+``reuse_for`` frames old), fitted to this frame's box, else the fallback.
 
 Measures in the run report (``anonymizer``): keyframes by reason, regions rendered by
 Light, covered by the fallback (failed / late); UNet evaluations per face per frame
@@ -90,6 +91,7 @@ class VideoStats:
     light_regions: int = 0
     failed_regions: int = 0  # generator error: fallback
     late_regions: int = 0  # latency budget blown: fallback
+    reused_regions: int = 0  # latency budget blown: the identity's latest fake face, re-fitted to the box
     unet_evals: Counter = field(default_factory=Counter)  # "base" / "light" -> UNet sample evaluations
     flicker_sum: float = 0.0
     flicker_pixels: int = 0
@@ -112,6 +114,7 @@ class VideoStats:
             "light_regions": self.light_regions,
             "fallback_failed_regions": self.failed_regions,
             "fallback_late_regions": self.late_regions,
+            "reused_late_regions": self.reused_regions,
             "unet_evals_per_face_frame": round(per_face, 2) if per_face is not None else None,
             "per_frame_base_unet_evals_per_face_frame": round(base_per_face, 2) if base_per_face is not None else None,
             "unet_cost_vs_per_frame_base": round(per_face / base_per_face, 3) if per_face and base_per_face else None,
@@ -195,6 +198,7 @@ class CamouflageVideoAnonymizer:
         seed: int = 0,
         mode: str = "auto",
         latency: float = 0.5,
+        reuse_for: int = 12,
         context: float = 0.5,
         feather: float = 0.25,
         colour_match: bool = True,
@@ -212,7 +216,7 @@ class CamouflageVideoAnonymizer:
         self.policy = policy or KeyframePolicy()
         self.bank = IdentityBank(seed=seed)
         self.shape = shape or Shape()
-        self.mode, self.latency = mode, latency
+        self.mode, self.latency, self.reuse_for = mode, latency, max(0, reuse_for)
         self.context, self.feather, self.colour_match = context, feather, colour_match
         self.max_batch, self.scene_cut, self.fresh_noise = max(1, max_batch), scene_cut, fresh_noise
         self.resolution = light.resolution
@@ -312,6 +316,7 @@ class CamouflageVideoAnonymizer:
                         ident.keyframe_index, ident.keyframe_crop, ident.embedding = index, g, e
                         ident.keyframe_landmarks = jobs[i].landmarks
                         ident.keyframes += 1
+                        ident.latest_crop, ident.latest_index = g, index
                 self.stats.keyframes[jobs[i].keyframe] += 1
         rest = [i for i in range(len(jobs)) if not jobs[i].keyframe]
         for chunk in _chunks(rest, self.max_batch):
@@ -344,6 +349,10 @@ class CamouflageVideoAnonymizer:
             for i, img in zip(chunk, images, strict=True):
                 out.crops[i] = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
                 self.stats.light_regions += 1
+                ident = jobs[i].identity
+                if ident is not None:
+                    with self._lock:
+                        ident.latest_crop, ident.latest_index = out.crops[i], index
         return out
 
     def _embed(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list:
@@ -373,19 +382,25 @@ class CamouflageVideoAnonymizer:
         original = image.copy() if self._measures is not None else None
         failed: list[Region] = []
         covered: dict[int, np.ndarray] = {}
-        for job, crop in zip(jobs, rendered.crops if rendered else [None] * len(jobs), strict=True):
+        crops = rendered.crops if rendered is not None else [self._reusable(job, index) for job in jobs]
+        reused = sum(c is not None for c in crops) if rendered is None else 0
+        for job, crop in zip(jobs, crops, strict=True):
             hard = None
             if crop is not None:
                 try:
                     hard = paste(image, job.window, crop, job.region.box, self.shape, self.feather, self.colour_match)
                 except RuntimeError as exc:
-                    rendered.errors.append(str(exc))
+                    if rendered is not None:
+                        rendered.errors.append(str(exc))
+                    else:
+                        reused -= 1
             if crop is None or hard is None:
                 failed.append(job.region)
             elif job.identity is not None and original is not None:
                 covered[job.identity.track_id] = self._full_mask(hard, job.window, image.shape)
         if rendered is None:
             self.stats.late_regions += len(failed)
+            self.stats.reused_regions += reused
         else:
             self.stats.failed_regions += len(failed)
             if rendered.errors:
@@ -400,6 +415,19 @@ class CamouflageVideoAnonymizer:
             self._measures.add(self.stats, original, image, covered, faces)
             clock("measure")
         return image
+
+    def _reusable(self, job: _Job, index: int) -> np.ndarray | None:
+        """A late region's stand-in: its identity's latest generated crop, if recent enough.
+        It is pasted into this frame's window (scaled and moved with the box): a fake face
+        a few frames stale in expression, never the original."""
+        ident = job.identity
+        if ident is None or self.reuse_for <= 0:
+            return None
+        with self._lock:
+            crop, at = ident.latest_crop, ident.latest_index
+        if crop is None or at is None or not 0 <= index - at <= self.reuse_for:
+            return None
+        return crop
 
     def _rendered(self, image: np.ndarray, jobs: list[_Job], index: int) -> _Rendered | None:
         """Quality: render now. Realtime: in the worker, waiting at most ``latency`` seconds;
@@ -477,7 +505,7 @@ def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: A
                             pose_change=c.keyframe_pose_change)
     return CamouflageVideoAnonymizer(
         base, light, build_classical(a.fallback, config), policy, shape=Shape(kind=a.shape, margin=a.margin),
-        seed=config.light.seed, mode=c.mode, latency=c.latency, context=c.context, feather=c.feather,
+        seed=config.light.seed, mode=c.mode, latency=c.latency, reuse_for=c.reuse_for, context=c.context, feather=c.feather,
         colour_match=c.colour_match, max_batch=c.max_batch, scene_cut=config.detection.scene_cut,
         fresh_noise=c.fresh_noise, measure=c.measure, measure_identity=c.measure_identity,
     )

@@ -136,6 +136,7 @@ class CamouflageConfig:
     keyframe_pose_change: float = 0.2  # mean landmark shift, in face-box sizes (<= 0: off)
     mode: str = "auto"  # "quality" (wait for every frame) | "realtime" (latency budget) | "auto": realtime for live sources
     latency: float = 0.5  # realtime: seconds a frame may wait for its generation, else the fallback covers
+    reuse_for: int = 12  # realtime, late: the identity's latest fake face (at most this many frames old) instead of the fallback; 0: off
     context: float = 0.5  # crop = region + this fraction of its size on every side
     feather: float = 0.25  # paste fall-off, as a fraction of the band between shape and crop edge
     colour_match: bool = True  # shift the generated crop's colour to its surroundings

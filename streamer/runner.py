@@ -211,6 +211,8 @@ def _summary(report: RunReport) -> None:
         if a.get("keyframes") is not None:
             drift = (f"; identity drift {a['identity_drift']} (the real person's {a['identity_drift_original']})"
                      if a.get("identity_drift") is not None else "")
+            if a.get("reused_late_regions"):
+                drift = f"; {a['reused_late_regions']} late regions reused their identity's latest face" + drift
             log.info(
                 "%s: %d identities, %d keyframes (Base), %d regions by Light, %d covered by the fallback (%d late); "
                 "UNet evaluations per face and frame %s (per-frame Base %s); flicker %s%s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import cv2
@@ -188,7 +189,7 @@ class _Broken:
 @pytest.mark.parametrize("failure", ["error", "late"])
 def test_failed_or_late_generation_is_covered_by_the_fallback(tiny_models: Path, megamind: list[np.ndarray], failure: str,  # noqa: F811
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    config = camouflage_config(tiny_models, mode="realtime" if failure == "late" else "quality", latency=1e-4)
+    config = camouflage_config(tiny_models, mode="realtime" if failure == "late" else "quality", latency=1e-4, reuse_for=0)
     anonymizer = build_method("camouflage", config)
     if failure == "error":
         broken = _Broken()
@@ -202,6 +203,38 @@ def test_failed_or_late_generation_is_covered_by_the_fallback(tiny_models: Path,
     assert report[key] == report["regions"] > 0
     if failure == "error":
         assert broken.calls > 0
+    found, leaked = leaks(frames, out)
+    assert found > 0 and leaked == []
+
+
+def test_late_regions_reuse_their_identitys_latest_fake_face_then_the_fallback(tiny_models: Path,  # noqa: F811
+                                                                                 megamind: list[np.ndarray]) -> None:
+    """Realtime, every frame late: once a render has landed, a late region gets its identity's
+    latest fake face in this frame's window; older than ``reuse_for`` frames, the fallback."""
+    anonymizer = build_method("camouflage", camouflage_config(tiny_models, mode="realtime", latency=1e-4, reuse_for=3))
+    frames, out = megamind[:8], []
+    regions = regions_of(frames[0])
+    n = len(regions)
+    for i, f in enumerate(frames):
+        out.append(anonymizer.anonymize(f.copy(), regions, Frame(i, f.copy())))
+        anonymizer._pending.result()  # the render lands before the next frame, which is late again
+    report = anonymizer.report()
+    assert report["fallback_late_regions"] == n and report["reused_late_regions"] == 7 * n  # frame 0: nothing to reuse yet
+    ident = anonymizer.bank.identities[regions[0].track_id]
+    assert ident.latest_index == 7 and ident.latest_crop is not None
+    # the worker stalls: frames up to 3 after the latest render reuse it, later ones are covered by the fallback
+    release = threading.Event()
+    anonymizer._pending = anonymizer._worker.submit(release.wait)
+    try:
+        for i in (10, 11):
+            out.append(anonymizer.anonymize(frames[-1].copy(), regions, Frame(i, frames[-1].copy())))
+            frames.append(frames[-1])
+    finally:
+        release.set()
+        anonymizer.close()
+    report = anonymizer.report()
+    assert report["reused_late_regions"] == 8 * n and report["fallback_late_regions"] == 2 * n
+    assert not np.array_equal(out[-2], out[-1])  # reused fake face, then the solid fallback
     found, leaked = leaks(frames, out)
     assert found > 0 and leaked == []
 

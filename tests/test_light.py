@@ -178,6 +178,21 @@ def test_negative_identity_guidance(pipe, inputs) -> None:  # noqa: ANN001
     np.testing.assert_allclose(zero, run(pipe, image, amap, identity_embeds=own), atol=1e-4)
 
 
+def test_prompts_are_encoded_once_and_give_what_the_text_encoder_gives(pipe) -> None:  # noqa: ANN001
+    calls = []
+    hook = pipe.text_encoder.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        with torch.no_grad():
+            first = pipe.encode_prompt(["a cached face", "a cached person", "a cached face"], 3)
+            again = pipe.encode_prompt("a cached person", 2)
+            direct = pipe._encode_text(["a cached face", "a cached person", "a cached face"])
+    finally:
+        hook.remove()
+    assert len(calls) == 2  # one batch for the two new prompts, none for the cached one, one uncached reference
+    torch.testing.assert_close(first, direct)
+    torch.testing.assert_close(again, direct[[1, 1]])
+
+
 def test_missing_models_are_one_clear_model_error(tmp_path) -> None:  # noqa: ANN001
     from camouflage.light.pipeline import CamouflageLightPipeline
     from streamer.errors import ModelError

@@ -38,6 +38,8 @@ class Identity:
     keyframe_landmarks: np.ndarray | None = None  # normalised landmarks at the keyframe
     landmarks: np.ndarray | None = None  # latest normalised landmarks
     attribute_map: np.ndarray | None = None  # latest (41, H, W) map
+    latest_crop: np.ndarray | None = None  # the latest generated crop (Base or Light), for late frames
+    latest_index: int | None = None  # its frame
     keyframes: int = 0
     frames: int = 0
 

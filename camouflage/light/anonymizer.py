@@ -31,10 +31,11 @@ import torch
 from streamer.anonymizers import Shape
 from tracking.tracker import Region
 
+from ..compositor import crop_window, paste
 from ..speed import apply_speed, speed_models
 from . import loading
 from .attribute_map import build_attribute_map
-from .attributes import FaceAttributes, FacerAttributeModel, face_crops, face_keypoints, square_crop
+from .attributes import FaceAttributes, FacerAttributeModel, face_crops, face_keypoints
 from .pipeline import CamouflageLightPipeline
 
 log = logging.getLogger("camstream")
@@ -47,16 +48,6 @@ def head_box(person: np.ndarray) -> np.ndarray:
     h = min(w * 1.2, (y2 - y1) * 0.25)
     cx = (x1 + x2) / 2
     return np.array([cx - w / 2, y1, cx + w / 2, y1 + h], np.float32)
-
-
-def feathered_alpha(hard: np.ndarray, feather: float) -> np.ndarray:
-    """1 on ``hard`` and a smooth fall-off outside it (never below 1 inside)."""
-    if feather <= 0:
-        return hard.astype(np.float32)
-    k = max(1, round(feather))
-    grown = cv2.dilate(hard.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-    soft = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), feather)
-    return np.maximum(hard.astype(np.float32), soft)
 
 
 class LightAnonymizer:
@@ -110,14 +101,6 @@ class LightAnonymizer:
         p = next(self.pipe.image_encoder.parameters())
         with torch.no_grad():
             return self.pipe.image_encoder(pixel_values=crops.to(p.device, p.dtype)).image_embeds[0].float().cpu()
-
-    def _grown(self, box: np.ndarray) -> np.ndarray:
-        """The covered shape's extent around ``box`` (streamer.anonymizers.Shape)."""
-        if hasattr(self.shape, "grown"):
-            return self.shape.grown(box)
-        from tracking.tracker import enlarge
-
-        return enlarge(box, self.shape.margin)
 
     def _track_seed(self, track_id: int) -> int:
         return self.seed + 1009 * max(track_id, 0)
@@ -179,53 +162,24 @@ class LightAnonymizer:
 
     def _region(self, image: np.ndarray, region: Region, faces: list[FaceAttributes], index: int,
                 covered: np.ndarray) -> None:
-        h, w = image.shape[:2]
-        r = self.resolution
-        x1, y1, x2, y2 = (float(v) for v in region.box)
         # The crop holds the covered shape (margin, and Shape's pixel minimum for tiny
         # faces) plus a band to feather over.
-        gx1, gy1, gx2, gy2 = self._grown(region.box)
-        covered_side = max(gx2 - gx1, gy2 - gy1)
-        side = max(max(x2 - x1, y2 - y1, 4.0) * (1 + 2 * self.context), covered_side * 1.25)
-        ox, oy = (x1 + x2) / 2 - side / 2, (y1 + y2) / 2 - side / 2
-        scale = r / side
-        crop = square_crop(image, ox, oy, side, r)
+        window = crop_window(region.box, self.shape, self.resolution, self.context)
+        crop = window.crop(image)
         # Every face visible in the crop goes into its map; the z-buffer keeps them apart.
-        amap = build_attribute_map(faces, (r, r), offset=(ox, oy), scale=scale)
+        amap = build_attribute_map(faces, (self.resolution, self.resolution), offset=(window.ox, window.oy),
+                                   scale=window.scale)
         face = faces[index]
         original = self._embed(image, face.box)
         target = self._target_identity(region.track_id, original)
         generated = self._generate(crop, amap, target, original, self._track_seed(region.track_id))
-
-        # Paste back into the in-frame part of the crop window.
-        wx1, wy1 = max(0, int(np.floor(ox))), max(0, int(np.floor(oy)))
-        wx2, wy2 = min(w, int(np.ceil(ox + side))), min(h, int(np.ceil(oy + side)))
-        if wx2 <= wx1 or wy2 <= wy1:
-            return
-        # resize to (about) the frame's scale first, so shrinking is area-averaged, then place
-        native = max(1, round(side))
-        resized = cv2.resize(generated, (native, native), interpolation=cv2.INTER_AREA if native < r else cv2.INTER_CUBIC)
-        k = side / native
-        to_window = np.array([[k, 0, ox - wx1], [0, k, oy - wy1]], np.float32)
-        back = cv2.warpAffine(resized, to_window, (wx2 - wx1, wy2 - wy1), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-        hard = np.zeros((wy2 - wy1, wx2 - wx1), bool)
-        m = self.shape.mask(region.box, w, h)
-        if m is not None:
-            (bx1, by1, bx2, by2), mask = m
-            if bx1 < wx1 or by1 < wy1 or bx2 > wx2 or by2 > wy2:
-                raise RuntimeError("light: covered shape larger than its crop")  # never paste a partial cover
-            hard[by1 - wy1:by2 - wy1, bx1 - wx1:bx2 - wx1] = mask[:, :, 0]
-        # Fade out over the band between the covered shape and the crop's edge.
-        band = (side - covered_side) / 2
-        alpha = feathered_alpha(hard, self.feather * band)[:, :, None]
-        window = image[wy1:wy2, wx1:wx2]
-        window[:] = (alpha * back + (1 - alpha) * window).round().clip(0, 255).astype(np.uint8)
-        covered[wy1:wy2, wx1:wx2] |= hard
+        # Raises if the covered shape does not fit the crop: never paste a partial cover.
+        hard = paste(image, window, generated, region.box, self.shape, self.feather, colour_match=False)
+        if hard is not None:
+            wx1, wy1 = max(0, int(np.floor(window.ox))), max(0, int(np.floor(window.oy)))
+            covered[wy1:wy1 + hard.shape[0], wx1:wx1 + hard.shape[1]] |= hard
         # The generated face is this track's identity from now on.
-        self._remember(region.track_id, self._embed(generated, np.array(
-            [(face.box[0] - ox) * scale, (face.box[1] - oy) * scale, (face.box[2] - ox) * scale,
-             (face.box[3] - oy) * scale], np.float32)))
+        self._remember(region.track_id, self._embed(generated, window.to_crop(face.box)))
 
     def _scene(self, image: np.ndarray, regions: Sequence[Region], faces: list[FaceAttributes]) -> np.ndarray:
         h, w = image.shape[:2]

@@ -172,6 +172,19 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
     # ------------------------------------------------------------------ pieces
     def encode_prompt(self, prompt: str | list[str], batch: int) -> torch.Tensor:
         prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+        if torch.is_grad_enabled():  # training: the text encoder may be changing
+            return self._encode_text(prompts)
+        # video asks for the same few prompts every frame: encode each once
+        cache = self.__dict__.setdefault("_prompt_cache", {})
+        device = self.text_encoder.device
+        missing = [t for t in dict.fromkeys(prompts) if (t, device) not in cache]
+        if missing:
+            if len(cache) + len(missing) > 64:
+                cache.clear()
+            cache.update({(t, device): e for t, e in zip(missing, self._encode_text(missing), strict=True)})
+        return torch.stack([cache[t, device] for t in prompts])
+
+    def _encode_text(self, prompts: list[str]) -> torch.Tensor:
         ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
         return self.text_encoder(ids.to(self.text_encoder.device))[0]
