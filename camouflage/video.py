@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -88,7 +89,8 @@ class VideoStats:
     frames: int = 0
     regions: int = 0
     keyframes: Counter = field(default_factory=Counter)  # reason -> regions rendered by Base
-    light_regions: int = 0
+    light_regions: int = 0  # rendered by Light (realtime: also renders that came too late to be used)
+    generated_regions: int = 0  # pasted from this frame's own render
     failed_regions: int = 0  # generator error: fallback
     late_regions: int = 0  # latency budget blown: fallback
     reused_regions: int = 0  # latency budget blown: the identity's latest fake face, re-fitted to the box
@@ -112,6 +114,7 @@ class VideoStats:
             "keyframes": keyframes,
             "keyframes_by_reason": dict(self.keyframes),
             "light_regions": self.light_regions,
+            "generated_regions": self.generated_regions,
             "fallback_failed_regions": self.failed_regions,
             "fallback_late_regions": self.late_regions,
             "reused_late_regions": self.reused_regions,
@@ -403,6 +406,7 @@ class CamouflageVideoAnonymizer:
             self.stats.reused_regions += reused
         else:
             self.stats.failed_regions += len(failed)
+            self.stats.generated_regions += len(jobs) - len(failed)
             if rendered.errors:
                 log.warning("frame %d: %s; %d region(s) covered with %s", index, "; ".join(rendered.errors)[:300],
                             len(failed), self.fallback.name)
@@ -442,6 +446,7 @@ class CamouflageVideoAnonymizer:
         try:
             return self._pending.result(timeout=self.latency)
         except FutureTimeout:
+            self._pending.add_done_callback(partial(_log_late_errors, index))
             return None
 
     @staticmethod
@@ -451,6 +456,12 @@ class CamouflageVideoAnonymizer:
         full = np.zeros((h, w), bool)
         full[y1:y1 + hard.shape[0], x1:x1 + hard.shape[1]] = hard
         return full
+
+
+def _log_late_errors(index: int, future: Future) -> None:
+    """A render that came too late still says why it failed (its frame had the fallback)."""
+    if not future.cancelled() and future.exception() is None and future.result().errors:
+        log.warning("frame %d (late): %s", index, "; ".join(future.result().errors)[:300])
 
 
 def _random_identity(seed: int, original):  # noqa: ANN001, ANN202 - torch tensors

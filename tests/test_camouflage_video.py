@@ -239,6 +239,18 @@ def test_late_regions_reuse_their_identitys_latest_fake_face_then_the_fallback(t
     assert found > 0 and leaked == []
 
 
+def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixture) -> None:
+    from concurrent.futures import Future
+
+    from camouflage.video import _log_late_errors, _Rendered
+
+    done = Future()
+    done.set_result(_Rendered([None], ["base: CUDA out of memory"]))
+    with caplog.at_level("WARNING", logger="camstream"):
+        _log_late_errors(41, done)
+    assert "frame 41 (late): base: CUDA out of memory" in caplog.text
+
+
 def test_scene_scope_is_refused(tiny_models: Path) -> None:  # noqa: F811
     config = camouflage_config(tiny_models)
     config.anonymize.scope = "scene"

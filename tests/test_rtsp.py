@@ -26,6 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from tiny_models import RESOLUTION, STEPS, tiny_models  # noqa: F401 - fixture
 
 HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE / "rtsp_server.py"
@@ -283,6 +284,25 @@ def test_rtsp_input_to_file_stops_at_end(cameras, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["status"] == "ok" and report["frames_out"] == n
     assert report["reconnects"] == 0 and report["source"]["kind"] == "stream"
+
+
+def test_camouflage_on_a_live_camera_runs_in_realtime_mode(cameras, tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The default method on a live source: ``mode: auto`` turns into the latency budget, and
+    every region is accounted for: Base, Light, a reused fake face or the fallback."""
+    camera = cameras()
+    result = camstream([camera.url, "-o", "out.mkv", "--end", "3", "--report", "r.json", *FAST, "--method", "camouflage",
+                        "--models-dir", str(tiny_models), "--set", f"light.resolution={RESOLUTION}",
+                        "--set", f"base.resolution={RESOLUTION}", "--set", f"light.steps={STEPS}", "--set", f"base.steps={STEPS}",
+                        "--set", "camouflage.latency=0.2"], tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr
+    n, size, _ = probe(tmp_path / "out.mkv")
+    assert size == (WIDTH, HEIGHT) and 3 * FPS - 5 <= n <= 3 * FPS, n
+    report = json.loads((tmp_path / "r.json").read_text())
+    a = report["anonymizer"]
+    assert report["status"] == "ok" and a["mode"] == "realtime" and a["regions"] > 0
+    assert a["generated_regions"] + a["reused_late_regions"] + a["fallback_late_regions"] \
+        + a["fallback_failed_regions"] == a["regions"]
+    assert a["fallback_failed_regions"] == 0 and a["generated_regions"] > 0
 
 
 def test_unreachable_rtsp_exits_6_at_once(tmp_path: Path, capsys, monkeypatch) -> None:
