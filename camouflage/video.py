@@ -33,6 +33,7 @@ of a track in dlib's face-recognition embedding, next to the real person's own d
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -229,8 +230,10 @@ class CamouflageVideoAnonymizer:
         self._thumb: np.ndarray | None = None
         self._frames = 0
         self._lock = threading.Lock()
-        self._worker: ThreadPoolExecutor | None = None
+        self._worker: ThreadPoolExecutor | None = None  # realtime: this frame's renders
         self._pending: Future | None = None
+        self._key_worker: ThreadPoolExecutor | None = None  # realtime: Base keyframes, in the background
+        self._keying: Future | None = None
         self._hooks = [base.pipeline.unet.register_forward_pre_hook(self._count("base"), with_kwargs=True),
                        light.pipe.unet.register_forward_pre_hook(self._count("light"), with_kwargs=True)]
 
@@ -250,9 +253,10 @@ class CamouflageVideoAnonymizer:
         return {"mode": "realtime" if self.realtime else "quality", **self.stats.to_dict(self.bank.created)}
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
-            self._worker = None
+        for worker in (self._worker, self._key_worker):
+            if worker is not None:
+                worker.shutdown(wait=False, cancel_futures=True)
+        self._worker = self._key_worker = None
 
     # -- planning (cheap, in the caller's thread) ----------------------------------------
 
@@ -319,7 +323,8 @@ class CamouflageVideoAnonymizer:
                         ident.keyframe_index, ident.keyframe_crop, ident.embedding = index, g, e
                         ident.keyframe_landmarks = jobs[i].landmarks
                         ident.keyframes += 1
-                        ident.latest_crop, ident.latest_index = g, index
+                        if ident.latest_index is None or index >= ident.latest_index:
+                            ident.latest_crop, ident.latest_index = g, index
                 self.stats.keyframes[jobs[i].keyframe] += 1
         rest = [i for i in range(len(jobs)) if not jobs[i].keyframe]
         for chunk in _chunks(rest, self.max_batch):
@@ -355,7 +360,8 @@ class CamouflageVideoAnonymizer:
                 ident = jobs[i].identity
                 if ident is not None:
                     with self._lock:
-                        ident.latest_crop, ident.latest_index = out.crops[i], index
+                        if ident.latest_index is None or index >= ident.latest_index:
+                            ident.latest_crop, ident.latest_index = out.crops[i], index
         return out
 
     def _embed(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list:
@@ -435,9 +441,14 @@ class CamouflageVideoAnonymizer:
 
     def _rendered(self, image: np.ndarray, jobs: list[_Job], index: int) -> _Rendered | None:
         """Quality: render now. Realtime: in the worker, waiting at most ``latency`` seconds;
-        None when it is late (or still busy with an earlier frame)."""
+        None when it is late (or still busy with an earlier frame). Realtime keyframes run
+        Base in a second worker, in the background: the frame itself gets Light (with the
+        identity's last keyframe face, or a seeded stand-in before the first one lands)."""
         if not self.realtime:
             return self.render(image, jobs, index)
+        if any(j.keyframe for j in jobs):
+            self._start_keyframes(image, [j for j in jobs if j.keyframe and j.identity is not None], index)
+            jobs = [dataclasses.replace(j, keyframe=None) if j.keyframe else j for j in jobs]
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="camstream-generate")
         if self._pending is not None and not self._pending.done():
@@ -446,8 +457,18 @@ class CamouflageVideoAnonymizer:
         try:
             return self._pending.result(timeout=self.latency)
         except FutureTimeout:
-            self._pending.add_done_callback(partial(_log_late_errors, index))
+            self._pending.add_done_callback(partial(_log_background_errors, index, "late"))
             return None
+
+    def _start_keyframes(self, image: np.ndarray, jobs: list[_Job], index: int) -> None:
+        """Base for ``jobs`` in the keyframe worker, one batch at a time: identities that miss
+        this one ask again on their next frame (their keyframe is still due)."""
+        if not jobs or (self._keying is not None and not self._keying.done()):
+            return
+        if self._key_worker is None:
+            self._key_worker = ThreadPoolExecutor(1, thread_name_prefix="camstream-keyframe")
+        self._keying = self._key_worker.submit(self.render, image.copy(), jobs, index)
+        self._keying.add_done_callback(partial(_log_background_errors, index, "keyframe"))
 
     @staticmethod
     def _full_mask(hard: np.ndarray, window: CropWindow, shape: tuple[int, ...]) -> np.ndarray:
@@ -458,10 +479,10 @@ class CamouflageVideoAnonymizer:
         return full
 
 
-def _log_late_errors(index: int, future: Future) -> None:
-    """A render that came too late still says why it failed (its frame had the fallback)."""
+def _log_background_errors(index: int, what: str, future: Future) -> None:
+    """A render nobody waits for (late, or a background keyframe) still says why it failed."""
     if not future.cancelled() and future.exception() is None and future.result().errors:
-        log.warning("frame %d (late): %s", index, "; ".join(future.result().errors)[:300])
+        log.warning("frame %d (%s): %s", index, what, "; ".join(future.result().errors)[:300])
 
 
 def _random_identity(seed: int, original):  # noqa: ANN001, ANN202 - torch tensors

@@ -239,15 +239,48 @@ def test_late_regions_reuse_their_identitys_latest_fake_face_then_the_fallback(t
     assert found > 0 and leaked == []
 
 
+def test_realtime_keyframes_run_in_the_background_while_light_renders_the_frame(tiny_models: Path,  # noqa: F811
+                                                                               megamind: list[np.ndarray]) -> None:
+    anonymizer = build_method("camouflage", camouflage_config(tiny_models, mode="realtime", latency=30.0))
+    frames = megamind[:4]
+    regions = regions_of(frames[0])
+    n = len(regions)
+    release = threading.Event()
+    base_generate = anonymizer.base.generate
+
+    def slow_generate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - Base held until released
+        release.wait(30)
+        return base_generate(*args, **kwargs)
+
+    anonymizer.base.generate = slow_generate
+    try:
+        out = [anonymizer.anonymize(frames[0].copy(), regions, Frame(0, frames[0].copy())),
+               anonymizer.anonymize(frames[1].copy(), regions, Frame(1, frames[1].copy()))]
+        held = anonymizer.report()
+        assert held["generated_regions"] == 2 * n and held["light_regions"] == 2 * n and held["keyframes"] == 0
+        assert all(anonymizer.bank.identities[r.track_id].embedding is None for r in regions)  # Base still running
+    finally:
+        release.set()
+    anonymizer._keying.result(timeout=60)  # the birth keyframes land: each identity gets its face
+    assert all(anonymizer.bank.identities[r.track_id].keyframe_index == 0 for r in regions)
+    out += [anonymizer.anonymize(f.copy(), regions, Frame(i, f.copy())) for i, f in enumerate(frames[2:], 2)]
+    anonymizer.close()
+    report = anonymizer.report()
+    assert report["keyframes_by_reason"] == {"birth": n}  # asked once per identity, though due on frames 0 and 1
+    assert report["generated_regions"] == report["light_regions"] == 4 * n and report["fallback_late_regions"] == 0
+    found, leaked = leaks(frames, out)
+    assert found > 0 and leaked == []
+
+
 def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixture) -> None:
     from concurrent.futures import Future
 
-    from camouflage.video import _log_late_errors, _Rendered
+    from camouflage.video import _log_background_errors, _Rendered
 
     done = Future()
     done.set_result(_Rendered([None], ["base: CUDA out of memory"]))
     with caplog.at_level("WARNING", logger="camstream"):
-        _log_late_errors(41, done)
+        _log_background_errors(41, "late", done)
     assert "frame 41 (late): base: CUDA out of memory" in caplog.text
 
 
