@@ -23,6 +23,7 @@ EPILOG = """examples:
                                                     (camouflage: needs 'camstream models fetch camouflage')
   camstream run footage.mp4 --method pixelate --report report.json
   camstream run footage.mp4 --config realtime    Base keyframes + LCM/TAESD Light in between
+  camstream run footage.mp4 --config quality     every frame rendered, keyframes every 24 frames
   camstream run rtsp://cam.local/stream -o rtsp://relay.local/anon
   camstream run webcam:0 -o live.mkv
   camstream run photos/ -o photos.anonymized/

@@ -237,6 +237,9 @@ def test_realtime_preset_and_the_builders_use_the_switches(tiny_models: Path) ->
     preset = load_config(["realtime"])
     assert preset.speed.lcm and preset.speed.tiny_vae and preset.speed.lcm_steps == 4
     assert preset.light.steps == 4 and preset.light.resolution == 512
+    quality = load_config(["quality"])
+    assert quality.camouflage.mode == "quality" and quality.camouflage.keyframe_every == 24
+    assert not quality.speed.lcm and quality.detection.every == 1
 
     config = tiny_config(tiny_models)
     config.speed = preset.speed
