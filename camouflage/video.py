@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import partial
@@ -230,9 +231,9 @@ class CamouflageVideoAnonymizer:
         self._thumb: np.ndarray | None = None
         self._frames = 0
         self._lock = threading.Lock()
-        self._worker: ThreadPoolExecutor | None = None  # realtime: this frame's renders
+        self._worker: _Worker | None = None  # realtime: this frame's renders
         self._pending: Future | None = None
-        self._key_worker: ThreadPoolExecutor | None = None  # realtime: Base keyframes, in the background
+        self._key_worker: _Worker | None = None  # realtime: Base keyframes, in the background
         self._keying: Future | None = None
         self._hooks = [base.pipeline.unet.register_forward_pre_hook(self._count("base"), with_kwargs=True),
                        light.pipe.unet.register_forward_pre_hook(self._count("light"), with_kwargs=True)]
@@ -255,7 +256,7 @@ class CamouflageVideoAnonymizer:
     def close(self) -> None:
         for worker in (self._worker, self._key_worker):
             if worker is not None:
-                worker.shutdown(wait=False, cancel_futures=True)
+                worker.shutdown()
         self._worker = self._key_worker = None
 
     # -- planning (cheap, in the caller's thread) ----------------------------------------
@@ -450,7 +451,7 @@ class CamouflageVideoAnonymizer:
             self._start_keyframes(image, [j for j in jobs if j.keyframe and j.identity is not None], index)
             jobs = [dataclasses.replace(j, keyframe=None) if j.keyframe else j for j in jobs]
         if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="camstream-generate")
+            self._worker = _Worker("camstream-generate")
         if self._pending is not None and not self._pending.done():
             return None  # still on an earlier frame: this one is covered, not queued behind it
         self._pending = self._worker.submit(self.render, image.copy(), jobs, index)
@@ -466,7 +467,7 @@ class CamouflageVideoAnonymizer:
         if not jobs or (self._keying is not None and not self._keying.done()):
             return
         if self._key_worker is None:
-            self._key_worker = ThreadPoolExecutor(1, thread_name_prefix="camstream-keyframe")
+            self._key_worker = _Worker("camstream-keyframe")
         self._keying = self._key_worker.submit(self.render, image.copy(), jobs, index)
         self._keying.add_done_callback(partial(_log_background_errors, index, "keyframe"))
 
@@ -477,6 +478,41 @@ class CamouflageVideoAnonymizer:
         full = np.zeros((h, w), bool)
         full[y1:y1 + hard.shape[0], x1:x1 + hard.shape[1]] = hard
         return full
+
+
+class _Worker:
+    """One daemon thread running submitted calls in order. Unlike ThreadPoolExecutor's
+    threads, it never holds up the process's exit: a render still running after the run
+    ended (Ctrl-C, stream end) is abandoned, not waited for."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def submit(self, fn, *args) -> Future:  # noqa: ANN001, ANN002
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def shutdown(self) -> None:
+        """Pending calls are cancelled; the running one finishes unobserved."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        self._queue.put(None)
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                    future.set_exception(exc)
 
 
 def _log_background_errors(index: int, what: str, future: Future) -> None:

@@ -272,6 +272,18 @@ def test_realtime_keyframes_run_in_the_background_while_light_renders_the_frame(
     assert found > 0 and leaked == []
 
 
+def test_a_render_still_running_never_holds_up_the_process_exit() -> None:
+    """Ctrl-C or a stream's end while a (CPU: minutes long) render runs: the process exits."""
+    import subprocess
+    import sys
+
+    code = ("import threading; from camouflage.video import _Worker; w = _Worker('camstream-generate'); "
+            "f = w.submit(threading.Event().wait); g = w.submit(print, 'never'); w.shutdown(); "
+            "assert g.cancelled(); print('exiting')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "exiting", r.stderr
+
+
 def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixture) -> None:
     from concurrent.futures import Future
 
