@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import partial
@@ -64,6 +63,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("camstream")
 
 MODES = ("auto", "quality", "realtime")
+
+
+class _Stopped(Exception):
+    """Raised inside a worker's render once the anonymizer is closing."""
 
 
 @dataclass
@@ -231,10 +234,11 @@ class CamouflageVideoAnonymizer:
         self._thumb: np.ndarray | None = None
         self._frames = 0
         self._lock = threading.Lock()
-        self._worker: _Worker | None = None  # realtime: this frame's renders
+        self._worker: ThreadPoolExecutor | None = None  # realtime: this frame's renders
         self._pending: Future | None = None
-        self._key_worker: _Worker | None = None  # realtime: Base keyframes, in the background
+        self._key_worker: ThreadPoolExecutor | None = None  # realtime: Base keyframes, in the background
         self._keying: Future | None = None
+        self._stop = threading.Event()  # close(): worker renders stop at their next U-Net evaluation
         self._hooks = [base.pipeline.unet.register_forward_pre_hook(self._count("base"), with_kwargs=True),
                        light.pipe.unet.register_forward_pre_hook(self._count("light"), with_kwargs=True)]
 
@@ -244,6 +248,8 @@ class CamouflageVideoAnonymizer:
 
     def _count(self, phase: str):  # noqa: ANN202
         def hook(_module, args, kwargs):  # noqa: ANN001, ANN202
+            if self._stop.is_set() and threading.current_thread() is not threading.main_thread():
+                raise _Stopped("render stopped: the run is closing")
             sample = args[0] if args else kwargs["sample"]
             self.stats.unet_evals[phase] += int(sample.shape[0])
 
@@ -254,9 +260,13 @@ class CamouflageVideoAnonymizer:
         return {"mode": "realtime" if self.realtime else "quality", **self.stats.to_dict(self.bank.created)}
 
     def close(self) -> None:
+        """Stops the realtime workers: queued renders are cancelled and a running one stops
+        at its next U-Net evaluation, so the end of a run (Ctrl-C, a stream's end) never
+        waits for a whole render (minutes on a CPU)."""
+        self._stop.set()
         for worker in (self._worker, self._key_worker):
             if worker is not None:
-                worker.shutdown()
+                worker.shutdown(wait=True, cancel_futures=True)
         self._worker = self._key_worker = None
 
     # -- planning (cheap, in the caller's thread) ----------------------------------------
@@ -311,6 +321,8 @@ class CamouflageVideoAnonymizer:
             try:
                 generated = self.base.generate([crops[i] for i in chunk], [jobs[i].seed for i in chunk])
                 embeds = self._embed([(g, jobs[i].window.to_crop(faces[i].box)) for g, i in zip(generated, chunk, strict=True)])
+            except _Stopped:
+                raise
             except Exception as exc:  # noqa: BLE001 - covered by the fallback below
                 out.errors.append(f"base: {exc}")
                 continue
@@ -350,6 +362,8 @@ class CamouflageVideoAnonymizer:
                     ip_adapter_scale=light.ip_adapter_scale,
                     generator=[torch.Generator().manual_seed(jobs[i].seed) for i in chunk],
                 ).images
+            except _Stopped:
+                raise
             except Exception as exc:  # noqa: BLE001 - covered by the fallback below
                 out.errors.append(f"light: {exc}")
                 continue
@@ -451,7 +465,7 @@ class CamouflageVideoAnonymizer:
             self._start_keyframes(image, [j for j in jobs if j.keyframe and j.identity is not None], index)
             jobs = [dataclasses.replace(j, keyframe=None) if j.keyframe else j for j in jobs]
         if self._worker is None:
-            self._worker = _Worker("camstream-generate")
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="camstream-generate")
         if self._pending is not None and not self._pending.done():
             return None  # still on an earlier frame: this one is covered, not queued behind it
         self._pending = self._worker.submit(self.render, image.copy(), jobs, index)
@@ -467,7 +481,7 @@ class CamouflageVideoAnonymizer:
         if not jobs or (self._keying is not None and not self._keying.done()):
             return
         if self._key_worker is None:
-            self._key_worker = _Worker("camstream-keyframe")
+            self._key_worker = ThreadPoolExecutor(1, thread_name_prefix="camstream-keyframe")
         self._keying = self._key_worker.submit(self.render, image.copy(), jobs, index)
         self._keying.add_done_callback(partial(_log_background_errors, index, "keyframe"))
 
@@ -478,41 +492,6 @@ class CamouflageVideoAnonymizer:
         full = np.zeros((h, w), bool)
         full[y1:y1 + hard.shape[0], x1:x1 + hard.shape[1]] = hard
         return full
-
-
-class _Worker:
-    """One daemon thread running submitted calls in order. Unlike ThreadPoolExecutor's
-    threads, it never holds up the process's exit: a render still running after the run
-    ended (Ctrl-C, stream end) is abandoned, not waited for."""
-
-    def __init__(self, name: str) -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name=name, daemon=True).start()
-
-    def submit(self, fn, *args) -> Future:  # noqa: ANN001, ANN002
-        future: Future = Future()
-        self._queue.put((future, fn, args))
-        return future
-
-    def shutdown(self) -> None:
-        """Pending calls are cancelled; the running one finishes unobserved."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].cancel()
-        self._queue.put(None)
-
-    def _loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, fn, args = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
-                    future.set_exception(exc)
 
 
 def _log_background_errors(index: int, what: str, future: Future) -> None:
