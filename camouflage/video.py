@@ -65,6 +65,13 @@ log = logging.getLogger("camstream")
 MODES = ("auto", "quality", "realtime")
 
 
+def _keep_latest(identity: Identity, crop: np.ndarray, index: int) -> None:
+    """The identity's newest generated crop (what a late frame reuses); renders landing out
+    of order (a background keyframe after a later Light frame) never replace a newer one."""
+    if identity.latest_index is None or index >= identity.latest_index:
+        identity.latest_crop, identity.latest_index = crop, index
+
+
 class _Stopped(Exception):
     """Raised inside a worker's render once the anonymizer is closing."""
 
@@ -336,8 +343,7 @@ class CamouflageVideoAnonymizer:
                         ident.keyframe_index, ident.keyframe_crop, ident.embedding = index, g, e
                         ident.keyframe_landmarks = jobs[i].landmarks
                         ident.keyframes += 1
-                        if ident.latest_index is None or index >= ident.latest_index:
-                            ident.latest_crop, ident.latest_index = g, index
+                        _keep_latest(ident, g, index)
                 self.stats.keyframes[jobs[i].keyframe] += 1
         rest = [i for i in range(len(jobs)) if not jobs[i].keyframe]
         for chunk in _chunks(rest, self.max_batch):
@@ -375,8 +381,7 @@ class CamouflageVideoAnonymizer:
                 ident = jobs[i].identity
                 if ident is not None:
                     with self._lock:
-                        if ident.latest_index is None or index >= ident.latest_index:
-                            ident.latest_crop, ident.latest_index = out.crops[i], index
+                        _keep_latest(ident, out.crops[i], index)
         return out
 
     def _embed(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list:

@@ -59,7 +59,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="output file, folder or rtsp:// URL (default: INPUT.anonymized.mp4 beside the input)")
     p.add_argument("-m", "--method", choices=_methods(), help="how faces are replaced (default: camouflage, the diffusion method; solid/pixelate/blur need no models)")
     p.add_argument("--fallback", choices=["solid", "pixelate", "blur"], help="cover used when the method fails (default: solid)")
-    p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help="YAML config or preset name (repeatable)")
+    p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help=f"YAML config or preset name (repeatable; presets: {_presets()})")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
     p.add_argument("--report", metavar="PATH", help="write a JSON report (frames, tracks, misses bridged, fps per stage)")
     p.add_argument("--scope", choices=["face", "person", "scene"], help="what the method replaces (default face)")
@@ -83,6 +83,13 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--preview", action="store_true", help="show original | anonymized side by side in a window (never written)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or stats")
     p.set_defaults(func=cmd_run)
+
+
+def _presets() -> str:
+    from .config import CONFIG_DIR
+
+    skip = {"default", "models"}
+    return ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem not in skip)) or "none"
 
 
 def _methods() -> list[str]:
