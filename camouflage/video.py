@@ -501,8 +501,11 @@ class CamouflageVideoAnonymizer:
 
 def _log_background_errors(index: int, what: str, future: Future) -> None:
     """A render nobody waits for (late, or a background keyframe) still says why it failed."""
-    if not future.cancelled() and future.exception() is None and future.result().errors:
-        log.warning("frame %d (%s): %s", index, what, "; ".join(future.result().errors)[:300])
+    if future.cancelled() or isinstance(future.exception(), _Stopped):
+        return
+    errors = [f"{type(future.exception()).__name__}: {future.exception()}"] if future.exception() else future.result().errors
+    if errors:
+        log.warning("frame %d (%s): %s", index, what, "; ".join(errors)[:300])
 
 
 def _random_identity(seed: int, original):  # noqa: ANN001, ANN202 - torch tensors

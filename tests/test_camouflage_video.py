@@ -302,9 +302,13 @@ def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixtu
 
     done = Future()
     done.set_result(_Rendered([None], ["base: CUDA out of memory"]))
+    broken = Future()
+    broken.set_exception(ValueError("no landmarks"))
     with caplog.at_level("WARNING", logger="camstream"):
         _log_background_errors(41, "late", done)
+        _log_background_errors(42, "keyframe", broken)
     assert "frame 41 (late): base: CUDA out of memory" in caplog.text
+    assert "frame 42 (keyframe): ValueError: no landmarks" in caplog.text
 
 
 def test_scene_scope_is_refused(tiny_models: Path) -> None:  # noqa: F811
