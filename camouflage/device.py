@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from streamer.errors import ConfigError
+
+# DPM++ SDE: torchsde's Brownian interval compares float times that the Karras schedule
+# rounds a hair past its end ("Should have tb<=t1 but got tb=4.1166982 and t1=4.1166981");
+# harmless, and one such line per run would read like a failure.
+warnings.filterwarnings("ignore", message=r"Should have t[ab]<=t1 but got", category=UserWarning, module="torchsde")
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
