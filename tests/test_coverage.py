@@ -72,6 +72,15 @@ def test_config_layers_and_errors(tmp_path: Path) -> None:
         load_config([], ["detection.every=fast"])
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parent.parent / "examples").glob("*.yaml")))
+def test_the_example_configs_load(name: str) -> None:
+    """Every key of an example is a real setting (a typo is an error, not a silent default)."""
+    config = load_config([Path(__file__).parent.parent / "examples" / name])
+    if name == "camouflage_camera.yaml":
+        assert config.anonymize.method == "camouflage" and config.camouflage.reuse_for == 25
+        assert load_config(["realtime", Path(__file__).parent.parent / "examples" / name]).speed.lcm
+
+
 def test_memory_holds_an_undetected_face_at_its_extrapolated_position() -> None:
     memory = CoverageMemory(hold_frames=8, growth=0.1)
     box = np.array([100, 100, 110, 110], np.float32)
