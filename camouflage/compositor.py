@@ -52,6 +52,12 @@ class CropWindow:
     def crop(self, image: np.ndarray) -> np.ndarray:
         return square_crop(image, self.ox, self.oy, self.side, self.resolution)
 
+    def in_frame(self, width: int, height: int) -> tuple[slice, slice] | None:
+        """The (rows, columns) of a ``width`` x ``height`` frame the window covers; None if none."""
+        x1, y1 = max(0, int(np.floor(self.ox))), max(0, int(np.floor(self.oy)))
+        x2, y2 = min(width, int(np.ceil(self.ox + self.side))), min(height, int(np.ceil(self.oy + self.side)))
+        return (slice(y1, y2), slice(x1, x2)) if x2 > x1 and y2 > y1 else None
+
     def to_crop(self, box: np.ndarray) -> np.ndarray:
         """A frame box in the generated crop's pixels."""
         s = self.scale
@@ -77,10 +83,10 @@ def paste(image: np.ndarray, window: CropWindow, generated: np.ndarray, box: np.
     """
     h, w = image.shape[:2]
     ox, oy, side = window.ox, window.oy, window.side
-    wx1, wy1 = max(0, int(np.floor(ox))), max(0, int(np.floor(oy)))
-    wx2, wy2 = min(w, int(np.ceil(ox + side))), min(h, int(np.ceil(oy + side)))
-    if wx2 <= wx1 or wy2 <= wy1:
+    rows_cols = window.in_frame(w, h)
+    if rows_cols is None:
         return None
+    (wy1, wy2), (wx1, wx2) = ((s.start, s.stop) for s in rows_cols)
     # to about the frame's scale first (area-averaged when shrinking), then place
     native = max(1, round(side))
     resized = cv2.resize(generated, (native, native),

@@ -255,7 +255,7 @@ class CamouflageVideoAnonymizer:
 
     def _count(self, phase: str):  # noqa: ANN202
         def hook(_module, args, kwargs):  # noqa: ANN001, ANN202
-            if self._stop.is_set() and threading.current_thread() is not threading.main_thread():
+            if self._stop.is_set():
                 raise _Stopped("render stopped: the run is closing")
             sample = args[0] if args else kwargs["sample"]
             self.stats.unet_evals[phase] += int(sample.shape[0])
@@ -411,30 +411,31 @@ class CamouflageVideoAnonymizer:
         original = image.copy() if self._measures is not None else None
         failed: list[Region] = []
         covered: dict[int, np.ndarray] = {}
-        crops = rendered.crops if rendered is not None else [self._reusable(job, index) for job in jobs]
-        reused = sum(c is not None for c in crops) if rendered is None else 0
+        late = rendered is None  # then each region gets its identity's latest face, else the fallback
+        crops = [self._reusable(job, index) for job in jobs] if late else rendered.crops
+        errors = [] if late else rendered.errors
         for job, crop in zip(jobs, crops, strict=True):
             hard = None
             if crop is not None:
                 try:
                     hard = paste(image, job.window, crop, job.region.box, self.shape, self.feather, self.colour_match)
                 except RuntimeError as exc:
-                    if rendered is not None:
-                        rendered.errors.append(str(exc))
-                    else:
-                        reused -= 1
-            if crop is None or hard is None:
+                    errors.append(str(exc))
+            if hard is None:
                 failed.append(job.region)
             elif job.identity is not None and original is not None:
-                covered[job.identity.track_id] = self._full_mask(hard, job.window, image.shape)
-        if rendered is None:
+                full = np.zeros(image.shape[:2], bool)
+                full[job.window.in_frame(image.shape[1], image.shape[0])] = hard
+                covered[job.identity.track_id] = full
+        pasted = len(jobs) - len(failed)
+        if late:
             self.stats.late_regions += len(failed)
-            self.stats.reused_regions += reused
+            self.stats.reused_regions += pasted
         else:
             self.stats.failed_regions += len(failed)
-            self.stats.generated_regions += len(jobs) - len(failed)
-            if rendered.errors:
-                log.warning("frame %d: %s; %d region(s) covered with %s", index, "; ".join(rendered.errors)[:300],
+            self.stats.generated_regions += pasted
+            if errors:
+                log.warning("frame %d: %s; %d region(s) covered with %s", index, "; ".join(errors)[:300],
                             len(failed), self.fallback.name)
         if failed:
             image = self.fallback.anonymize(image, failed, frame)
@@ -490,20 +491,15 @@ class CamouflageVideoAnonymizer:
         self._keying = self._key_worker.submit(self.render, image.copy(), jobs, index)
         self._keying.add_done_callback(partial(_log_background_errors, index, "keyframe"))
 
-    @staticmethod
-    def _full_mask(hard: np.ndarray, window: CropWindow, shape: tuple[int, ...]) -> np.ndarray:
-        h, w = shape[:2]
-        x1, y1 = max(0, int(np.floor(window.ox))), max(0, int(np.floor(window.oy)))
-        full = np.zeros((h, w), bool)
-        full[y1:y1 + hard.shape[0], x1:x1 + hard.shape[1]] = hard
-        return full
-
 
 def _log_background_errors(index: int, what: str, future: Future) -> None:
     """A render nobody waits for (late, or a background keyframe) still says why it failed."""
-    if future.cancelled() or isinstance(future.exception(), _Stopped):
+    if future.cancelled():
         return
-    errors = [f"{type(future.exception()).__name__}: {future.exception()}"] if future.exception() else future.result().errors
+    exc = future.exception()
+    if isinstance(exc, _Stopped):
+        return
+    errors = [f"{type(exc).__name__}: {exc}"] if exc is not None else future.result().errors
     if errors:
         log.warning("frame %d (%s): %s", index, what, "; ".join(errors)[:300])
 

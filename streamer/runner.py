@@ -209,17 +209,17 @@ def _summary(report: RunReport) -> None:
         )
         a = report.anonymizer
         if a.get("keyframes") is not None:
-            drift = (f"; identity drift {a['identity_drift']} (the real person's {a['identity_drift_original']})"
-                     if a.get("identity_drift") is not None else "")
-            if a.get("reused_late_regions"):
-                drift = f"; {a['reused_late_regions']} late regions reused their identity's latest face" + drift
+            extra = f"; {a['reused_late_regions']} late regions reused their identity's latest face" \
+                if a.get("reused_late_regions") else ""
+            if a.get("identity_drift") is not None:
+                extra += f"; identity drift {a['identity_drift']} (the real person's {a['identity_drift_original']})"
             log.info(
                 "%s: %d identities, %d keyframes (Base), %d regions by Light, %d covered by the fallback (%d late); "
                 "UNet evaluations per face and frame %s (per-frame Base %s); flicker %s%s",
                 report.method, a["identities"], a["keyframes"], a["light_regions"],
                 a["fallback_failed_regions"] + a["fallback_late_regions"], a["fallback_late_regions"],
                 a["unet_evals_per_face_frame"], a["per_frame_base_unet_evals_per_face_frame"],
-                a["flicker_warping_error"] if a.get("flicker_warping_error") is not None else "not measured", drift,
+                a["flicker_warping_error"] if a.get("flicker_warping_error") is not None else "not measured", extra,
             )
         if report.decode_errors:
             log.warning("input was damaged: %d undecodable packet(s) skipped; the output holds what decoded", report.decode_errors)

@@ -176,8 +176,7 @@ class LightAnonymizer:
         # Raises if the covered shape does not fit the crop: never paste a partial cover.
         hard = paste(image, window, generated, region.box, self.shape, self.feather, colour_match=False)
         if hard is not None:
-            wx1, wy1 = max(0, int(np.floor(window.ox))), max(0, int(np.floor(window.oy)))
-            covered[wy1:wy1 + hard.shape[0], wx1:wx1 + hard.shape[1]] |= hard
+            covered[window.in_frame(image.shape[1], image.shape[0])] |= hard
         # The generated face is this track's identity from now on.
         self._remember(region.track_id, self._embed(generated, window.to_crop(face.box)))
 
