@@ -266,11 +266,16 @@ class CamouflageVideoAnonymizer:
         """The run report's ``anonymizer`` section."""
         return {"mode": "realtime" if self.realtime else "quality", **self.stats.to_dict(self.bank.created)}
 
+    def stop(self) -> None:
+        """Any running render stops at its next U-Net evaluation (its regions get the
+        fallback). Safe in a signal handler: it only sets a flag."""
+        self._stop.set()
+
     def close(self) -> None:
         """Stops the realtime workers: queued renders are cancelled and a running one stops
         at its next U-Net evaluation, so the end of a run (Ctrl-C, a stream's end) never
         waits for a whole render (minutes on a CPU)."""
-        self._stop.set()
+        self.stop()
         for worker in (self._worker, self._key_worker):
             if worker is not None:
                 worker.shutdown(wait=True, cancel_futures=True)

@@ -135,6 +135,7 @@ class Pipeline:
     def __post_init__(self) -> None:
         self.timers = {name: StageTimer() for name in ("decode", "detect", "track", "anonymize", "encode")}
         self._stop = threading.Event()
+        self._interrupted = 0  # the signal that asked the run to stop (0: none)
         self._lock = threading.Lock()
         self.memory = CoverageMemory(self.tracker.hold_frames, self.hold_growth, self.tracker.hold_max_growth)
         self._thumb: np.ndarray | None = None
@@ -186,6 +187,38 @@ class Pipeline:
             except queue.Full:
                 if self._stop.is_set() and not always:
                     return
+
+    @contextmanager
+    def _signals_stop(self) -> Iterator[None]:
+        """SIGINT/SIGTERM ask the run to stop: the frame in hand is finished and written,
+        then :meth:`run` raises :class:`Interrupted` and its ``finally`` finalizes the
+        output (playable, named ``.partial``).
+
+        The handler only sets flags; it never raises into whatever the main thread is
+        doing, since an exception raised between a lock's acquire and its ``with`` block
+        (a queue's, say) leaves the lock held and the run hung. An anonymizer's ``stop()``
+        (signal-safe: it sets a flag) ends a long render early; that frame gets the
+        fallback, as for any failure. A second signal raises at once, for a run that
+        does not stop."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, _frame: object) -> None:
+            if self._interrupted:
+                raise Interrupted(signum)
+            self._interrupted = signum
+            self._stop.set()
+            stop = getattr(self.anonymizer, "stop", None)
+            if callable(stop):
+                stop()
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def _is_scene_cut(self, image: np.ndarray) -> bool:
         thumb = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).astype(np.int16)
@@ -244,7 +277,12 @@ class Pipeline:
 
     def frames(self, inp: queue.Queue) -> Iterator[Frame]:
         while True:
-            item = inp.get()
+            try:
+                item = inp.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():  # Ctrl-C, or a write error: the reader may never end
+                    return
+                continue
             if item is _END:
                 return
             if isinstance(item, _Failure):
@@ -332,7 +370,7 @@ class Pipeline:
         success = False
         frames = None
         try:
-            with _signals_raise():
+            with self._signals_stop():
                 reader.start()
                 writer.start()
                 frames = self.process(self.frames(inq))
@@ -342,6 +380,8 @@ class Pipeline:
                     self._put(outq, frame)
                     if self._stop.is_set():
                         break
+                if self._interrupted:
+                    raise Interrupted(self._interrupted)
                 success = not write_errors
         except Interrupted as exc:
             self.report.status = "interrupted"
@@ -403,20 +443,3 @@ class Pipeline:
         ]
 
 
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGINT/SIGTERM into :class:`Interrupted` in the main thread, so the run's
-    ``finally`` finalizes the output (playable, named ``.partial``)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)

@@ -3,6 +3,9 @@ fallbacks and the detection schedule, on real faces where it matters."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ from privacy import faces
 
 from streamer.anonymizers import BlurAnonymizer, PixelateAnonymizer, Shape, SolidAnonymizer
 from streamer.config import load_config
-from streamer.errors import ConfigError
+from streamer.errors import ConfigError, Interrupted
 from streamer.frame import Frame
 from streamer.pipeline import Pipeline
 from streamer.report import RunReport
@@ -158,6 +161,39 @@ def test_failing_anonymizer_falls_back_never_to_the_original(data: Path) -> None
     report = p.run()
     assert report.fallback_regions >= 3
     assert all(len(faces(f, threshold=0.3)) == 0 for f in sink.frames)
+
+
+def test_ctrl_c_lands_between_frames_never_inside_one(data: Path) -> None:
+    """SIGINT only asks the run to stop: the frame in hand is finished and written, the
+    anonymizer is told to stop, and nothing is raised inside a frame's work (an exception
+    there can leave a queue's lock held: the run hung in CI that way)."""
+
+    class Signalling(PixelateAnonymizer):
+        started = finished = 0
+        stopped = False
+
+        def anonymize(self, image, regions, frame=None):  # noqa: ANN001, ANN201
+            self.started += 1
+            if self.started == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # the handler runs in here
+            out = super().anonymize(image, regions, frame)
+            self.finished += 1
+            return out
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    image = read_image(data / "grace_hopper_512x512.jpg")
+    anonymizer = Signalling(Shape(margin=0.3))
+    p, sink = _pipeline([image] * 40, anonymizer=anonymizer)
+    with pytest.raises(Interrupted) as err:
+        p.run()
+    assert err.value.exit_code == 130 and p.report.status == "interrupted"
+    assert anonymizer.stopped and anonymizer.started == anonymizer.finished >= 2
+    assert 2 <= len(sink.frames) < 40
+    assert all(len(faces(f, threshold=0.3)) == 0 for f in sink.frames)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
 def test_failing_detector_covers_the_whole_frame(data: Path) -> None:
