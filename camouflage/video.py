@@ -439,9 +439,9 @@ class CamouflageVideoAnonymizer:
         else:
             self.stats.failed_regions += len(failed)
             self.stats.generated_regions += pasted
-            if errors:
-                log.warning("frame %d: %s; %d region(s) covered with %s", index, "; ".join(errors)[:300],
-                            len(failed), self.fallback.name)
+        if errors:  # a render's or a paste's (a reused face's too)
+            log.warning("frame %d: %s; %d region(s) covered with %s", index, "; ".join(errors)[:300],
+                        len(failed), self.fallback.name)
         if failed:
             image = self.fallback.anonymize(image, failed, frame)
         clock("paste")
