@@ -5,22 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import RESOLUTION, build_tiny
+from tiny_models import RESOLUTION, build_tiny, one_torch_thread  # noqa: F401 - autouse fixture
 
 from camouflage.light.attribute_map import KEYPOINT_CHANNEL, MAP_CHANNELS, build_attribute_map, face_owner
 from camouflage.light.attributes import NUM_ATTRIBUTES, FaceAttributes, face_keypoints
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():  # noqa: ANN201
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two threads
-    spin-wait: one anonymize call measured 0.2 s with one thread, 1.3-13 s with two."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 R = RESOLUTION
 

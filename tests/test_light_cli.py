@@ -10,22 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import camstream, probe, read_frames, read_image
-from tiny_models import RESOLUTION, build_tiny
+from tiny_models import RESOLUTION, build_tiny, one_torch_thread  # noqa: F401 - autouse fixture
 
 LIGHT = ["--method", "light", "--set", f"light.resolution={RESOLUTION}", "--set", "light.steps=2",
          "--set", "light.scheduler=ddim", "--set", "light.anonymization_scale=1.5", "-q"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():  # noqa: ANN201
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two threads
-    spin-wait: one anonymize call measured 0.2 s with one thread, 1.3-13 s with two."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

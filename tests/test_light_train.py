@@ -6,20 +6,9 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
-from tiny_models import RESOLUTION, build_tiny
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():  # noqa: ANN201
-    """Tiny models gain nothing from threads, and on a busy 2-core machine two threads
-    spin-wait: one anonymize call measured 0.2 s with one thread, 1.3-13 s with two."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tiny_models import RESOLUTION, build_tiny, one_torch_thread  # noqa: F401 - autouse fixture
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +47,12 @@ def test_training_lowers_the_loss_and_resumes(train_data: Path, tmp_path_factory
     assert steps[-2:] == [9, 10] and steps.count(0) == 1  # continued, not restarted
     before, after = (load_file(str(tmp_path / f"checkpoint-{s}" / "model.safetensors")) for s in (8, 10))
     assert before.keys() == after.keys() and any((before[k] != after[k]).any() for k in before)
+    # resumed = uninterrupted: each step's batch and noise come from (seed, step)
+    straight = tmp_path / "straight"
+    assert train(*common[:5], str(straight), *common[6:], "--steps", "10", "--validate-every", "0") == 0
+    again = load_file(str(straight / "checkpoint-10" / "model.safetensors"))
+    for k in after:
+        torch.testing.assert_close(again[k], after[k], rtol=1e-5, atol=1e-6)
 
     # the trained adapters load through the real path (manifest folder names, diffusers' loaders)
     from camouflage.light import loading

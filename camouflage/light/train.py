@@ -22,15 +22,13 @@ eval_loss on a fixed noise/timestep set), ``OUTPUT/checkpoint-STEP/``, validatio
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 from pathlib import Path
+
+from ..training.common import VIDEO_SUFFIXES, add_common_arguments, sample_frames
 
 log = logging.getLogger("camstream")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm"}
 DEFAULT_CAPTION = "a photo of a person"
 
 
@@ -38,23 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="images and/or videos (frames are sampled); NAME.txt = caption")
     p.add_argument("--models-dir", metavar="DIR", help="folder in the manifest layout (sd15, vae, farl, facer_attributes)")
     p.add_argument("--output", required=True, metavar="DIR", help="checkpoints, loss.csv, validation/ and the trained adapters")
-    p.add_argument("--steps", type=int, default=10000, help="optimizer steps in total (a resumed run continues to this)")
-    p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
-                   help="continue from a checkpoint folder (bare --resume: the latest in OUTPUT)")
-    p.add_argument("--resolution", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--frames-per-video", type=int, default=32)
-    p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps (and at the end)")
+    add_common_arguments(p, lr=1e-4)
     p.add_argument("--validate-every", type=int, default=1000, help="write a validation image every N steps (0: never)")
     p.add_argument("--validation-steps", type=int, default=20, help="denoising steps of the validation image")
-    p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--caption", default=DEFAULT_CAPTION, help="caption for images without a .txt file")
     p.add_argument("--drop-rate", type=float, default=0.05, help="probability to drop each condition (map, identity, caption)")
     p.add_argument("--context", type=float, default=0.5, help="crop = face + this fraction of its size on each side")
-    p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto", help="auto: bf16 on GPU, no on CPU")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="cpu forces CPU; auto uses a GPU when there is one")
 
 
 def _caption(path: Path, fallback: str) -> str:
@@ -63,32 +50,8 @@ def _caption(path: Path, fallback: str) -> str:
 
 
 def load_frames(folder: Path, frames_per_video: int, fallback_caption: str) -> list[tuple]:  # (RGB uint8, caption, name)
-    import av
-    import numpy as np
-    from PIL import Image
-
-    from streamer.errors import InputError
-
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
-    out = []
-    for path in files:
-        caption = _caption(path, fallback_caption)
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            out.append((np.asarray(Image.open(path).convert("RGB")), caption, path.name))
-            continue
-        try:
-            with av.open(str(path)) as c:
-                total = c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
-            wanted = set(np.linspace(0, total - 1, min(frames_per_video, total)).round().astype(int).tolist())
-            with av.open(str(path)) as c:  # keep only the sampled frames in memory
-                for i, f in enumerate(c.decode(video=0)):
-                    if i in wanted:
-                        out.append((f.to_ndarray(format="rgb24"), caption, f"{path.name}#{i}"))
-        except (av.error.FFmpegError, IndexError) as exc:
-            log.warning("%s: skipped (%s)", path, exc)
-    if not out:
-        raise InputError(f"{folder}: no images or videos to train on")
-    return out
+    return [(image, _caption(path, fallback_caption), f"{path.name}#{i}" if path.suffix.lower() in VIDEO_SUFFIXES else path.name)
+            for image, path, i in sample_frames(folder, frames_per_video)]
 
 
 def build_samples(frames: list[tuple], resolution: int, context: float, attributes, farl, detector):  # noqa: ANN001, ANN201
@@ -126,17 +89,10 @@ def build_samples(frames: list[tuple], resolution: int, context: float, attribut
     return torch.stack(crops), torch.stack(maps), torch.stack(embeds).float(), captions
 
 
-def latest_checkpoint(output: Path) -> Path | None:
-    found = [(int(p.name.split("-")[1]), p) for p in output.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
-    return max(found)[1] if found else None
-
-
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
     from PIL import Image
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
@@ -144,6 +100,7 @@ def main(args: argparse.Namespace) -> int:
     from streamer.errors import ConfigError
     from tracking.detectors import build_detector
 
+    from ..training.common import make_accelerator, resolve_resume, train_loop
     from . import loading
     from .adapters import (
         init_ip_adapter_state_dict,
@@ -157,17 +114,9 @@ def main(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    resume = args.resume
-    if resume == "latest":
-        resume = latest_checkpoint(output)
-        if resume is None:
-            raise ConfigError(f"--resume: no checkpoint-STEP folder in {output}")
-    cpu = args.device == "cpu" or not torch.cuda.is_available()
-    precision = ("no" if cpu else "bf16") if args.mixed_precision == "auto" else args.mixed_precision
-    accelerator = Accelerator(mixed_precision=precision, cpu=cpu, project_dir=str(output))
-    set_seed(args.seed)
+    resume = resolve_resume(args.resume, output)
+    accelerator, weight_dtype = make_accelerator(args, output)
     device = accelerator.device
-    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
     paths = loading.resolve_models(args.models_dir, (loading.SD15, loading.VAE, loading.FARL, loading.FACER_ATTRIBUTES))
     sd = paths[loading.SD15]
@@ -276,51 +225,16 @@ def main(args: argparse.Namespace) -> int:
         side = np.concatenate([((image[0].permute(1, 2, 0).float().cpu().numpy()) * 255).round(), (out * 255).round()], 1)
         Image.fromarray(side.clip(0, 255).astype(np.uint8)).save(folder / f"step-{step}.png")
 
-    step = 0
-    if resume:
-        accelerator.load_state(str(resume))
-        step = json.loads((Path(resume) / "camstream_step.json").read_text())["step"]
-        log.info("resumed from %s at step %d", resume, step)
-
-    def save(tag_step: int) -> Path:
-        path = output / f"checkpoint-{tag_step}"
-        accelerator.save_state(str(path), safe_serialization=True)
-        (path / "camstream_step.json").write_text(json.dumps({"step": tag_step}))
-        return path
-
-    loss_log = output / "loss.csv"
-    if not loss_log.exists():
-        loss_log.write_text("step,loss,eval_loss\n")
-    if step == 0:
-        with loss_log.open("a") as f:
-            f.write(f"0,,{evaluate():.6f}\n")
-    rng = torch.Generator().manual_seed(args.seed + 1000 + step)
-    running = math.nan
-    while step < args.steps:
+    def batch_loss(rng: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(crops), (args.batch_size,), generator=rng)
         noise = torch.randn(latents_all[idx].shape, generator=rng).to(device)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(idx),), generator=rng).to(device)
         drop = (torch.rand(len(idx), 3, generator=rng) < args.drop_rate).to(device)
-        with accelerator.accumulate(adapters), accelerator.autocast():
-            loss = loss_on(idx, noise, t, drop)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(adapters.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad()
-        step += 1
-        loss = loss.detach()
-        running = float(loss) if math.isnan(running) else 0.9 * running + 0.1 * float(loss)
-        last = step == args.steps
-        eval_loss = evaluate() if (step % args.save_every == 0 or last) else None
-        if step % args.log_every == 0 or last or eval_loss is not None:
-            log.info("step %d/%d loss %.5f (avg %.5f)%s", step, args.steps, float(loss), running,
-                     f" eval {eval_loss:.5f}" if eval_loss is not None else "")
-            with loss_log.open("a") as f:
-                f.write(f"{step},{float(loss):.6f},{'' if eval_loss is None else f'{eval_loss:.6f}'}\n")
-        if args.validate_every and (step % args.validate_every == 0 or last):
-            validate(step)
-        if step % args.save_every == 0 or last:
-            save(step)
+        return loss_on(idx, noise, t, drop)
+
+    train_loop(accelerator, adapters, optimizer, output, steps=args.steps, seed=args.seed, batch_loss=batch_loss,
+               evaluate=evaluate, save_every=args.save_every, log_every=args.log_every, resume=resume,
+               validate=validate, validate_every=args.validate_every)
 
     trained = accelerator.unwrap_model(adapters)
     trained["t2i"].save_pretrained(output / loading.T2I_ADAPTER, safe_serialization=True)

@@ -6,7 +6,8 @@ prediction is the negative branch of the identity guidance (pipelines/base.py).
 
     camstream train idf --data frames/ --models-dir models --output runs/idf --steps 20000
 
-Accelerate runs it (bf16 on a GPU, fp32 on CPU); ``--resume`` continues a checkpoint.
+Accelerate runs it (bf16 on a GPU, fp32 on CPU); ``--resume`` continues a checkpoint
+(bare: the latest), exactly as an uninterrupted run would (training/common.py).
 Writes ``OUTPUT/loss.csv`` (step, loss, eval_loss), ``OUTPUT/checkpoint-STEP/`` and the
 final ``OUTPUT/idf_controlnet/`` (safetensors; copy it to --models-dir/idf_controlnet).
 """
@@ -14,85 +15,53 @@ final ``OUTPUT/idf_controlnet/`` (safetensors; copy it to --models-dir/idf_contr
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 from pathlib import Path
+
+from .common import add_common_arguments, sample_frames
 
 log = logging.getLogger("camstream")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="folder of images and/or videos (frames are sampled)")
     p.add_argument("--models-dir", metavar="DIR", help="folder in the manifest layout (sd15, vae[, idf_controlnet])")
     p.add_argument("--output", required=True, metavar="DIR", help="checkpoints, loss.csv and the trained idf_controlnet/")
-    p.add_argument("--steps", type=int, default=10000, help="optimizer steps in total (a resumed run continues to this)")
-    p.add_argument("--resume", metavar="PATH", help="checkpoint folder to continue from (OUTPUT/checkpoint-STEP)")
-    p.add_argument("--resolution", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--frames-per-video", type=int, default=32)
-    p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps (and at the end)")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto", help="auto: bf16 on GPU, no on CPU")
+    add_common_arguments(p, lr=1e-5)
     p.add_argument("--prompt", default="", help="text condition during training (default empty)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="cpu forces CPU; auto uses a GPU when there is one")
 
 
 def load_images(folder: Path, resolution: int, frames_per_video: int):  # noqa: ANN201 - torch.Tensor (N, 3, R, R) in [-1, 1]
-    import av
+    """Centre squares of the sampled images and frames at ``resolution``."""
     import numpy as np
     import torch
     from PIL import Image
 
-    from streamer.errors import InputError
-
-    def square(img: Image.Image) -> torch.Tensor:
-        w, h = img.size
+    def square(rgb: np.ndarray) -> torch.Tensor:
+        h, w = rgb.shape[:2]
         s = min(w, h)
-        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((resolution, resolution), Image.BICUBIC)
-        return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+        y, x = (h - s) // 2, (w - s) // 2
+        img = Image.fromarray(rgb[y:y + s, x:x + s]).resize((resolution, resolution), Image.BICUBIC)
+        return torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 127.5 - 1
 
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
-    images = []
-    for path in files:
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            images.append(square(Image.open(path)))
-            continue
-        with av.open(str(path)) as c:
-            total = c.streams.video[0].frames or sum(1 for _ in av.open(str(path)).decode(video=0))
-            wanted = set(np.linspace(0, total - 1, min(frames_per_video, total)).round().astype(int).tolist())
-            for i, frame in enumerate(c.decode(video=0)):
-                if i in wanted:
-                    images.append(square(frame.to_image()))
-                if i >= max(wanted, default=-1):
-                    break
-    if not images:
-        raise InputError(f"{folder}: no images or videos to train on")
-    return torch.stack(images)
+    return torch.stack([square(rgb) for rgb, _, _ in sample_frames(folder, frames_per_video)])
 
 
 def main(args: argparse.Namespace) -> int:
     import torch
     import torch.nn.functional as F
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from ..manifest import ModelResolver
     from ..pipelines.base import make_idf_controlnet
+    from .common import make_accelerator, resolve_resume, train_loop
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    cpu = args.device == "cpu" or not torch.cuda.is_available()
-    precision = ("no" if cpu else "bf16") if args.mixed_precision == "auto" else args.mixed_precision
-    accelerator = Accelerator(mixed_precision=precision, cpu=cpu, project_dir=str(output))
-    set_seed(args.seed)
+    resume = resolve_resume(args.resume, output)
+    accelerator, weight_dtype = make_accelerator(args, output)
 
     resolver = ModelResolver(models_dir=args.models_dir)
     paths = resolver.resolve_many(["sd15", "vae"])
@@ -112,8 +81,7 @@ def main(args: argparse.Namespace) -> int:
              args.batch_size, accelerator.device)
     optimizer = torch.optim.AdamW(idf.parameters(), lr=args.lr, weight_decay=1e-2)
     idf, optimizer = accelerator.prepare(idf, optimizer)
-    device, weight_dtype = accelerator.device, torch.float32 if precision == "no" else (
-        torch.bfloat16 if precision == "bf16" else torch.float16)
+    device = accelerator.device
     for model in (vae, unet, text_encoder):
         model.to(device, dtype=weight_dtype)
 
@@ -149,50 +117,15 @@ def main(args: argparse.Namespace) -> int:
         idf.train()
         return value
 
-    step = 0
-    if args.resume:
-        accelerator.load_state(args.resume)
-        step = json.loads((Path(args.resume) / "camstream_step.json").read_text())["step"]
-        log.info("resumed from %s at step %d", args.resume, step)
-
-    def save(tag_step: int) -> Path:
-        path = output / f"checkpoint-{tag_step}"
-        accelerator.save_state(str(path), safe_serialization=True)
-        (path / "camstream_step.json").write_text(json.dumps({"step": tag_step}))
-        return path
-
-    loss_log = output / "loss.csv"
-    if not loss_log.exists():
-        loss_log.write_text("step,loss,eval_loss\n")
-    if step == 0:
-        with loss_log.open("a") as f:
-            f.write(f"0,,{evaluate():.6f}\n")
-    running = math.nan
-    while step < args.steps:
-        # batch and noise drawn from (seed, step): a resumed run sees exactly what an uninterrupted one would
-        rng = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+    def batch_loss(rng: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(latents_all), (args.batch_size,), generator=rng)
         latents = latents_all[idx]
         noise = torch.randn(latents.shape, generator=rng).to(device)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=rng).to(device)
-        with accelerator.accumulate(idf), accelerator.autocast():
-            loss = loss_on(latents, noise, t)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(idf.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad()
-        step += 1
-        loss = loss.detach()
-        running = float(loss) if math.isnan(running) else 0.9 * running + 0.1 * float(loss)
-        last = step == args.steps
-        eval_loss = evaluate() if (step % args.save_every == 0 or last) else None
-        if step % args.log_every == 0 or last or eval_loss is not None:
-            log.info("step %d/%d loss %.5f (avg %.5f)%s", step, args.steps, float(loss), running,
-                     f" eval {eval_loss:.5f}" if eval_loss is not None else "")
-            with loss_log.open("a") as f:
-                f.write(f"{step},{float(loss):.6f},{'' if eval_loss is None else f'{eval_loss:.6f}'}\n")
-        if step % args.save_every == 0 or last:
-            save(step)
+        return loss_on(latents, noise, t)
+
+    train_loop(accelerator, idf, optimizer, output, steps=args.steps, seed=args.seed, batch_loss=batch_loss,
+               evaluate=evaluate, save_every=args.save_every, log_every=args.log_every, resume=resume)
     final = output / "idf_controlnet"
     accelerator.unwrap_model(idf).save_pretrained(final, safe_serialization=True)
     print(f"IDF ControlNet written to {final} (copy it to MODELS_DIR/idf_controlnet)")
