@@ -195,11 +195,12 @@ class Pipeline:
         output (playable, named ``.partial``).
 
         The handler only sets flags; it never raises into whatever the main thread is
-        doing, since an exception raised between a lock's acquire and its ``with`` block
-        (a queue's, say) leaves the lock held and the run hung. An anonymizer's ``stop()``
-        (signal-safe: it sets a flag) ends a long render early; that frame gets the
-        fallback, as for any failure. A second signal raises at once, for a run that
-        does not stop."""
+        doing: raised inside an anonymizer call, the exception was taken for a failure
+        of that frame (covered by the fallback) and the run went on to the end; raised
+        between a lock's acquire and its ``with`` block, it leaves the lock held. An
+        anonymizer's ``stop()`` (signal-safe: it sets a flag) ends a long render early;
+        that frame gets the fallback, as for any failure. A second signal raises at once,
+        for a run that does not stop."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -441,5 +442,3 @@ class Pipeline:
             }
             for s in sorted(self.tracker.stats.values(), key=lambda s: s.track_id)
         ]
-
-

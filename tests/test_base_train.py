@@ -67,3 +67,14 @@ def test_trained_idf_controlnet_loads_in_the_pipeline(tiny_models: Path, train_d
     shutil.copytree(tmp_path / "run" / "idf_controlnet", models / "idf_controlnet")
     pipe = CamouflageBasePipeline.from_manifest(ModelResolver(models_dir=models, offline=True))
     assert pipe.idf_controlnet.config.conditioning_channels == 4
+
+
+def test_bad_training_input_is_one_line_and_an_exit_code(tiny_models: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001, F811
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "broken.mp4").write_bytes(b"not a video")  # skipped with a warning, then nothing is left
+    common = ["--models-dir", str(tiny_models), "--resolution", "64", "--device", "cpu"]
+    assert main(["train", "idf", "--data", str(empty), "--output", str(tmp_path / "a"), *common]) == 3
+    assert "no images or videos to train on" in capsys.readouterr().err
+    assert main(["train", "idf", "--data", str(empty), "--output", str(tmp_path / "b"), "--resume", *common]) == 2
+    assert "no checkpoint-STEP folder" in capsys.readouterr().err

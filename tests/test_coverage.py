@@ -166,7 +166,7 @@ def test_failing_anonymizer_falls_back_never_to_the_original(data: Path) -> None
 def test_ctrl_c_lands_between_frames_never_inside_one(data: Path) -> None:
     """SIGINT only asks the run to stop: the frame in hand is finished and written, the
     anonymizer is told to stop, and nothing is raised inside a frame's work (an exception
-    there can leave a queue's lock held: the run hung in CI that way)."""
+    raised there was taken for an anonymizer failure and the run went on to the end)."""
 
     class Signalling(PixelateAnonymizer):
         started = finished = 0

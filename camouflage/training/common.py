@@ -19,7 +19,7 @@ import argparse
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,11 @@ def add_common_arguments(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--device", default="auto", help="cpu forces CPU; auto uses a GPU when there is one")
 
 
-def sample_frames(folder: Path, frames_per_video: int) -> list[tuple[Any, Path, int]]:
+def sample_frames(folder: Path, frames_per_video: int) -> Iterator[tuple[Any, Path, int]]:
     """Every image under ``folder`` and ``frames_per_video`` frames spread over each video:
-    ``(RGB uint8 array, file, frame index)``; a video that does not decode is skipped
-    with a warning; nothing at all is a clear error."""
+    ``(RGB uint8 array, file, frame index)``, one at a time (the caller keeps what it
+    needs at its size); a video that does not decode is skipped with a warning; nothing
+    at all is a clear error."""
     import av
     import numpy as np
     from PIL import Image
@@ -58,10 +59,11 @@ def sample_frames(folder: Path, frames_per_video: int) -> list[tuple[Any, Path, 
     from streamer.errors import InputError
 
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
-    out: list[tuple[Any, Path, int]] = []
+    count = 0
     for path in files:
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            out.append((np.asarray(Image.open(path).convert("RGB")), path, 0))
+            count += 1
+            yield np.asarray(Image.open(path).convert("RGB")), path, 0
             continue
         try:
             with av.open(str(path)) as c:
@@ -70,14 +72,14 @@ def sample_frames(folder: Path, frames_per_video: int) -> list[tuple[Any, Path, 
             with av.open(str(path)) as c:  # keep only the sampled frames in memory
                 for i, f in enumerate(c.decode(video=0)):
                     if i in wanted:
-                        out.append((f.to_ndarray(format="rgb24"), path, i))
+                        count += 1
+                        yield f.to_ndarray(format="rgb24"), path, i
                     if i >= max(wanted, default=-1):
                         break
         except (av.error.FFmpegError, IndexError) as exc:
             log.warning("%s: skipped (%s)", path, exc)
-    if not out:
+    if not count:
         raise InputError(f"{folder}: no images or videos to train on")
-    return out
 
 
 def make_accelerator(args: argparse.Namespace, output: Path) -> tuple[Any, Any]:
