@@ -10,11 +10,10 @@ import argparse
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from .errors import CamstreamError, ConfigError
+from .errors import CamstreamError, ConfigError, ModelError
+from .paths import default_output  # noqa: F401 - its old home; runner and scripts import it from .paths
 
 log = logging.getLogger("camstream")
 
@@ -22,6 +21,8 @@ EPILOG = """examples:
   camstream run footage.mp4                      -> footage.anonymized.mp4 beside it
                                                     (camouflage: needs 'camstream models fetch camouflage')
   camstream run footage.mp4 --method pixelate --report report.json
+  camstream run a.mp4 b.mp4 photos/ -o out/ --method blur   many inputs: one output each in out/
+  camstream run footage.mp4 --method pixelate --draw-detections -o tune.mp4   boxes, ids, scores drawn
   camstream run footage.mp4 --config realtime    Base keyframes + LCM/TAESD Light in between
   camstream run footage.mp4 --config quality     every frame rendered, keyframes every 24 frames
   camstream run rtsp://cam.local/stream -o rtsp://relay.local/anon
@@ -55,13 +56,19 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="video file, image, folder of images, rtsp://... URL, or webcam:N")
-    p.add_argument("-o", "--output", help="output file, folder or rtsp:// URL (default: INPUT.anonymized.mp4 beside the input)")
-    p.add_argument("-m", "--method", choices=_methods(), help="how faces are replaced (default: camouflage, the diffusion method; solid/pixelate/blur need no models)")
+    p.add_argument("input", nargs="+", metavar="INPUT",
+                   help="what to anonymize: a video file, an image, a folder of images, an rtsp://... URL or webcam:N "
+                   "(/dev/videoN); several INPUTs run one after the other")
+    p.add_argument("-o", "--output", help="output file, folder or rtsp:// URL (default: INPUT.anonymized.mp4 beside the input); "
+                   "with several INPUTs a folder, one output per input in it")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (refused by default; never the input)")
+    p.add_argument("-m", "--method", choices=_methods(), help="how faces are replaced (default: camouflage, the diffusion method: "
+                   "needs camstream[diffusion] and its models; solid/pixelate/blur/image need neither)")
     p.add_argument("--fallback", choices=["solid", "pixelate", "blur"], help="cover used when the method fails (default: solid)")
     p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help=f"YAML config or preset name (repeatable; presets: {_presets()})")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
-    p.add_argument("--report", metavar="PATH", help="write a JSON report (frames, tracks, misses bridged, fps per stage)")
+    p.add_argument("--report", metavar="PATH", help="write a JSON report (frames, tracks, misses bridged, fps per stage); "
+                   "with several INPUTs a folder: one OUTPUT-NAME.report.json per input")
     p.add_argument("--scope", choices=["face", "person", "scene"], help="what the method replaces (default face)")
     p.add_argument("--models-dir", metavar="DIR", help="folder with the diffusion models (see 'camstream models')")
     p.add_argument("--device", help="torch device for diffusion methods: auto, cpu, cuda, cuda:N")
@@ -81,8 +88,15 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--start", type=_time, help="start time in the input (seconds or [h:]m:s)")
     o.add_argument("--end", type=_time, help="end time in the input (seconds or [h:]m:s)")
     o.add_argument("--preview", action="store_true", help="show original | anonymized side by side in a window (never written)")
+    o.add_argument("--preview-file", metavar="PATH", help="write a side-by-side preview for machines without a display: the output "
+                   "with the detections drawn | the output as written. It never holds an original pixel (one INPUT only)")
+    o.add_argument("--replace-with", metavar="IMAGE", help="paste IMAGE over every face (the method 'image'; transparency is dropped)")
+    o.add_argument("--mosaic-size", type=int, metavar="N", help="pixelate with N cells across each face (default 6; fewer is "
+                   "stronger; cells are never under 10 px); implies --method pixelate unless --method is given")
+    o.add_argument("--draw-detections", action="store_true", help="draw each covered region's box, track id and score onto the "
+                   "anonymized output, to tune --threshold and --margin (drawn after the cover: never over a raw face)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or stats")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, usage_error=p.error)
 
 
 def _presets() -> str:
@@ -95,7 +109,7 @@ def _presets() -> str:
 def _methods() -> list[str]:
     import importlib.util
 
-    methods = ["solid", "pixelate", "blur"]
+    methods = ["solid", "pixelate", "blur", "image"]
     if importlib.util.find_spec("camouflage.methods") is not None:
         from camouflage.methods import METHODS
 
@@ -111,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="print tracebacks and debug logs")
-    parser.add_argument("--version", action="version", version=f"camstream {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_run_parser(sub)
@@ -133,6 +147,13 @@ def _optional_commands() -> list:
     return modules
 
 
+class _Version(argparse.Action):
+    """--version, reading the installed metadata only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        parser.exit(message=f"camstream {_version()}\n")
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -142,27 +163,19 @@ def _version() -> str:
         return "0+unknown"
 
 
-def default_output(input_uri: str, kind: str) -> str:
-    if kind in ("stream", "webcam"):
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = "webcam" if kind == "webcam" else (input_uri.split("://", 1)[1].split("/")[0].split("@")[-1].replace(":", "_") or "stream")
-        return f"{name}-{stamp}.anonymized.mkv"
-    path = Path(input_uri)
-    if kind == "images":
-        return str(path.with_name(path.name + ".anonymized"))
-    if kind == "image":
-        return str(path.with_name(f"{path.stem}.anonymized{path.suffix}"))
-    return str(path.with_name(f"{path.stem}.anonymized.mp4"))
-
-
-def cmd_run(args: argparse.Namespace) -> int:
+def run_config(args: argparse.Namespace):  # noqa: ANN201 - a streamer.config.Config
+    """The config the flags ask for: files and presets, --set, then the flags."""
     from .config import load_config
-    from .runner import run
 
     config = load_config(args.config, args.set)
     det, trk, ano, out = config.detection, config.tracking, config.anonymize, config.output
+    if args.replace_with and args.method not in (None, "image"):
+        raise ConfigError(f"--replace-with is the method 'image', not {args.method!r}")
+    if args.mosaic_size is not None and args.mosaic_size < 1:
+        raise ConfigError("--mosaic-size must be at least 1")
+    method = args.method or ("image" if args.replace_with else "pixelate" if args.mosaic_size is not None else None)
     for value, obj, attr in [
-        (args.method, ano, "method"),
+        (method, ano, "method"),
         (args.fallback, ano, "fallback"),
         (args.threshold, det, "threshold"),
         (args.detector, det, "detector"),
@@ -177,29 +190,55 @@ def cmd_run(args: argparse.Namespace) -> int:
         (args.scope, ano, "scope"),
         (args.models_dir, config.models, "dir"),
         (args.device, config.models, "device"),
+        (args.replace_with, ano, "replace_with"),
+        (args.mosaic_size, ano, "pixelate_blocks"),
     ]:
         if value is not None:
             setattr(obj, attr, value)
     if args.persons:
         det.persons = True
+    if config.anonymize.method == "image" and not config.anonymize.replace_with:
+        raise ConfigError("--method image needs --replace-with IMAGE")
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .batch import run_jobs
+    from .paths import plan
+
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise ConfigError("--end must be after --start")
-    report = run(
-        args.input,
-        args.output,
-        config,
-        start=args.start,
-        end=args.end,
-        report_path=args.report,
-        progress=not args.quiet,
-        preview=args.preview,
-    )
-    return 0 if report.status in ("ok", "partial") else 1
+    if args.preview_file and len(args.input) > 1:
+        raise ConfigError("--preview-file takes one INPUT")
+    jobs = plan(args.input, args.output, args.report)
+    config = run_config(args)
+
+    def run_one(job):  # noqa: ANN001, ANN202 - paths.Job -> report.RunReport
+        from .runner import run  # the pipeline's imports, once the inputs and outputs are known to be good
+
+        return run(
+            job.input,
+            job.output,
+            config,
+            start=args.start,
+            end=args.end,
+            report_path=job.report,
+            progress=not args.quiet,
+            preview=args.preview,
+            preview_file=args.preview_file,
+            draw_detections=args.draw_detections,
+        )
+
+    return run_jobs(jobs, run_one, overwrite=args.overwrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse reports a subcommand's unknown flags with the top-level usage; show the command's own
+        error = getattr(args, "usage_error", parser.error)
+        error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="camstream: %(message)s",
@@ -218,11 +257,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("camstream: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        if args.debug:
+            log.exception("error")
+        print(f"camstream: error: {missing}", file=sys.stderr)
+        return ModelError.exit_code
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless --debug
         if args.debug:
             log.exception("internal error")
         print(f"camstream: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
         return 1
+
+
+# The top-level package each extra brings, for the 'pip install' line of a missing one.
+EXTRAS = {
+    "diffusion": ("torch", "torchvision", "diffusers", "transformers", "controlnet_aux", "accelerate", "peft", "torchsde",
+                  "safetensors", "huggingface_hub"),
+    "eval": ("dlib", "face_recognition_models", "matplotlib"),
+    "yolo": ("ultralytics", "lap"),
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """'... needs camstream[diffusion]: pip install ...' when ``exc`` is a package of an extra."""
+    top = (exc.name or "").split(".")[0]
+    for extra, packages in EXTRAS.items():
+        if top in packages:
+            return f"this needs the {extra} extra ({top} is not installed): pip install 'camstream[{extra}]'"
+    return None
 
 
 if __name__ == "__main__":

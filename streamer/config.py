@@ -50,6 +50,7 @@ class AnonymizeConfig:
     pixelate_blocks: int = 6
     blur_strength: float = 0.25
     color: list[int] = field(default_factory=lambda: [0, 0, 0])
+    replace_with: str | None = None  # method "image": the picture pasted over each face (--replace-with)
 
 
 @dataclass

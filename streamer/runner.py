@@ -12,13 +12,16 @@ from pathlib import Path
 from tracking.detectors import YoloPersonDetector, build_detector
 from tracking.tracker import FaceTracker
 
-from .anonymizers import CLASSICAL, Anonymizer, Shape
+from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
 from .config import Config
 from .errors import ConfigError, ModelError, OutputError
+from .overlay import Overlay
+from .paths import default_output
 from .pipeline import Pipeline
 from .report import RunReport
 from .sinks import open_sink
 from .sources import ImageSource, open_source
+from .words import plural
 
 log = logging.getLogger("camstream")
 
@@ -34,7 +37,17 @@ def build_classical(name: str, config: Config) -> Anonymizer:
         return CLASSICAL["pixelate"](shape, blocks=a.pixelate_blocks)
     if name == "blur":
         return CLASSICAL["blur"](shape, strength=a.blur_strength)
+    if name == "image":
+        if not a.replace_with:
+            raise ConfigError("method 'image' needs anonymize.replace_with (--replace-with IMAGE)")
+        return CLASSICAL["image"](shape, image=load_replacement(a.replace_with))
     raise ConfigError(f"unknown method {name!r}")
+
+
+def _diffusion_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "diffusers", "transformers"))
 
 
 def build_anonymizer(name: str, config: Config) -> Anonymizer:
@@ -44,6 +57,9 @@ def build_anonymizer(name: str, config: Config) -> Anonymizer:
         from camouflage.methods import build_method
     except ModuleNotFoundError:
         raise ConfigError(f"unknown method {name!r}") from None
+    if not _diffusion_installed():
+        raise ModelError(f"--method {name} needs the diffusion extra: pip install 'camstream[diffusion]' "
+                         "(or --method pixelate: no models needed)")
     return build_method(name, config)
 
 
@@ -104,9 +120,9 @@ def run(
     report_path: str | None = None,
     progress: bool = True,
     preview: bool = False,
+    preview_file: str | None = None,
+    draw_detections: bool = False,
 ) -> RunReport:
-    from .cli import default_output
-
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     if det.every < 1:
         raise ConfigError("detection.every must be >= 1")
@@ -114,18 +130,6 @@ def run(
         folder = Path(report_path).resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise OutputError(f"{report_path}: report folder is missing or not writable")
-    # Build the models first: a missing model fails before any output is created.
-    anonymizer = build_anonymizer(ano.method, config)
-    fallback = build_classical(ano.fallback, config)
-    detector = build_detector(det.detector, det.threshold, det.max_side)
-    extra = []
-    if det.persons or ano.scope == "person":
-        try:
-            extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
-        except ModelError as exc:
-            if ano.scope == "person":
-                raise
-            log.warning("%s; continuing with faces only", exc)
     source = open_source(
         input_uri,
         start=start,
@@ -142,16 +146,34 @@ def run(
             else {}
         ),
     )
+    sink = preview_sink = None
     try:
         info = source.info
+        # The input first (a missing file or camera is reported before any model loads),
+        # then the models: a missing model fails before any output is created.
+        anonymizer = build_anonymizer(ano.method, config)
+        fallback = build_classical(ano.fallback, config)
+        detector = build_detector(det.detector, det.threshold, det.max_side)
+        extra = []
+        if det.persons or ano.scope == "person":
+            try:
+                extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
+            except ModelError as exc:
+                if ano.scope == "person":
+                    raise
+                log.warning("%s; continuing with faces only", exc)
         target = output or default_output(input_uri, info.kind)
         if "://" not in target and Path(target).resolve() == Path(input_uri).resolve():
             raise OutputError(f"{target}: output would overwrite the input")
         names = [p.name for p in source.files] if isinstance(source, ImageSource) and info.kind == "images" else None
         sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end}
         sink = open_sink(target, info, names=names, **sink_options)
+        if preview_file:
+            preview_sink = _open_preview(preview_file, target, info)
     except BaseException:
         source.close()
+        if sink is not None:
+            sink.close(success=False)
         raise
     if hasattr(anonymizer, "live"):
         anonymizer.live = info.live  # camouflage: a latency budget on live streams (mode auto)
@@ -170,6 +192,10 @@ def run(
         "fps": float(info.fps) if info.fps else None, "frame_count": info.frame_count,
         "duration": info.duration, "has_audio": info.has_audio,
     }
+    if isinstance(source, ImageSource) and source.skipped:
+        report.source["skipped_files"] = list(source.skipped)  # not images: listed, never read
+    overlay = Overlay(draw=draw_detections, preview=preview_sink)
+    anonymizer, fallback = overlay.wrap(anonymizer), overlay.wrap(fallback)
     bar = _Progress(info.frame_count, info.live, st.stats_interval, progress and info.kind not in ("image",))
     pipeline = Pipeline(
         source=source,
@@ -187,11 +213,14 @@ def run(
     )
     if preview:
         pipeline.preview = _preview_window()
+    if preview_sink is not None:
+        pipeline.preview = overlay.preview_writer(pipeline.preview)
     bar.pipeline = pipeline
     try:
         pipeline.run()
     finally:
         bar.close()
+        overlay.close()
         if hasattr(anonymizer, "close"):
             anonymizer.close()
         if report_path:
@@ -200,12 +229,23 @@ def run(
     return report
 
 
+def _open_preview(path: str, target: str, info):  # noqa: ANN001, ANN202 - SourceInfo -> Sink
+    """The --preview-file sink: twice as wide, no audio, at the nominal rate."""
+    import dataclasses
+
+    if "://" not in target and Path(path).resolve() == Path(target).resolve():
+        raise OutputError(f"{path}: --preview-file would overwrite the output")
+    wide = dataclasses.replace(info, width=info.width * 2, has_audio=False, time_base=None, metadata={})
+    return open_sink(path, wide)
+
+
 def _summary(report: RunReport) -> None:
     where = report.output or "(nothing written)"
     if report.status in ("ok", "partial"):
         log.info(
-            "%s: %d frames, %d tracks, %d regions covered (%d held through detector misses) at %.1f fps",
-            where, report.frames_out, len(report.tracks), report.regions_covered, report.regions_held, report.fps,
+            "%s: %s, %s, %s covered (%d held through detector misses) at %.1f fps",
+            where, plural(report.frames_out, "frame"), plural(len(report.tracks), "track"),
+            plural(report.regions_covered, "region"), report.regions_held, report.fps,
         )
         a = report.anonymizer
         if a.get("keyframes") is not None:
@@ -221,7 +261,13 @@ def _summary(report: RunReport) -> None:
                 a["unet_evals_per_face_frame"], a["per_frame_base_unet_evals_per_face_frame"],
                 a["flicker_warping_error"] if a.get("flicker_warping_error") is not None else "not measured", extra,
             )
-        if report.decode_errors:
+        skipped = report.source.get("skipped_files") or []
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+            log.warning("%s in the folder skipped: not images (%s)", plural(len(skipped), "entry", "entries"), shown)
+        if report.decode_errors and report.source.get("kind") in ("image", "images"):
+            log.warning("%s damaged: covered whole (the report lists them)", plural(report.decode_errors, "image"))
+        elif report.decode_errors:
             log.warning("input was damaged: %d undecodable packet(s) skipped; the output holds what decoded", report.decode_errors)
         if report.frames_lost or report.reconnects:
             log.warning("stream: %d reconnect(s), about %d frames lost", report.reconnects, report.frames_lost)
