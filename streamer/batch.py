@@ -38,7 +38,10 @@ def prepare(job: Job) -> None:
         except OSError as exc:
             raise OutputError(f"{job.folder}: cannot create the output folder ({exc.strerror})") from None
     if job.report:
-        Path(job.report).parent.mkdir(exist_ok=True)
+        try:
+            Path(job.report).parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{Path(job.report).parent}: cannot create the report folder ({exc.strerror})") from None
 
 
 def describe(report: Any) -> str:  # noqa: ANN401 - a RunReport (not imported: keeps this module light)

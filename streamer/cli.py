@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 
 from .errors import CamstreamError, ConfigError, ModelError
-from .paths import default_output  # noqa: F401 - its old home; runner and scripts import it from .paths
 
 log = logging.getLogger("camstream")
 
@@ -204,13 +203,15 @@ def run_config(args: argparse.Namespace):  # noqa: ANN201 - a streamer.config.Co
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .batch import run_jobs
-    from .paths import plan
+    from .paths import Job, check_output, plan
 
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise ConfigError("--end must be after --start")
     if args.preview_file and len(args.input) > 1:
         raise ConfigError("--preview-file takes one INPUT")
     jobs = plan(args.input, args.output, args.report)
+    if args.preview_file:  # the same no-clobber rule as the output
+        check_output(Job(jobs[0].input, args.preview_file, jobs[0].kind), args.overwrite)
     config = run_config(args)
 
     def run_one(job):  # noqa: ANN001, ANN202 - paths.Job -> report.RunReport

@@ -176,6 +176,9 @@ def test_an_existing_output_is_refused_unless_overwrite(data: Path, tmp_path: Pa
     r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", out, "--method", "solid")
     assert r.returncode == 4 and "--overwrite" in _last_line(r) and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert out.read_bytes() == b"keep me"
+    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "new.jpg", "--preview-file", out, "--method", "solid")
+    assert r.returncode == 4 and "--overwrite" in _last_line(r), r.stderr  # the preview file too
+    assert out.read_bytes() == b"keep me" and not (tmp_path / "new.jpg").exists()
     r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", out, "--method", "solid", "--overwrite")
     assert r.returncode == 0, r.stderr
     assert read_image(out).shape == (512, 512, 3)
