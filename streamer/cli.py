@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import CamstreamError, ConfigError, ModelError
+from .extras import missing_extra
 
 log = logging.getLogger("camstream")
 
@@ -271,24 +272,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("internal error")
         print(f"camstream: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
         return 1
-
-
-# The top-level package each extra brings, for the 'pip install' line of a missing one.
-EXTRAS = {
-    "diffusion": ("torch", "torchvision", "diffusers", "transformers", "controlnet_aux", "accelerate", "peft", "torchsde",
-                  "safetensors", "huggingface_hub"),
-    "eval": ("dlib", "face_recognition_models", "matplotlib"),
-    "yolo": ("ultralytics", "lap"),
-}
-
-
-def missing_extra(exc: ModuleNotFoundError) -> str | None:
-    """'... needs camstream[diffusion]: pip install ...' when ``exc`` is a package of an extra."""
-    top = (exc.name or "").split(".")[0]
-    for extra, packages in EXTRAS.items():
-        if top in packages:
-            return f"this needs the {extra} extra ({top} is not installed): pip install 'camstream[{extra}]'"
-    return None
 
 
 if __name__ == "__main__":

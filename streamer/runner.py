@@ -15,6 +15,7 @@ from tracking.tracker import FaceTracker
 from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
 from .config import Config
 from .errors import ConfigError, ModelError, OutputError
+from .extras import missing_extra
 from .overlay import Overlay
 from .paths import default_output
 from .pipeline import Pipeline
@@ -60,7 +61,13 @@ def build_anonymizer(name: str, config: Config) -> Anonymizer:
     if not _diffusion_installed():
         raise ModelError(f"--method {name} needs the diffusion extra: pip install 'camstream[diffusion]' "
                          "(or --method pixelate: no models needed)")
-    return build_method(name, config)
+    try:
+        return build_method(name, config)
+    except ModuleNotFoundError as exc:  # one package of the extra missing (a partial install)
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        raise ModelError(f"--method {name}: {missing}") from None
 
 
 class _Progress:
