@@ -273,7 +273,8 @@ def _summary(report: RunReport) -> None:
             shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
             log.warning("%s in the folder skipped: not images (%s)", plural(len(skipped), "entry", "entries"), shown)
         if report.decode_errors and report.source.get("kind") in ("image", "images"):
-            log.warning("%s damaged: covered whole (the report lists them)", plural(report.decode_errors, "image"))
+            log.warning("%s damaged (covered whole) or unreadable (left out): the report lists them",
+                        plural(report.decode_errors, "image"))
         elif report.decode_errors:
             log.warning("input was damaged: %d undecodable packet(s) skipped; the output holds what decoded", report.decode_errors)
         if report.frames_lost or report.reconnects:

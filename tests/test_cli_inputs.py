@@ -268,17 +268,20 @@ def test_mosaic_size_picks_pixelate_and_its_cells(data: Path, tmp_path: Path) ->
 def test_a_truncated_jpeg_is_covered_whole_reported_and_skipped_entries_counted(data: Path, tmp_path: Path) -> None:
     folder = _photos(data, tmp_path / "photos")
     (folder / "c_broken.jpg").write_bytes((data / "messi5.jpg").read_bytes()[:20000])
+    (folder / "0_garbage.jpg").write_bytes(b"\x00 not a picture " * 64)  # first by name: no decode at all
     (folder / "notes.txt").write_text("x")
     (folder / "sub").mkdir()
     out = tmp_path / "out"
     r = camstream("run", folder, "-o", out, "--method", "solid", "--report", tmp_path / "r.json", "-q")
     assert r.returncode == 0, r.stderr
-    assert "c_broken.jpg: damaged image" in r.stderr and "1 image damaged" in r.stderr
+    assert "c_broken.jpg: damaged image" in r.stderr and "2 images damaged (covered whole) or unreadable (left out)" in r.stderr
     assert "2 entries in the folder skipped" in r.stderr
     assert read_image(out / "c_broken.jpg").max() == 0  # never the half-decoded picture
     assert read_image(out / "b.jpg").max() > 0
+    assert not (out / "0_garbage.jpg").exists()
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["decode_errors"] == 1 and "c_broken.jpg" in report["source_errors"][0]
+    assert report["decode_errors"] == 2 and report["frames_out"] == 3
+    assert "0_garbage.jpg: not an image" in report["source_errors"][0] and "c_broken.jpg" in report["source_errors"][1]
     assert report["source"]["skipped_files"] == ["notes.txt", "sub/"]
 
 
