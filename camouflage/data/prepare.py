@@ -267,7 +267,7 @@ def main(args: argparse.Namespace) -> int:
         captioner = Captioner.from_pretrained(ModelResolver(models_dir=args.models_dir).resolve("captioner"), device)
 
     counts = {"train": 0, "val": 0, "frames": 0, "faces": 0, "captions_file": 0, "captions_model": 0, "captions_fixed": 0}
-    writers = {s: wds.ShardWriter(shard_pattern(out, s), maxcount=args.per_shard, verbose=0) for s in ("train", "val")}
+    writers: dict[str, Any] = {}  # opened on their first sample: no empty val shard
     try:
         index = 0
         for image, path, frame in sample_frames(files, args.frames_per_video):
@@ -290,6 +290,8 @@ def main(args: argparse.Namespace) -> int:
                     sample["latent.npy"] = npy(latents(crop).astype(np.float32))
                 # every 1/holdout-th sample, spread over the data, is held out
                 split = "val" if args.holdout and int((index + 1) * args.holdout) > int(index * args.holdout) else "train"
+                if split not in writers:
+                    writers[split] = wds.ShardWriter(shard_pattern(out, split), maxcount=args.per_shard, verbose=0)
                 writers[split].write(sample)
                 counts[split] += 1
                 index += 1

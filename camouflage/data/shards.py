@@ -103,9 +103,13 @@ class ShardStream(IterableDataset):
         self.skip_batches, self.limit = skip_batches, limit
 
     def _stream_id(self) -> tuple[int, int, int]:
+        """(role, workers, stream). The DataLoader takes batch k from its worker k % workers,
+        starting at worker 0: after ``skip_batches``, worker w plays the part of worker
+        (w + skip_batches) % workers of the uninterrupted run."""
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return worker, workers, self.rank * workers + worker
+        role = (worker + self.skip_batches) % workers
+        return role, workers, self.rank * workers + role
 
     def _raw(self, stream: int, streams: int) -> Iterator[dict[str, Any]]:
         """This stream's raw samples, endlessly: by shard when there are enough shards for
@@ -146,10 +150,9 @@ class ShardStream(IterableDataset):
             return
         if not self.files:
             return
-        worker, workers, stream = self._stream_id()
+        role, workers, stream = self._stream_id()
         samples = self._shuffled(self._raw(stream, self.world * workers), random.Random(_mix(self.seed, stream, 7)))
-        # the DataLoader takes batch k from worker k % workers: this worker's share of the skipped ones
-        skip = len(range(worker, self.skip_batches, workers)) * self.batch_size
+        skip = len(range(role, self.skip_batches, workers)) * self.batch_size  # this role's share of the skipped batches
         for _ in range(skip):
             next(samples)
         for sample in samples:
