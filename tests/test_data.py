@@ -39,8 +39,9 @@ def test_prepare_writes_face_crops_captions_and_a_held_out_split(media: Path, tm
     held = [s for p in val for s in iter_samples(p)]
     assert len(samples) == info["samples"] and len(held) == info["val_samples"] >= 1
     assert not {s["__key__"] for s in samples} & {s["__key__"] for s in held}
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     for s in samples + held:
         assert set(s) >= {"__key__", "jpg", "txt", "json"}
@@ -57,7 +58,7 @@ def test_prepare_writes_face_crops_captions_and_a_held_out_split(media: Path, tm
     assert {p.name: p.stat().st_mtime_ns for p in media.iterdir()} == before  # inputs only read
 
 
-def test_prepare_light_fields_and_latents(media: Path, tiny_models: Path, tmp_path: Path) -> None:
+def test_prepare_light_fields_and_latents(media: Path, tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "shards"
     assert main(["data", "prepare", str(media / "grace_hopper_512x512.jpg"), str(media / "messi5.jpg"), "--output", str(out),
                  "--size", "64", "--holdout", "0", "--light", "--captioner", "--latent-resolution", "32",
