@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,7 @@ def train_loop(
     save_every: int,
     log_every: int,
     grad_accum: int = 1,
+    batch_size: int = 1,
     run_layout: dict[str, int] | None = None,
     resume: Path | None = None,
     validate: Callable[[int], None] | None = None,
@@ -172,6 +174,8 @@ def train_loop(
     stream = batches(step * grad_accum)
     rank = accelerator.process_index
     running = math.nan
+    clock, since = time.perf_counter(), step
+    per_step = accelerator.num_processes * grad_accum  # batches per optimizer step, all processes
     while step < steps:
         total = 0.0
         for micro in range(grad_accum):
@@ -192,8 +196,11 @@ def train_loop(
         if main:
             eval_loss = evaluate() if save and evaluate is not None else None
             if step % log_every == 0 or last or eval_loss is not None:
-                log.info("step %d/%d loss %.5f (avg %.5f)%s", step, steps, total, running,
-                         f" eval {eval_loss:.5f}" if eval_loss is not None else "")
+                now = time.perf_counter()
+                rate = (step - since) * per_step * batch_size / max(now - clock, 1e-9)
+                clock, since = now, step
+                log.info("step %d/%d loss %.5f (avg %.5f)%s, %.1f samples/s", step, steps, total, running,
+                         f" eval {eval_loss:.5f}" if eval_loss is not None else "", rate)
                 with loss_log.open("a") as f:
                     f.write(f"{step},{total:.6f},{'' if eval_loss is None else f'{eval_loss:.6f}'}\n")
             if validate is not None and validate_every and (step % validate_every == 0 or last):

@@ -264,7 +264,7 @@ def main(args: argparse.Namespace) -> int:
 
     train_loop(accelerator, idf, optimizer, output, steps=args.steps, seed=args.seed, batches=batches,
                batch_loss=batch_loss, evaluate=evaluate, save_every=args.save_every, log_every=args.log_every,
-               grad_accum=args.grad_accum, run_layout=run_layout, resume=resume, validate=validate,
+               grad_accum=args.grad_accum, batch_size=args.batch_size, run_layout=run_layout, resume=resume, validate=validate,
                validate_every=args.validate_every)
     if main_process:
         final = output / "idf_controlnet"
