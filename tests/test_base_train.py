@@ -127,3 +127,30 @@ def test_two_processes_train_and_checkpoint_once(tiny_models: Path, shards: Path
     # one process cannot continue a two-process run exactly: refused
     assert main(args(shards, tiny_models, out, 4, "--grad-accum", "2", "--resume")) == 2
     assert "num processes 2, this run has 1" in capsys.readouterr().err
+
+
+def test_validation_at_a_s_0_is_what_base_gives_at_a_s_0(tiny_models: Path, data: Path) -> None:  # noqa: F811
+    """The reconstruction the training validates is Base's own output at a_s = 0 (same
+    conditioning: the original's latents and the caption; same seeds and DDIM steps)."""
+    import numpy as np
+    from PIL import Image
+
+    from camouflage.manifest import ModelResolver
+    from camouflage.pipelines import CONTROLS
+    from camouflage.pipelines.base import CamouflageBasePipeline
+    from camouflage.training.idf import reconstruct_as0
+
+    pipe = CamouflageBasePipeline.from_manifest(ModelResolver(models_dir=tiny_models, offline=True), scheduler="ddim")
+    image = np.asarray(Image.open(data / "grace_hopper_512x512.jpg").convert("RGB").resize((32, 32)))
+    rng = np.random.default_rng(0)
+    controls = {c: [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)] for c in CONTROLS}  # a_s = 0: no effect
+    caption = "a portrait of a woman in a navy uniform"
+    base = pipe([image], controls, prompt=[caption], num_inference_steps=4, strength=0.75, anonymization_scale=0.0,
+                generator=[torch.Generator().manual_seed(5)], output_type="np").images[0]
+    latents = pipe.encode_image(pipe.image_processor.preprocess(Image.fromarray(image)))
+    with torch.no_grad():
+        x = reconstruct_as0(pipe.unet, pipe.idf_controlnet, pipe.scheduler.config, latents,
+                            pipe.encode_prompt([caption], latents.device), 4, 0.75, [5])
+        mine = ((pipe.vae.decode(x / pipe.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+    np.testing.assert_allclose(mine[0].permute(1, 2, 0).numpy(), base, atol=2e-3)
+    assert np.abs(base - image / 255).mean() > 0.01  # a real image came out, not the input passed through

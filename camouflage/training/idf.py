@@ -69,12 +69,40 @@ def lpips_metric(device: Any) -> Any:
         return None
 
 
+def reconstruct_as0(unet: Any, idf: Any, scheduler_config: Any, latents: Any, text: Any, steps: int, strength: float,
+                    seeds: list[int]) -> Any:
+    """Base at a_s = 0, i.e. the IDF branch alone (eps = eps_idf + 0 * (eps_pos - eps_idf)):
+    img2img from ``strength`` on the originals' ``latents``, the IDF conditioned on them and
+    on the captions' ``text``, DDIM, one seed per image as Base seeds its crops. Returns
+    the final latents."""
+    import torch
+    from diffusers import DDIMScheduler
+    from diffusers.utils.torch_utils import randn_tensor
+
+    dtype = unet.dtype
+    sched = DDIMScheduler.from_config(scheduler_config)
+    sched.set_timesteps(steps, device=latents.device)
+    start = steps - min(int(steps * strength), steps)
+    timesteps = sched.timesteps[start:]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    with torch.no_grad():
+        noise = randn_tensor(latents.shape, generator=gens, device=latents.device, dtype=latents.dtype)
+        x = sched.add_noise(latents, noise, timesteps[:1].repeat(len(latents)))
+        cond, text = latents.to(dtype), text.to(dtype)
+        for t in timesteps:
+            xin = sched.scale_model_input(x, t).to(dtype)
+            down, mid = idf(xin, t, encoder_hidden_states=text, controlnet_cond=cond, return_dict=False)
+            eps = unet(xin, t, encoder_hidden_states=text, down_block_additional_residuals=down,
+                       mid_block_additional_residual=mid, return_dict=False)[0]
+            x = sched.step(eps.float(), t, x).prev_sample
+    return x
+
+
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     import torch.nn.functional as F
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from diffusers.utils.torch_utils import randn_tensor
     from PIL import Image
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -175,26 +203,6 @@ def main(args: argparse.Namespace) -> int:
         net.train()
         return value
 
-    @torch.no_grad()
-    def reconstruct(net: Any) -> torch.Tensor:
-        """Base at a_s = 0: the IDF branch alone denoises the noised original (img2img from
-        ``--strength``, DDIM, one seed per held-out sample as Base seeds its crops)."""
-        sched = DDIMScheduler.from_config(noise_scheduler.config)
-        sched.set_timesteps(args.validation_steps, device=device)
-        start = args.validation_steps - min(int(args.validation_steps * args.strength), args.validation_steps)
-        timesteps = sched.timesteps[start:]
-        gens = [torch.Generator().manual_seed(args.seed + i) for i in range(len(held))]
-        noise = randn_tensor(held_latents.shape, generator=gens, device=device, dtype=held_latents.dtype)
-        x = sched.add_noise(held_latents, noise, timesteps[:1].repeat(len(held)))
-        cond = held_latents.to(weight_dtype)
-        for t in timesteps:
-            xin = sched.scale_model_input(x, t).to(weight_dtype)
-            down, mid = net(xin, t, encoder_hidden_states=held_text, controlnet_cond=cond, return_dict=False)
-            eps = unet(xin, t, encoder_hidden_states=held_text, down_block_additional_residuals=down,
-                       mid_block_additional_residual=mid, return_dict=False)[0]
-            x = sched.step(eps.float(), t, x).prev_sample
-        return x
-
     state: dict[str, Any] = {}
 
     def anonymized(net: Any) -> list[np.ndarray] | None:
@@ -236,7 +244,8 @@ def main(args: argparse.Namespace) -> int:
         if "lpips" not in state:
             state["lpips"] = lpips_metric(device)
         with accelerator.autocast():
-            latents = reconstruct(net)
+            latents = reconstruct_as0(unet, net, noise_scheduler.config, held_latents, held_text, args.validation_steps,
+                                      args.strength, [args.seed + i for i in range(len(held))])
             recon = ((vae.decode((latents / vae.config.scaling_factor).to(weight_dtype)).sample.float() + 1) / 2).clamp(0, 1)
             original = ((held_pixels.to(device) + 1) / 2).clamp(0, 1)
             scores = psnr(recon, original)
