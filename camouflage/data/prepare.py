@@ -168,13 +168,12 @@ class LatentEncoder:
                                                  use_safetensors=True).to(device).eval()
         self.resolution = resolution
 
-    def __call__(self, crop: np.ndarray) -> np.ndarray:
-        import cv2
+    def __call__(self, jpg: bytes) -> np.ndarray:
         import torch
 
-        r = self.resolution
-        small = cv2.resize(crop, (r, r), interpolation=cv2.INTER_AREA if crop.shape[0] > r else cv2.INTER_CUBIC)
-        x = torch.from_numpy(small).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(self.vae.device)
+        from .shards import crop_pixels
+
+        x = crop_pixels(jpg, self.resolution)[None].to(self.vae.device)
         with torch.no_grad():
             return (self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor)[0].cpu().numpy()
 
@@ -287,7 +286,7 @@ def main(args: argparse.Namespace) -> int:
                 if embed is not None:
                     sample["embed.npy"] = npy(np.asarray(embed, np.float32))
                 if latents is not None:
-                    sample["latent.npy"] = npy(latents(crop).astype(np.float32))
+                    sample["latent.npy"] = npy(latents(sample["jpg"]).astype(np.float32))  # of what training decodes
                 # every 1/holdout-th sample, spread over the data, is held out
                 split = "val" if args.holdout and int((index + 1) * args.holdout) > int(index * args.holdout) else "train"
                 if split not in writers:

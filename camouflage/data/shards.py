@@ -165,6 +165,22 @@ def loader(dataset: ShardStream, batch_size: int, workers: int) -> torch.utils.d
                                        persistent_workers=False, prefetch_factor=2 if workers else None)
 
 
+def crop_pixels(jpg: bytes, resolution: int) -> torch.Tensor:
+    """A stored crop as the trainings see it: (3, R, R) in [-1, 1] (box filter down, bicubic up).
+    ``data prepare --latent-resolution`` encodes exactly this, so cached latents are the
+    latents training would compute."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpg)) as img:
+        img = img.convert("RGB")
+        if img.size != (resolution, resolution):
+            img = img.resize((resolution, resolution), Image.BOX if img.width > resolution else Image.BICUBIC)
+        return torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 127.5 - 1
+
+
 MAX_FACES = 8  # faces per crop kept for Light's map (the main one first; more is rare in a crop)
 
 
@@ -183,14 +199,9 @@ class Decoder:
         import io
 
         import numpy as np
-        from PIL import Image
 
         r = self.resolution
-        with Image.open(io.BytesIO(raw["jpg"])) as img:
-            img = img.convert("RGB")
-            if img.size != (r, r):
-                img = img.resize((r, r), Image.BOX if img.width > r else Image.BICUBIC)
-            pixels = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 127.5 - 1
+        pixels = crop_pixels(raw["jpg"], r)
         caption = raw["txt"].decode() if isinstance(raw["txt"], bytes) else str(raw["txt"])
         out: dict[str, Any] = {"pixels": pixels, "caption": caption}
         if self.latents:
