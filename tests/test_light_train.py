@@ -107,3 +107,25 @@ def test_light_adapters_are_one_module_ddp_can_wrap(tmp_path_factory) -> None:  
                  torch.randn(1, 32), torch.rand(1, 41, 64, 64))
     out.mean().backward()
     assert all(p.grad is not None for p in module.t2i.parameters()) and any(p.grad is not None for p in module.ip_attn.parameters())
+
+
+def test_two_processes_train_both_adapters_under_ddp(shards: Path, tmp_path_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "streamer", "train", "light", "--data", str(shards),
+           "--models-dir", str(build_tiny(tmp_path_factory)), "--output", str(out), "--resolution", str(RESOLUTION),
+           "--steps", "2", "--batch-size", "1", "--save-every", "2", "--validate-every", "2", "--validation-steps", "2",
+           "--workers", "0", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO, env=env)  # generous: a loaded box
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 processes" in done.stderr
+    assert sorted(p.name for p in (out / "checkpoint-2").glob("random_states_*.pkl")) == ["random_states_0.pkl",
+                                                                                          "random_states_1.pkl"]
+    assert (out / "validation" / "step-2.png").exists() and (out / "t2i_adapter_light").is_dir()
