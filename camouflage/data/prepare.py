@@ -227,7 +227,7 @@ def frame_samples(image: np.ndarray, dets: tuple[list[np.ndarray], list[np.ndarr
         if light is not None:
             dim = light.extractor.farl.embed_dim
             embed = fields["embeddings"][main] if fields is not None and main >= 0 else np.zeros(dim, np.float32)
-        yield window.crop(image), {"faces": faces if main >= 0 or faces else []}, embed
+        yield window.crop(image), {"faces": faces}, embed
 
 
 def main(args: argparse.Namespace) -> int:
