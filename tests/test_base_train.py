@@ -106,6 +106,8 @@ def test_bad_training_input_is_one_line_and_an_exit_code(tiny_models: Path, shar
     assert "no checkpoint-STEP folder" in capsys.readouterr().err
     assert main(args(shards, tiny_models, tmp_path / "c", 1, "--resolution", "40")) == 2
     assert "must be a multiple of 16" in capsys.readouterr().err
+    assert main(args(shards, tiny_models, tmp_path / "d", 1, "--workers", "64")) == 2  # a stream without samples would hang
+    assert "cannot feed 1 process(es) x 64 worker(s)" in capsys.readouterr().err
 
 
 def test_two_processes_train_and_checkpoint_once(tiny_models: Path, shards: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001, F811

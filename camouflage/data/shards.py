@@ -120,12 +120,15 @@ class ShardStream(IterableDataset):
             order = list(self.files)
             random.Random(_mix(self.seed, epoch)).shuffle(order)  # the same order on every stream
             mine = order[stream::streams] if by_shard else order
-            index = 0
+            index = given = 0
             for path in mine:
                 for sample in iter_samples(path):
                     if by_shard or index % streams == stream:
+                        given += 1
                         yield sample
                     index += 1
+            if not given:  # an endless loop over nothing would hang the training
+                raise RuntimeError(f"stream {stream} of {streams} got no samples: fewer samples than streams")
             epoch += 1
 
     def _shuffled(self, raw: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:

@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..data.maps import paint_maps
     from ..data.shards import Decoder, ShardStream, loader, read_info
-    from ..training.common import check_common, layout, make_accelerator, resolve_resume, to_device, train_loop
+    from ..training.common import check_common, check_streams, layout, make_accelerator, resolve_resume, to_device, train_loop
     from . import loading
     from .adapters import (
         init_ip_adapter_state_dict,
@@ -145,6 +145,7 @@ def main(args: argparse.Namespace) -> int:
     cached = info.get("latent_resolution") == args.resolution
     decoder = Decoder(args.resolution, info["size"], latents=cached, light=True)
     rank, world = accelerator.process_index, accelerator.num_processes
+    check_streams(args, accelerator, info["samples"])
 
     def batches(skip: int):  # noqa: ANN202 - this process's endless batches, after ``skip``
         stream = ShardStream(Path(args.data), "train", decoder, seed=args.seed, rank=rank, world=world,

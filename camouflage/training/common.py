@@ -96,6 +96,16 @@ def to_device(models: list[Any], device: Any, dtype: Any) -> None:
         model.to(device) if dtype == torch.float32 else model.to(device, dtype=dtype)
 
 
+def check_streams(args: argparse.Namespace, accelerator: Any, samples: int) -> None:
+    """Every (process, worker) stream needs samples of its own."""
+    from streamer.errors import ConfigError
+
+    streams = accelerator.num_processes * max(1, args.workers)
+    if samples < streams:
+        raise ConfigError(f"{samples} training samples cannot feed {accelerator.num_processes} process(es) x "
+                          f"{max(1, args.workers)} worker(s): use fewer --workers or more data")
+
+
 def layout(args: argparse.Namespace, accelerator: Any) -> dict[str, int]:
     return {"num_processes": accelerator.num_processes, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
             "workers": args.workers, "seed": args.seed}

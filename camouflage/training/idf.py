@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
     from ..data.shards import Decoder, ShardStream, loader, read_info
     from ..manifest import ModelResolver
     from ..pipelines.base import make_idf_controlnet
-    from .common import check_common, layout, make_accelerator, resolve_resume, to_device, train_loop
+    from .common import check_common, check_streams, layout, make_accelerator, resolve_resume, to_device, train_loop
 
     if not 0 <= args.caption_drop <= 1 or not 0 < args.strength <= 1:
         raise ConfigError("--caption-drop must be in [0, 1] and --strength in (0, 1]")
@@ -140,6 +140,7 @@ def main(args: argparse.Namespace) -> int:
     cached = info.get("latent_resolution") == args.resolution and not args.no_cached_latents
     decoder = Decoder(args.resolution, info["size"], latents=cached)
     rank, world = accelerator.process_index, accelerator.num_processes
+    check_streams(args, accelerator, info["samples"])
 
     def batches(skip: int):  # noqa: ANN202 - this process's endless batches, after ``skip``
         stream = ShardStream(Path(args.data), "train", decoder, seed=args.seed, rank=rank, world=world,
