@@ -1,4 +1,4 @@
-"""``camstream models list|fetch|make-tiny`` and ``camstream train NAME``.
+"""``camstream models list|fetch|make-tiny``, ``camstream train NAME`` and ``camstream data prepare``.
 
 Registered by streamer/cli.py through :func:`register`. Trainers plug in with one line in
 :data:`TRAINERS`: a module exposing ``add_arguments(parser)`` and ``main(args) -> int``
@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = tsub.add_parser(name, help=trainer.help)
         importlib.import_module(trainer.module).add_arguments(p)
         p.set_defaults(func=_run_trainer(trainer))
+
+    from .data.prepare import register as register_data
+
+    register_data(sub)
 
 
 def _epilog_on_help(parser: argparse.ArgumentParser, epilog) -> None:  # noqa: ANN001 - () -> str
