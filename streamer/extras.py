@@ -5,7 +5,7 @@ from __future__ import annotations
 # The top-level package each extra brings, for the 'pip install' line of a missing one.
 EXTRAS = {
     "diffusion": ("torch", "torchvision", "diffusers", "transformers", "controlnet_aux", "accelerate", "peft", "torchsde",
-                  "safetensors", "huggingface_hub"),
+                  "safetensors", "huggingface_hub", "webdataset"),
     "eval": ("dlib", "face_recognition_models", "matplotlib"),
     "yolo": ("ultralytics", "lap"),
 }
