@@ -15,13 +15,15 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Trainer:
-    module: str  # has add_arguments(parser) and main(args) -> int
+    module: str  # has main(args) -> int (and add_arguments(parser) unless ``arguments`` names another module)
     help: str
+    arguments: str | None = None  # a torch-free module with add_arguments(parser): the parser is built on every call
 
 
 TRAINERS: dict[str, Trainer] = {
     "idf": Trainer("camouflage.training.idf", "train the identity-function (IDF) ControlNet of CAMOUFLaGE-Base"),
-    "light": Trainer("camouflage.light.train", "train CAMOUFLaGE-Light's IP-Adapter and T2I-Adapter jointly (SD frozen)"),
+    "light": Trainer("camouflage.light.train", "train CAMOUFLaGE-Light's IP-Adapter and T2I-Adapter jointly (SD frozen)",
+                     "camouflage.light.train_args"),
 }
 
 
@@ -58,10 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     tsub.required = True
     for name, trainer in TRAINERS.items():
         p = tsub.add_parser(name, help=trainer.help)
-        importlib.import_module(trainer.module).add_arguments(p)
+        importlib.import_module(trainer.arguments or trainer.module).add_arguments(p)
         p.set_defaults(func=_run_trainer(trainer))
 
-    from .data.prepare import register as register_data
+    from .data.cli import register as register_data
 
     register_data(sub)
 
