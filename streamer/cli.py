@@ -55,7 +55,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="video file, image, folder of images, rtsp://... URL, or webcam:N")
+    p.add_argument("input", nargs="+", help="video file, image, folder of images, rtsp://... URL, or webcam:N (several with --ray)")
     p.add_argument("-o", "--output", help="output file, folder or rtsp:// URL (default: INPUT.anonymized.mp4 beside the input)")
     p.add_argument("-m", "--method", choices=_methods(), help="how faces are replaced (default: camouflage, the diffusion method; solid/pixelate/blur need no models)")
     p.add_argument("--fallback", choices=["solid", "pixelate", "blur"], help="cover used when the method fails (default: solid)")
@@ -82,6 +82,9 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--end", type=_time, help="end time in the input (seconds or [h:]m:s)")
     o.add_argument("--preview", action="store_true", help="show original | anonymized side by side in a window (never written)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or stats")
+    from .scale.cli import add_batch_options
+
+    add_batch_options(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -124,7 +127,7 @@ def _optional_commands() -> list:
     import importlib
 
     modules = []
-    for name in ("streamer.evaluation.cli", "camouflage.cli"):
+    for name in ("streamer.evaluation.cli", "camouflage.cli", "streamer.scale.cli"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
@@ -184,8 +187,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         det.persons = True
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise ConfigError("--end must be after --start")
+    if args.ray is not None:
+        from .scale.batch import run_batch_cli
+
+        return run_batch_cli(args, config)
+    if len(args.input) > 1:
+        raise ConfigError("several inputs need --ray (one unit of work per input, outputs in the folder -o OUTDIR)")
     report = run(
-        args.input,
+        args.input[0],
         args.output,
         config,
         start=args.start,
