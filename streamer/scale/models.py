@@ -47,6 +47,7 @@ def _cached(build: Callable[[Any], Any], cache: dict[str, Any]) -> Callable[[Any
         return _fresh(cache[key])
 
     build_once.__wrapped__ = build  # type: ignore[attr-defined]
+    build_once.cache = cache  # type: ignore[attr-defined]
     return build_once
 
 
