@@ -36,23 +36,24 @@ def runtime_env() -> dict[str, Any]:
     return {"env_vars": env}
 
 
-def connect(address: str | None, *, debug: bool = False, num_cpus: int | None = None) -> bool:
-    """Connects to ``address`` ("auto": a cluster running on this machine, else a new local
-    one). Returns True when this call started the connection (the caller shuts it down)."""
+def connect(address: str | None, *, debug: bool = False, num_cpus: int | None = None, worker_logs: bool = False) -> bool:
+    """Connects to ``address``: "auto", the cluster running on this machine, else a new
+    local one; "local", always a new local one; else that cluster's address. Returns True
+    when this call made the connection (the caller shuts it down). ``worker_logs``: the
+    workers' warnings are printed here (serve: a camera's reconnects and retries)."""
     ray = import_ray()
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False} if address in (None, "auto", "local") else {}
-    if num_cpus is not None and "include_dashboard" in kwargs:
-        kwargs["num_cpus"] = num_cpus
+    kwargs: dict[str, Any] = {}
+    if address == "local":  # a new cluster of this process's own
+        kwargs = {"address": "local", "include_dashboard": False, "num_cpus": num_cpus}
+    elif address in (None, "auto"):  # the cluster running on this machine (RAY_ADDRESS), else a new one
+        kwargs = {"include_dashboard": False}
+    else:
+        kwargs = {"address": address}
     try:
-        ray.init(
-            address=None if address in (None, "auto", "local") else address,
-            log_to_driver=debug,
-            logging_level=logging.INFO if debug else logging.WARNING,
-            configure_logging=debug,
-            **kwargs,
-        )
+        ray.init(log_to_driver=debug or worker_logs, logging_level=logging.INFO if debug else logging.WARNING,
+                 configure_logging=debug, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"cannot join the Ray cluster at {address}: {exc}") from None
     log.debug("ray: %s", ray.cluster_resources())
