@@ -168,3 +168,30 @@ def test_two_cameras_one_actor_killed_and_restarted(cameras, tmp_path: Path) -> 
             assert times and times[0] < 0.1 and all(b > a for a, b in zip(times, times[1:], strict=False)), segment
         frames_out = [f for s in segments for f in read_frames(s)]
         assert [i for i, f in enumerate(frames_out) if _uncovered_faces(f)] == [], camera  # none left, restart included
+
+
+def test_example_cameras_file_loads() -> None:
+    from streamer.scale.serve import load_cameras
+
+    cameras = load_cameras(REPO / "examples" / "serve" / "cameras.yaml")
+    (gate, gate_config), (lobby, lobby_config) = cameras
+    assert gate["output"] == str(REPO / "examples" / "serve" / "segments" / "gate") and gate["segment_seconds"] == 60
+    assert gate_config.anonymize.method == "pixelate" and gate_config.stream.read_timeout == 5
+    assert lobby["output"].startswith("rtsp://") and lobby_config.anonymize.method == "solid"
+    assert lobby_config.detection.threshold == 0.15 and gate_config.detection.threshold != 0.15
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("cameras: []", "expected 'cameras:'"),
+    ("cameras: [{name: a, input: rtsp://x/y}]", "'output' is required"),
+    ("cameras: [{name: a, input: rtsp://x/y, output: o}, {name: a, input: rtsp://x/z, output: p}]", "must be unique"),
+    ("cameras: [{name: a, input: rtsp://x/y, output: o, colour: red}]", "unknown keys colour"),
+    ("cameras: [{name: a, input: rtsp://x/y, output: o, set: {stream.nope: 1}}]", "unknown setting"),
+])
+def test_bad_cameras_file_is_one_line_and_exit_2(text: str, needle: str, tmp_path: Path) -> None:
+    spec = tmp_path / "cameras.yaml"
+    spec.write_text(text)
+    r = subprocess.run([*CAMSTREAM, "serve", str(spec)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("camstream: error: ") and needle in last and "Traceback" not in r.stderr, r.stderr
