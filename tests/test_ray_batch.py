@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, camstream, probe, read_frames
+from conftest import CAMSTREAM, REPO, camstream, probe, read_frames
 from privacy import leaks
 
 ray = pytest.importorskip("ray", reason="camstream[ray] is not installed")
@@ -155,3 +155,24 @@ def test_worker_killed_mid_file_is_retried_and_a_bad_input_is_reported(cluster, 
     assert not (out / "broken.anonymized.mp4").exists() and not (out / "broken.anonymized.json").exists()
     assert sorted(p.name for p in out.iterdir()) == ["vtest.anonymized.json", "vtest.anonymized.mp4"]
     assert json.loads((out / "vtest.anonymized.json").read_text())["attempts"] == 2
+
+
+def test_sigterm_mid_batch_exits_143_and_leaves_nothing_half_written(data: Path, tmp_path: Path) -> None:
+    from streamer.scale.worker import STAGING
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*CAMSTREAM, "run", data / "vtest.avi", "-o", out, "--ray", "auto", "--method", "solid", "-q"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: proc.poll() is not None or any(".partial" in p.name for p in (out / STAGING).glob("*/*")), 300,
+              "the worker to start writing")
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "camstream: error: interrupted by SIGTERM", err
+    assert list(out.iterdir()) == []  # no output, no report, no staging

@@ -16,16 +16,20 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..anonymizers import CLASSICAL
 from ..config import Config
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, Interrupted, OutputError
 from ..sources import IMAGE_SUFFIXES, STREAM_SCHEMES
 from .cluster import connect, import_ray, runtime_env
 from .worker import STAGING, FileWorker
@@ -218,7 +222,12 @@ def run_batch(
     out = Path(outdir).resolve()
     if not out.parent.is_dir():
         raise OutputError(f"{outdir}: parent folder {out.parent} does not exist")
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise OutputError(f"{outdir}: output folder is not writable")
     summary = BatchSummary(outdir=str(out), method=config.anonymize.method)
     todo = []
     for unit in units:
@@ -233,30 +242,56 @@ def run_batch(
         return summary
     ray = import_ray()
     owner = connect(address, debug=debug)
+    actors: list[Any] = []
+    bar = _Bar(progress, len(todo))
     try:
-        resources = _resources(config, ray)
-        n = max(1, min(workers or _slots(resources, ray), len(todo)))
-        summary.workers = n
-        board_name = f"camstream-board-{uuid.uuid4().hex}"
-        board = ray.remote(num_cpus=0)(Board).options(name=board_name).remote()
-        actor = ray.remote(FileWorker).options(
-            **resources, max_restarts=-1, max_task_retries=retries, runtime_env=runtime_env())
-        pool = [actor.remote(config, board_name) for _ in range(n)]
-        bar = _Bar(progress, len(todo))
-        results = _drive(ray, pool, todo, board, bar, start, end, retries)
-        bar.close()
+        with _signals_stop() as caught:
+            resources = _resources(config, ray)
+            n = max(1, min(workers or _slots(resources, ray), len(todo)))
+            summary.workers = n
+            board_name = f"camstream-board-{uuid.uuid4().hex}"
+            board = ray.remote(num_cpus=0)(Board).options(name=board_name).remote()
+            actor = ray.remote(FileWorker).options(
+                **resources, max_restarts=-1, max_task_retries=retries, runtime_env=runtime_env())
+            actors = [board, *(actor.remote(config, board_name) for _ in range(n))]
+            results = _drive(ray, actors[1:], todo, board, bar, start, end, retries, caught)
         for unit in todo:
             summary.files.append(results[unit.id])
     finally:
+        bar.close()
+        for a in actors:  # an interrupted batch stops its workers before their staging goes
+            ray.kill(a, no_restart=True)
         if owner:
             ray.shutdown()
+        # what killed or stopped attempts left: never a finished file, never in OUTDIR itself
+        shutil.rmtree(out / STAGING, ignore_errors=True)
     summary.wall_seconds = time.monotonic() - started
-    shutil.rmtree(out / STAGING, ignore_errors=True)  # what killed attempts left (never finished files)
     return summary
 
 
-def _drive(ray: Any, pool: list[Any], todo: list[Unit], board: Any, bar: _Bar,
-           start: float | None, end: float | None, retries: int) -> dict[str, dict[str, Any]]:
+@contextmanager
+def _signals_stop() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM stop the batch: workers killed, staging removed, exit 130/143. The
+    handler only notes the signal (raised inside Ray's wait, an exception breaks it);
+    the driver's loop raises within its 0.5 s wait."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        caught.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _drive(ray: Any, pool: list[Any], todo: list[Unit], board: Any, bar: _Bar, start: float | None, end: float | None,
+           retries: int, caught: list[int]) -> dict[str, dict[str, Any]]:
     pending = list(reversed(todo))
     flight: dict[Any, tuple[Any, Unit, float]] = {}
     results: dict[str, dict[str, Any]] = {}
@@ -272,6 +307,8 @@ def _drive(ray: Any, pool: list[Any], todo: list[Unit], board: Any, bar: _Bar,
     snapshot_ref = board.snapshot.remote()
     while flight:
         ready, _ = ray.wait(list(flight), num_returns=1, timeout=0.5)
+        if caught:
+            raise Interrupted(caught[0])
         done_snap, _ = ray.wait([snapshot_ref], timeout=0)
         if done_snap:
             bar.update(ray.get(snapshot_ref))
@@ -320,6 +357,8 @@ def run_batch_cli(args: Any, config: Config) -> int:
     """The ``--ray`` branch of ``camstream run``."""
     if not args.output:
         raise ConfigError("--ray needs -o OUTDIR (the folder the outputs go to)")
+    if Path(args.ray).exists():  # `--ray a.mp4 b.mp4`: argparse took the first input for the address
+        raise ConfigError(f"--ray {args.ray}: an address or 'auto' goes after --ray (write --ray auto, or put --ray last)")
     if args.preview:
         raise ConfigError("--preview shows one local run; it does not go with --ray")
     skip = True if args.skip_existing is None else args.skip_existing
