@@ -195,3 +195,36 @@ def test_bad_cameras_file_is_one_line_and_exit_2(text: str, needle: str, tmp_pat
     assert r.returncode == 2, r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("camstream: error: ") and needle in last and "Traceback" not in r.stderr, r.stderr
+
+
+def test_camera_down_at_start_is_retried_until_it_comes_up(tmp_path: Path) -> None:
+    """Nothing listens on the camera's port at first: /healthz says 503 with the camera
+    connecting; once the camera starts on that port its frames flow and /healthz is 200."""
+    camera = RtspCamera(_clip(DATA / "vtest.avi", tmp_path / "street.mp4", (384, 288), seconds=4), free_port())
+    port = free_port()
+    spec = tmp_path / "cameras.yaml"
+    spec.write_text(json.dumps({"cameras": [{
+        "name": "late", "input": camera.url, "output": "segments", "method": "solid", "segment_seconds": 1,
+        "set": {"stream.open_timeout": 2, "stream.reconnect_backoff": 0.2, "stream.reconnect_max_backoff": 1}}]}))
+    proc = subprocess.Popen([*CAMSTREAM, "serve", str(spec), "--metrics-port", str(port)], cwd=REPO,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    health = f"http://127.0.0.1:{port}/healthz"
+    try:
+        _wait(lambda: _get(health)[0] == 503 and json.loads(_get(health)[1])["late"]["state"] == "connecting", 240,
+              "the camera to be tried", proc)
+        time.sleep(3)  # several failed attempts: the camera stays "connecting", the service stays up
+        code, body = _get(health)
+        assert code == 503 and json.loads(body)["late"] == {"state": "connecting", "up": False, "restarts": 0}
+        camera.start()
+        _wait(lambda: _get(health)[0] == 200, 240, "frames from the camera once it is up", proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+    finally:
+        camera.stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err and "cannot connect" in err, err  # each failed attempt is logged
+    segments = sorted((tmp_path / "segments").glob("late-*.mkv"))
+    assert segments and not [s for s in segments if ".partial" in s.name], segments
