@@ -357,6 +357,8 @@ def run_batch_cli(args: Any, config: Config) -> int:
     """The ``--ray`` branch of ``camstream run``."""
     if not args.output:
         raise ConfigError("--ray needs -o OUTDIR (the folder the outputs go to)")
+    if args.retries < 0 or (args.ray_workers is not None and args.ray_workers < 1):
+        raise ConfigError("--retries must be >= 0 and --ray-workers >= 1")
     if Path(args.ray).exists():  # `--ray a.mp4 b.mp4`: argparse took the first input for the address
         raise ConfigError(f"--ray {args.ray}: an address or 'auto' goes after --ray (write --ray auto, or put --ray last)")
     if args.preview:

@@ -83,9 +83,25 @@ def load_cameras(path: str | Path, files: list[str] = (), overrides: list[str] =
         config = load_config(list(files), [*overrides, *(f"{k}={json.dumps(v)}" for k, v in sets.items())])
         if cam["method"]:
             config.anonymize.method = cam["method"]
-        cam["segment_seconds"] = float(cam["segment_seconds"])
+        if config.anonymize.method not in _methods():  # else each start of the camera would fail the same way
+            raise ConfigError(f"{where}: method {config.anonymize.method!r}: use one of {', '.join(_methods())}")
+        try:
+            cam["segment_seconds"], cam["cpus"] = float(cam["segment_seconds"]), float(cam["cpus"])
+            cam["max_restarts"] = int(cam["max_restarts"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: segment_seconds and cpus are numbers, max_restarts an integer") from None
+        if cam["segment_seconds"] <= 0:
+            raise ConfigError(f"{where}: segment_seconds must be > 0")
         cameras.append((cam, config))
     return cameras
+
+
+def _methods() -> list[str]:
+    try:
+        from camouflage.methods import METHODS
+    except ModuleNotFoundError:
+        METHODS = {}  # noqa: N806 - the diffusion methods are not installed
+    return [*CLASSICAL, *METHODS]
 
 
 def _resources(cam: dict[str, Any], config: Config) -> dict[str, float]:
