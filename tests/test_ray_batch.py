@@ -36,13 +36,16 @@ def _clips(data: Path, tmp_path: Path) -> list[Path]:
     return [data / "vtest.avi", data / "Megamind.avi", data / "Megamind_bugy.avi", twin]
 
 
-def test_run_help_never_imports_ray() -> None:
+def test_plain_run_never_imports_ray(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "one.mp4"
     code = ("import sys\nfrom streamer.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            f"assert main(['run', {str(data / 'vtest.avi')!r}, '-o', {str(out)!r}, '--method', 'solid', '--end', '0.5', '-q']) == 0\n"
             "assert 'ray' not in sys.modules and 'prometheus_client' not in sys.modules, 'imported'\n"
             "main(['serve', '--help'])\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert "imported" not in r.stderr, r.stderr
+    assert "imported" not in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert "--ray" in r.stdout and "--skip-existing" in r.stdout and "--metrics-port" in r.stdout, r.stdout
+    assert probe(out)["frames"] == 5
 
 
 def test_several_inputs_without_ray_is_a_usage_error(data: Path, tmp_path: Path) -> None:
