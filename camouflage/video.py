@@ -280,6 +280,11 @@ class CamouflageVideoAnonymizer:
             if worker is not None:
                 worker.shutdown(wait=True, cancel_futures=True)
         self._worker = self._key_worker = None
+        # The U-Nets outlive this anonymizer when a worker keeps its models for the next
+        # file: a stopped run's hooks left on them would stop every later render.
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
     # -- planning (cheap, in the caller's thread) ----------------------------------------
 

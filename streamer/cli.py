@@ -58,7 +58,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", nargs="+", metavar="INPUT",
                    help="what to anonymize: a video file, an image, a folder of images, an rtsp://... URL or webcam:N "
-                   "(/dev/videoN); several INPUTs run one after the other")
+                   "(/dev/videoN); several INPUTs run one after the other (or side by side on a Ray cluster with --ray)")
     p.add_argument("-o", "--output", help="output file, folder or rtsp:// URL (default: INPUT.anonymized.mp4 beside the input); "
                    "with several INPUTs a folder, one output per input in it")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (refused by default; never the input)")
@@ -96,6 +96,9 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--draw-detections", action="store_true", help="draw each covered region's box, track id and score onto the "
                    "anonymized output, to tune --threshold and --margin (drawn after the cover: never over a raw face)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or stats")
+    from .scale.cli import add_batch_options
+
+    add_batch_options(p)
     p.set_defaults(func=cmd_run, usage_error=p.error)
 
 
@@ -138,7 +141,7 @@ def _optional_commands() -> list:
     import importlib
 
     modules = []
-    for name in ("streamer.evaluation.cli", "camouflage.cli"):
+    for name in ("streamer.evaluation.cli", "camouflage.cli", "streamer.scale.cli"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
@@ -208,6 +211,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise ConfigError("--end must be after --start")
+    if args.ray is not None:  # every input one unit of work on Ray (streamer/scale): its own output checks and skip rule
+        from .scale.batch import run_batch_cli
+
+        return run_batch_cli(args, run_config(args))
     if args.preview_file and len(args.input) > 1:
         raise ConfigError("--preview-file takes one INPUT")
     jobs = plan(args.input, args.output, args.report)

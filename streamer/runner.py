@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tracking.detectors import YoloPersonDetector, build_detector
@@ -129,7 +130,10 @@ def run(
     preview: bool = False,
     preview_file: str | None = None,
     draw_detections: bool = False,
+    on_frame: Callable[[int, int | None], None] | None = None,
 ) -> RunReport:
+    """``on_frame(frames written, frames expected or None)`` after each written frame
+    (progress for a caller that runs many files, e.g. a Ray worker)."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     if det.every < 1:
         raise ConfigError("detection.every must be >= 1")
@@ -215,7 +219,7 @@ def run(
         scene_cut=det.scene_cut,
         hold_growth=trk.hold_growth,
         report=report,
-        on_frame=bar,
+        on_frame=bar if on_frame is None else lambda n: (bar(n), on_frame(n, info.frame_count)),
         extra_detectors=extra,
     )
     if preview:
