@@ -32,7 +32,7 @@ from tracking.detectors import Detector
 from tracking.tracker import CoverageMemory, FaceTracker, Region, enlarge, match_regions
 
 from .anonymizers import Anonymizer, cover_frame
-from .errors import CamstreamError, Interrupted
+from .errors import CamstreamError, InputError, Interrupted, StreamError
 from .frame import Frame
 from .report import RunReport, StageTimer
 from .sinks import Sink
@@ -397,28 +397,76 @@ class Pipeline:
             self.report.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            self._stop.set()
-            if frames is not None:
-                frames.close()  # ends the detection worker pool now, not at garbage collection
-            self._put(outq, _END, always=True)
-            writer.join()
-            reader.join(timeout=5)
-            if reader.is_alive():  # stuck in a network read: a live source closes safely under it
-                self.source.close()
-                reader.join(timeout=5)
-            else:
-                self.source.close()
-            output = self.sink.close(success=success and not write_errors)
-            self.report.output = str(output) if output else None
-            self._finish_report(time.perf_counter() - started)
-            if success and write_errors:
-                success = False
+            # A further Ctrl-C must not cut the closing of the file short (that left an
+            # unplayable file): signals are only noted until the output is finished.
+            with self._signals_deferred():
+                self._finish(frames, outq, writer, reader, success and not write_errors, started)
         if write_errors:
             self.report.status = "error"
             self.report.error = str(write_errors[0])
             raise write_errors[0]
+        if self.sink.error is not None:
+            self.report.status = "error"
+            self.report.error = str(self.sink.error)
+            raise self.sink.error
+        if self.report.frames_in == 0:
+            self.report.status = "error"
+            self.report.error = str(self._nothing_read())
+            raise self._nothing_read()
         self.report.status = "partial" if self.report.decode_errors else "ok"
         return self.report
+
+    def _finish(self, frames: Iterator[Frame] | None, outq: queue.Queue, writer: threading.Thread,
+                reader: threading.Thread, success: bool, started: float) -> None:
+        """Stop the threads, close source and sink, complete the report."""
+        self._stop.set()
+        if frames is not None:
+            frames.close()  # ends the detection worker pool now, not at garbage collection
+        self._put(outq, _END, always=True)
+        writer.join()
+        reader.join(timeout=5)
+        if reader.is_alive():  # stuck in a network read: a live source closes safely under it
+            self.source.close()
+            reader.join(timeout=5)
+        else:
+            self.source.close()
+        output = self.sink.close(success=success)
+        self.report.output = str(output) if output else None
+        muxed = getattr(self.sink, "frames_muxed", None)
+        if muxed is not None:  # what the file holds (the encoder's last frames, if any, included)
+            self.report.frames_out = muxed if output else 0
+        if self.sink.error is not None:
+            if self.report.status in ("running", "ok"):
+                self.report.status = "error"
+                self.report.error = str(self.sink.error)
+            log.warning("%s", self.sink.error)
+        self._finish_report(time.perf_counter() - started)
+
+    def _nothing_read(self) -> CamstreamError:
+        info = self.source.info
+        start = getattr(self.source, "start", None)
+        what = f"no video frames after --start {start:g} s" if start else "no video frames"
+        if info.live:
+            return StreamError(f"{info.uri}: the stream delivered {what}")
+        return InputError(f"{info.uri}: {what}; nothing written")
+
+    @contextmanager
+    def _signals_deferred(self) -> Iterator[None]:
+        """While the output is finished: SIGINT/SIGTERM are noted, not raised."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, _frame: object) -> None:
+            self._interrupted = self._interrupted or signum
+            log.warning("finishing the output file first (kill -9 keeps it playable up to its last second)")
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def _finish_report(self, wall: float) -> None:
         r = self.report
@@ -428,6 +476,7 @@ class Pipeline:
         r.wall_seconds = round(wall, 3)
         r.fps = round(r.frames_out / wall, 2) if wall > 0 else 0.0
         r.stages = {name: timer.summary() for name, timer in self.timers.items()}
+        r.streams = list(getattr(self.sink, "streams", None) or [])
         figures = getattr(self.anonymizer, "report", None)
         if callable(figures):
             r.anonymizer = figures()

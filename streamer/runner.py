@@ -7,14 +7,14 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 from tracking.detectors import YoloPersonDetector, build_detector
 from tracking.tracker import FaceTracker
 
 from .anonymizers import CLASSICAL, Anonymizer, Shape
 from .config import Config
-from .errors import ConfigError, ModelError, OutputError
+from .errors import ConfigError, ModelError
+from .paths import check_paths
 from .pipeline import Pipeline
 from .report import RunReport
 from .sinks import open_sink
@@ -110,10 +110,8 @@ def run(
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     if det.every < 1:
         raise ConfigError("detection.every must be >= 1")
-    if report_path:
-        folder = Path(report_path).resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise OutputError(f"{report_path}: report folder is missing or not writable")
+    check_paths(input_uri, output, report_path)  # before any work: a bad path fails now, not at the end
+    show = _preview_window() if preview else None  # no display: exit 2 before anything is printed
     # Build the models first: a missing model fails before any output is created.
     anonymizer = build_anonymizer(ano.method, config)
     fallback = build_classical(ano.fallback, config)
@@ -130,6 +128,7 @@ def run(
         input_uri,
         start=start,
         end=end,
+        keep_rotation=out.keep_rotation,
         **(
             {
                 "open_timeout": st.open_timeout,
@@ -145,10 +144,10 @@ def run(
     try:
         info = source.info
         target = output or default_output(input_uri, info.kind)
-        if "://" not in target and Path(target).resolve() == Path(input_uri).resolve():
-            raise OutputError(f"{target}: output would overwrite the input")
+        check_paths(input_uri, target, report_path)
         names = [p.name for p in source.files] if isinstance(source, ImageSource) and info.kind == "images" else None
-        sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end}
+        sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end,
+                        "audio_streams": out.audio_streams, "keep_rotation": out.keep_rotation}
         sink = open_sink(target, info, names=names, **sink_options)
     except BaseException:
         source.close()
@@ -185,8 +184,7 @@ def run(
         on_frame=bar,
         extra_detectors=extra,
     )
-    if preview:
-        pipeline.preview = _preview_window()
+    pipeline.preview = show
     bar.pipeline = pipeline
     try:
         pipeline.run()

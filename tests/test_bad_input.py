@@ -115,3 +115,43 @@ def test_unsupported_output_type(data: Path, tmp_path: Path) -> None:
 def test_bad_config(args: list[str], needle: str, data: Path, tmp_path: Path) -> None:
     r = camstream("run", "--method", "solid", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "o.jpg", *args)
     _assert_one_line_error(r, 2, needle)
+
+
+def test_input_named_like_the_temp_file_is_never_touched(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    src = write_video(out / "clip.partial.mp4", read_frames(data / "Megamind.avi", limit=30))
+    before = src.read_bytes()
+    r = camstream("run", "--method", "solid", src, "-o", out / "clip.mp4", "-q")
+    assert r.returncode == 0, r.stderr
+    assert src.read_bytes() == before  # the input is still there, unchanged
+    assert len(read_frames(out / "clip.mp4")) == 30
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "clip.partial.mp4"]
+
+
+def test_an_earlier_partial_file_is_not_written_over(data: Path, tmp_path: Path) -> None:
+    src = write_video(tmp_path / "clip.mp4", read_frames(data / "Megamind.avi", limit=6))
+    earlier = tmp_path / "out.partial.mp4"
+    earlier.write_bytes(b"an earlier run's partial output")
+    r = camstream("run", "--method", "solid", src, "-o", tmp_path / "out.mp4", "-q")
+    assert r.returncode == 0, r.stderr
+    assert earlier.read_bytes() == b"an earlier run's partial output"
+    assert len(read_frames(tmp_path / "out.mp4")) == 6
+
+
+def test_output_through_a_symlink_to_the_input(data: Path, tmp_path: Path) -> None:
+    src = write_video(tmp_path / "clip.mp4", read_frames(data / "Megamind.avi", limit=4))
+    (tmp_path / "link.mp4").symlink_to(src)
+    r = camstream("run", "--method", "solid", src, "-o", tmp_path / "link.mp4")
+    _assert_one_line_error(r, 4, "overwrite the input")
+
+
+@pytest.mark.parametrize("report", ["folder", "input"])
+def test_bad_report_path_fails_before_any_work(report: str, data: Path, tmp_path: Path) -> None:
+    src = write_video(tmp_path / "clip.mp4", read_frames(data / "Megamind.avi", limit=4))
+    before = src.read_bytes()
+    target = tmp_path if report == "folder" else src
+    r = camstream("run", "--method", "solid", src, "-o", tmp_path / "out.mp4", "--report", target)
+    _assert_one_line_error(r, 4, "folder" if report == "folder" else "overwrite the input")
+    assert src.read_bytes() == before
+    assert not any(p.name.startswith("out") for p in tmp_path.iterdir())

@@ -194,3 +194,21 @@ def test_sigterm_also_finalizes(data: Path, tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
     assert len(read_frames(partial)) > 0
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_sigkill_leaves_a_playable_partial_file(suffix: str, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / f"killed{suffix}"
+    partial = tmp_path / f"killed.partial{suffix}"
+    proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and (not partial.exists() or partial.stat().st_size < 300_000):
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: nothing is finalized
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    frames = read_frames(partial)
+    assert 12 <= len(frames) < 795  # at least a second, in whole frames
+    found, leaked = leaks(read_frames(data / "vtest.avi", limit=len(frames)), frames)
+    assert leaked == []
