@@ -10,9 +10,11 @@ attachments (which may hold pictures) are never copied.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -220,6 +222,27 @@ class StreamCarrier:
             self._finish()
         finally:
             self.input.close()
+
+
+def trim_fragments(path: Path) -> None:
+    """Cut a fragmented MP4/MOV after its last complete fragment (a write that failed,
+    e.g. on a full disk, leaves half a fragment that players would stumble on)."""
+    size = path.stat().st_size
+    good = offset = 0
+    with open(path, "r+b") as f:
+        while offset + 8 <= size:
+            f.seek(offset)
+            header = f.read(16)
+            length, kind = struct.unpack(">I4s", header[:8])
+            if length == 1 and len(header) == 16:
+                length = struct.unpack(">Q", header[8:16])[0]
+            if length < 8 or offset + length > size:
+                break
+            offset += length
+            if kind in (b"ftyp", b"moov", b"mdat", b"mfra"):
+                good = offset  # a moof counts once its mdat is complete
+        if good and good < size:
+            f.truncate(good)
 
 
 def refuse(path: object, exc: BaseException) -> OutputError:

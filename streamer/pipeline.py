@@ -435,11 +435,9 @@ class Pipeline:
         muxed = getattr(self.sink, "frames_muxed", None)
         if muxed is not None:  # what the file holds (the encoder's last frames, if any, included)
             self.report.frames_out = muxed if output else 0
-        if self.sink.error is not None:
-            if self.report.status in ("running", "ok"):
-                self.report.status = "error"
-                self.report.error = str(self.sink.error)
-            log.warning("%s", self.sink.error)
+        if self.sink.error is not None and self.report.status == "running":
+            self.report.status = "error"  # a failure to finish the file, with no earlier one
+            self.report.error = str(self.sink.error)
         self._finish_report(time.perf_counter() - started)
 
     def _nothing_read(self) -> CamstreamError:

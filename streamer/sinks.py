@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import CamstreamError, ConfigError, OutputError
 from .frame import Frame
-from .muxing import CONTAINERS, SUFFIXES, ContainerSpec, StreamCarrier, check_encoder_options, refuse
+from .muxing import CONTAINERS, SUFFIXES, ContainerSpec, StreamCarrier, check_encoder_options, refuse, trim_fragments
 from .paths import claim_partial
 from .sources import IMAGE_SUFFIXES, SourceInfo
 
@@ -43,13 +43,16 @@ def _check_writable_dir(path: Path) -> None:
         raise OutputError(f"{path}: output folder {folder} is not writable")
 
 
-def _playable(path: Path) -> bool:
-    """Whether a (possibly cut short) video file still decodes a first frame."""
+def _frames_in(path: Path) -> int:
+    """Video frames a (possibly cut short) file holds; 0 when none decodes."""
     try:
         with av.open(str(path)) as c:
-            return next(c.decode(video=0), None) is not None
+            if next(c.decode(video=0), None) is None:
+                return 0
+        with av.open(str(path)) as c:
+            return sum(1 for p in c.demux(video=0) if p.size)
     except (av.error.FFmpegError, OSError, IndexError):
-        return False
+        return 0
 
 
 class Sink:
@@ -215,7 +218,13 @@ class VideoFileSink(Sink):
                 failure = failure or exc
         if failure is not None:
             reason = getattr(failure, "strerror", None) or str(failure)
-            kept = self.frames_muxed > 0 and _playable(self.tmp_path)
+            if self.frames_muxed and self.path.suffix.lower() in (".mp4", ".mov"):
+                try:
+                    trim_fragments(self.tmp_path)
+                except OSError:
+                    pass
+            self.frames_muxed = _frames_in(self.tmp_path) if self.frames_muxed else 0
+            kept = self.frames_muxed > 0
             where = f"{self.tmp_path} holds what was written" if kept else "nothing playable was left; removed"
             self.error = OutputError(f"{self.path}: finishing the file failed ({reason}); {where}")
             log.debug("closing %s: %r", self.tmp_path, failure)

@@ -155,3 +155,48 @@ def test_bad_report_path_fails_before_any_work(report: str, data: Path, tmp_path
     _assert_one_line_error(r, 4, "folder" if report == "folder" else "overwrite the input")
     assert src.read_bytes() == before
     assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # noqa: ANN201
+    """A folder on a tiny file system of its own (root: tmpfs), to fill it up."""
+    if os.geteuid() != 0:
+        pytest.skip("filling a disk needs a tmpfs mount (root)")
+    mounted: list[Path] = []
+
+    def make(size: str) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("size", ["400k", "8k"])
+def test_disk_full_is_exit_4_and_leaves_a_playable_file_or_none(size: str, small_disk, data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    import json
+
+    import av
+
+    disk = small_disk(size)
+    report = tmp_path / "report.json"
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", disk / "out.mp4", "--report", report, "-q")
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("camstream: error:") and "No space left" in r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    rep = json.loads(report.read_text())
+    assert rep["status"] == "error" and "No space left" in rep["error"]
+    assert not (disk / "out.mp4").exists()
+    left = list(disk.iterdir())
+    if rep["output"] is None:
+        assert left == [] and rep["frames_out"] == 0
+    else:
+        assert left == [disk / "out.partial.mp4"] and rep["output"] == str(left[0])
+        with av.open(str(left[0])) as c:  # every frame decodes: no half-written fragment at the end
+            assert sum(1 for _ in c.decode(video=0)) == rep["frames_out"] > 0
+    if size == "400k":
+        assert rep["output"] is not None
