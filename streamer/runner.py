@@ -128,7 +128,6 @@ def run(
         input_uri,
         start=start,
         end=end,
-        keep_rotation=out.keep_rotation,
         **(
             {
                 "open_timeout": st.open_timeout,

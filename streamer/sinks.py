@@ -77,8 +77,8 @@ class VideoFileSink(Sink):
     streams are decided by :mod:`streamer.muxing` and the header is written here, so a
     container that refuses a stream fails before the first frame. Container metadata
     (GPS, creation time, device) is dropped unless ``keep_metadata``. With
-    ``keep_rotation`` the frames are stored as the source stored them and the source's
-    display matrix is written instead.
+    ``keep_rotation`` the (upright, anonymized) frames are turned back as the source
+    stored them and the source's display matrix is written.
     """
 
     def __init__(
@@ -133,8 +133,12 @@ class VideoFileSink(Sink):
                keep_rotation: bool) -> None:
         if keep_metadata:
             self.container.metadata.update(info.metadata)
-        self.width = info.width + (info.width % 2)  # 4:2:0 needs even sizes: pad by one
-        self.height = info.height + (info.height % 2)
+        # Detection always sees upright frames (a sideways face is missed); with
+        # keep_rotation they are turned back as stored just before encoding.
+        self.turns = (round(info.rotation / 90) % 4) if keep_rotation else 0
+        width, height = (info.height, info.width) if self.turns % 2 else (info.width, info.height)
+        self.width = width + (width % 2)  # 4:2:0 needs even sizes: pad by one
+        self.height = height + (height % 2)
         rate = Fraction(info.fps).limit_denominator(100000) if info.fps else Fraction(25)
         self.stream = self.container.add_stream(codec, rate=rate)
         self.stream.width, self.stream.height = self.width, self.height
@@ -146,7 +150,7 @@ class VideoFileSink(Sink):
             options["bf"] = "0"  # AVI has no presentation times: B-frames would shift the video
         options.update(encoder_options or {})
         self.stream.options = options
-        if keep_rotation and info.rotation:
+        if self.turns:
             self.stream.set_display_rotation(info.rotation)
         # Timestamps pass through in the source's time base: VFR and sync survive. AVI
         # counts frames: its time base is the frame duration.
@@ -180,7 +184,8 @@ class VideoFileSink(Sink):
                 self.frames_muxed += 1
 
     def write(self, frame: Frame) -> None:
-        vframe = _video_frame(frame.image, self.width, self.height)
+        image = np.ascontiguousarray(np.rot90(frame.image, k=-self.turns)) if self.turns else frame.image
+        vframe = _video_frame(image, self.width, self.height)
         if frame.pts is not None and frame.time_base is not None:
             pts = int(round(frame.pts * frame.time_base / self.time_base)) - self.start_pts
         else:

@@ -139,10 +139,9 @@ class Source:
 class VideoFileSource(Source):
     """Any container/codec FFmpeg reads. Damaged packets are skipped and counted."""
 
-    def __init__(self, path: str | Path, start: float | None = None, end: float | None = None, keep_rotation: bool = False) -> None:
+    def __init__(self, path: str | Path, start: float | None = None, end: float | None = None) -> None:
         self.path = Path(path)
         self.start, self.end = start, end
-        self.keep_rotation = keep_rotation  # frames as stored; the sink writes the display matrix
         self.stats = SourceStats()
         try:
             self.container = av.open(str(self.path), metadata_errors="replace")
@@ -184,7 +183,7 @@ class VideoFileSource(Source):
             raise InputError(f"{self.path}: video stream has no picture size (damaged header?)")
         # The sink is sized before the first frame is read: the rotation must be known now.
         self.info.rotation = _stream_rotation(self.path)
-        if self.info.rotation % 180 and not keep_rotation:
+        if self.info.rotation % 180:
             self.info.width, self.info.height = self.info.height, self.info.width
         log.debug("input %s: %s %dx%d, %s fps, time base %s, rotation %d, %s frames", self.path, cc.name,
                   cc.width, cc.height, self.info.fps, self.info.time_base, self.info.rotation, self.info.frame_count)
@@ -197,7 +196,6 @@ class VideoFileSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
-        turn = 0 if self.keep_rotation else self.info.rotation
         guess = _TimestampGuesser(prefer_dts="avi" in self.container.format.name)
         packets = self.container.demux(self.stream)
         while True:
@@ -222,7 +220,7 @@ class VideoFileSource(Source):
                     continue
                 if self.end is not None and t is not None and t >= self.end - 1e-6:
                     return
-                image = _upright(vframe.to_ndarray(format="rgb24"), turn)
+                image = _upright(vframe.to_ndarray(format="rgb24"), self.info.rotation)
                 self.stats.frames += 1
                 yield Frame(index=index, image=image, pts=guess(vframe.pts, vframe.dts), time_base=vframe.time_base)
                 index += 1
@@ -532,12 +530,8 @@ def _whole_pictures(packets: Iterator[av.Packet], codec: str) -> Iterator[av.Pac
         yield pending
 
 
-def open_source(uri: str, start: float | None = None, end: float | None = None, keep_rotation: bool = False,
-                **live_options: object) -> Source:
-    """Open a file, image, folder of images, ``rtsp://...`` URL or ``webcam:N``.
-
-    ``keep_rotation``: video files keep their stored orientation (the sink writes the
-    display matrix) instead of being turned upright."""
+def open_source(uri: str, start: float | None = None, end: float | None = None, **live_options: object) -> Source:
+    """Open a file, image, folder of images, ``rtsp://...`` URL or ``webcam:N``."""
     if uri.startswith("webcam:"):
         device = uri.split(":", 1)[1]
         if device and not device.isdigit() and not device.startswith("/dev/"):
@@ -553,4 +547,4 @@ def open_source(uri: str, start: float | None = None, end: float | None = None, 
         raise InputError(f"{uri}: file is empty (0 bytes)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
-    return VideoFileSource(path, start=start, end=end, keep_rotation=keep_rotation)
+    return VideoFileSource(path, start=start, end=end)
