@@ -55,12 +55,13 @@ class _Progress:
         self.bar = None
         self.started = self.last = time.monotonic()
         self.pipeline: Pipeline | None = None
-        if enabled and not live:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+        self.total = total
 
     def __call__(self, written: int) -> None:
+        if self.enabled and not self.live and self.bar is None:
+            from tqdm import tqdm  # at the first frame: an error before it prints no empty bar
+
+            self.bar = tqdm(total=self.total, unit="frame", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
         if self.bar is not None:
             self.bar.update(1)
         elif self.enabled and self.live:

@@ -200,3 +200,27 @@ def test_disk_full_is_exit_4_and_leaves_a_playable_file_or_none(size: str, small
             assert sum(1 for _ in c.decode(video=0)) == rep["frames_out"] > 0
     if size == "400k":
         assert rep["output"] is not None
+
+
+def _no_frames(data: Path, path: Path) -> Path:
+    import av
+
+    with av.open(str(data / "Megamind.avi")) as src, av.open(str(path), "w") as out:
+        s = out.add_stream_from_template(src.streams.video[0])
+        for i in range(10):  # packets that decode to nothing: a video stream without a frame
+            p = av.Packet(b"\xff" * 200)
+            p.pts = p.dts = i
+            p.time_base, p.stream = src.streams.video[0].time_base, s
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("case", ["no-frames", "start-past-end"])
+def test_empty_results_are_exit_3(case: str, data: Path, tmp_path: Path) -> None:
+    if case == "no-frames":
+        src, extra, needle = _no_frames(data, tmp_path / "empty.mkv"), [], "no video frames"
+    else:
+        src, extra, needle = data / "Megamind.avi", ["--start", "100"], "no video frames after --start 100"
+    r = camstream("run", "--method", "solid", src, "-o", tmp_path / "out.mp4", *extra)
+    _assert_one_line_error(r, 3, needle)
+    assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
