@@ -370,36 +370,36 @@ class Pipeline:
         started = time.perf_counter()
         success = False
         frames = None
-        try:
-            with self._signals_stop():
-                reader.start()
-                writer.start()
-                frames = self.process(self.frames(inq))
-                for frame in frames:
-                    if write_errors:
-                        break
-                    self._put(outq, frame)
-                    if self._stop.is_set():
-                        break
-                if self._interrupted:
-                    raise Interrupted(self._interrupted)
-                success = not write_errors
-        except Interrupted as exc:
-            self.report.status = "interrupted"
-            self.report.error = str(exc)
-            raise
-        except CamstreamError as exc:
-            self.report.status = "error"
-            self.report.error = str(exc)
-            raise
-        except Exception as exc:
-            self.report.status = "error"
-            self.report.error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            # A further Ctrl-C must not cut the closing of the file short (that left an
-            # unplayable file): signals are only noted until the output is finished.
-            with self._signals_deferred():
+        # Outside: signals are only noted while the output is finished (a second Ctrl-C
+        # that cut the closing short left an unplayable file). Inside: they stop the run.
+        with self.signals_deferred():
+            try:
+                with self._signals_stop():
+                    reader.start()
+                    writer.start()
+                    frames = self.process(self.frames(inq))
+                    for frame in frames:
+                        if write_errors:
+                            break
+                        self._put(outq, frame)
+                        if self._stop.is_set():
+                            break
+                    if self._interrupted:
+                        raise Interrupted(self._interrupted)
+                    success = not write_errors
+            except Interrupted as exc:
+                self.report.status = "interrupted"
+                self.report.error = str(exc)
+                raise
+            except CamstreamError as exc:
+                self.report.status = "error"
+                self.report.error = str(exc)
+                raise
+            except Exception as exc:
+                self.report.status = "error"
+                self.report.error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
                 self._finish(frames, outq, writer, reader, success and not write_errors, started)
         if write_errors:
             self.report.status = "error"
@@ -449,7 +449,7 @@ class Pipeline:
         return InputError(f"{info.uri}: {what}; nothing written")
 
     @contextmanager
-    def _signals_deferred(self) -> Iterator[None]:
+    def signals_deferred(self) -> Iterator[None]:
         """While the output is finished: SIGINT/SIGTERM are noted, not raised."""
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -457,7 +457,7 @@ class Pipeline:
 
         def handler(signum: int, _frame: object) -> None:
             self._interrupted = self._interrupted or signum
-            log.warning("finishing the output file first (kill -9 keeps it playable up to its last second)")
+            log.warning("finishing the output and the report first (kill -9 keeps the file playable up to its last second)")
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -189,12 +189,13 @@ def run(
     try:
         pipeline.run()
     finally:
-        bar.close()
-        if hasattr(anonymizer, "close"):
-            anonymizer.close()
-        if report_path:
-            report.write(report_path)
-        _summary(report)
+        with pipeline.signals_deferred():  # a late Ctrl-C must not lose the report
+            bar.close()
+            if hasattr(anonymizer, "close"):
+                anonymizer.close()
+            if report_path:
+                report.write(report_path)
+            _summary(report)
     return report
 
 

@@ -232,3 +232,24 @@ def test_sigkill_leaves_a_playable_partial_file(suffix: str, data: Path, tmp_pat
     assert 12 <= len(frames) < 795  # at least a second, in whole frames
     found, leaked = leaks(read_frames(data / "vtest.avi", limit=len(frames)), frames)
     assert leaked == []
+
+
+@pytest.mark.parametrize("gap", [0.05, 0.3])
+def test_second_ctrl_c_still_leaves_a_playable_file_and_a_true_report(gap: float, data: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "twice.mp4", tmp_path / "twice.json"
+    partial = tmp_path / "twice.partial.mp4"
+    proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q",
+                             "--report", str(report), "--set", "detection.every=1"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 50_000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    rep = json.loads(report.read_text())
+    assert rep["status"] == "interrupted" and rep["output"] == str(partial)
+    with av.open(str(partial)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == rep["frames_out"] > 0
