@@ -49,7 +49,9 @@ CONTAINERS: dict[str, ContainerSpec] = {
     ".mkv": ContainerSpec("libx264", frozenset({"aac", "mp2", "mp3", "ac3", "eac3", "dts", "truehd", "opus", "vorbis", "flac", "alac"}) | _PCM,
                           "aac", frozenset({"subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"}), _CLUSTERS),
     ".webm": ContainerSpec("libvpx-vp9", frozenset({"opus", "vorbis"}), "libopus", frozenset({"webvtt"}), _CLUSTERS),
-    ".avi": ContainerSpec("libx264", frozenset({"mp2", "mp3", "ac3", "pcm_s16le", "pcm_u8"}), "ac3", frozenset(), cfr=True),
+    # AVI times compressed audio by its frame size, which a copied stream lacks here (PyAV's
+    # template): copied AC-3 came out at a fifth of its length. Only PCM is copied.
+    ".avi": ContainerSpec("libx264", frozenset({"pcm_s16le", "pcm_u8"}), "ac3", frozenset(), cfr=True),
 }
 SUFFIXES = ", ".join(CONTAINERS)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -91,7 +93,7 @@ class StreamCarrier:
         first_audio = True
         try:
             for s in self.input.streams:
-                kind, codec = s.type, s.codec_context.name if s.codec_context is not None else "unknown"
+                kind, codec = s.type, s.codec_context.codec.canonical_name if s.codec_context is not None else "unknown"
                 note: dict[str, Any] = {"index": s.index, "type": kind, "codec": codec}
                 self.notes.append(note)
                 if s.index == first_video:
@@ -139,7 +141,7 @@ class StreamCarrier:
 
     def _add_audio(self, s: av.stream.Stream, spec: ContainerSpec, note: dict[str, Any]) -> None:
         cc = s.codec_context
-        if cc.name in spec.audio:
+        if cc.codec.canonical_name in spec.audio:
             self.routes[s.index] = (self._copy(s, False), True)
             note["action"] = "copied"
             return
@@ -156,7 +158,7 @@ class StreamCarrier:
         if s.metadata.get("language"):
             out.metadata["language"] = s.metadata["language"]
         self.routes[s.index] = (out, False)
-        note.update(action=f"transcoded to {encoder}", reason=f"the container cannot hold {cc.name}")
+        note.update(action=f"transcoded to {encoder}", reason=f"the container cannot hold {cc.codec.canonical_name}")
 
     @property
     def has_streams(self) -> bool:
