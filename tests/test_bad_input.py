@@ -224,3 +224,44 @@ def test_empty_results_are_exit_3(case: str, data: Path, tmp_path: Path) -> None
     r = camstream("run", "--method", "solid", src, "-o", tmp_path / "out.mp4", *extra)
     _assert_one_line_error(r, 3, needle)
     assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--crf", "-5"], "output.crf"),
+        (["--set", "output.preset=warp"], "output.preset"),
+        (["--audio-streams", "some"], "invalid choice"),
+    ],
+    ids=["crf", "preset", "audio-streams"],
+)
+def test_bad_output_options_are_usage_errors(args: list[str], needle: str, data: Path, tmp_path: Path) -> None:
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "out.mp4", *args)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_model_name_is_a_usage_error() -> None:
+    _assert_one_line_error(camstream("models", "fetch", "no-such-model"), 2, "no-such-model")
+
+
+def test_webcam_name_must_be_a_number(tmp_path: Path) -> None:
+    r = camstream("run", "--method", "solid", "webcam:abc", "-o", tmp_path / "out.mkv")
+    _assert_one_line_error(r, 2, "webcam:N")
+
+
+def test_preview_without_a_display_is_one_line_before_any_work(data: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "out.mp4", "--preview", env=env)
+    _assert_one_line_error(r, 2, "--preview needs a display")  # no progress bar around it
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_debug_shows_debug_logs(data: Path, tmp_path: Path) -> None:
+    src = write_video(tmp_path / "clip.mp4", read_frames(data / "Megamind.avi", limit=4))
+    quiet = camstream("run", "--method", "solid", src, "-o", tmp_path / "a.mp4", "-q")
+    loud = camstream("run", "--method", "solid", src, "-o", tmp_path / "b.mp4", "-q", "--debug")
+    assert quiet.returncode == loud.returncode == 0, loud.stderr
+    assert "camstream: input " not in quiet.stderr
+    assert "camstream: input " in loud.stderr and "camstream: output " in loud.stderr
