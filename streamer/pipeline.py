@@ -139,6 +139,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self.memory = CoverageMemory(self.tracker.hold_frames, self.hold_growth, self.tracker.hold_max_growth)
         self._thumb: np.ndarray | None = None
+        self._covered: dict[int, list[int]] = {}  # track id (-1: none confirmed) -> [first, last, frames covered]
 
     # -- stages ---------------------------------------------------------------------
 
@@ -250,6 +251,9 @@ class Pipeline:
         t = time.perf_counter()
         regions = _dedupe(regions)
         self.report.regions_covered += len(regions)
+        for tid in {r.track_id for r in regions}:  # every frame a track is covered in, detected or not
+            span = self._covered.setdefault(tid, [frame.index, frame.index, 0])
+            span[1], span[2] = frame.index, span[2] + 1
         self.report.regions_held += sum(r.state == "held" for r in regions)
         self.report.regions_backfilled += sum(r.state == "backfilled" for r in regions)
         before = frame.image.copy() if self.preview is not None else None
@@ -478,14 +482,19 @@ class Pipeline:
         figures = getattr(self.anonymizer, "report", None)
         if callable(figures):
             r.anonymizer = figures()
+        tracks = self.tracker.stats
+        ids = sorted((set(tracks) | set(self._covered)) - {-1})
         r.tracks = [
             {
-                "track_id": s.track_id,
-                "first_frame": s.first_frame,
-                "last_frame": s.last_frame,
-                "frames_covered": s.frames_covered,
-                "frames_detected": s.frames_detected,
-                "misses_bridged": s.frames_held,
+                "track_id": tid,
+                "first_frame": self._covered[tid][0] if tid in self._covered else tracks[tid].first_frame,
+                "last_frame": self._covered[tid][1] if tid in self._covered else tracks[tid].last_frame,
+                "frames_covered": self._covered[tid][2] if tid in self._covered else 0,
+                "frames_detected": tracks[tid].frames_detected if tid in tracks else 0,
+                "misses_bridged": tracks[tid].frames_held if tid in tracks else 0,
             }
-            for s in sorted(self.tracker.stats.values(), key=lambda s: s.track_id)
+            for tid in ids
         ]
+        untracked = self._covered.get(-1)
+        r.untracked = {"frames_covered": untracked[2] if untracked else 0, "first_frame": untracked[0] if untracked else None,
+                       "last_frame": untracked[1] if untracked else None}

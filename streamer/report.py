@@ -46,6 +46,7 @@ class RunReport:
     reconnects: int = 0
     source_errors: list[str] = field(default_factory=list)
     tracks: list[dict[str, Any]] = field(default_factory=list)
+    untracked: dict[str, Any] = field(default_factory=dict)  # frames covered for faces no track was confirmed for
     streams: list[dict[str, Any]] = field(default_factory=list)  # each source stream: anonymized, copied, transcoded or dropped (why)
     anonymizer: dict[str, Any] = field(default_factory=dict)  # the method's own figures (e.g. camouflage's)
     stages: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -253,3 +253,24 @@ def test_second_ctrl_c_still_leaves_a_playable_file_and_a_true_report(gap: float
     assert rep["status"] == "interrupted" and rep["output"] == str(partial)
     with av.open(str(partial)) as c:
         assert sum(1 for _ in c.decode(video=0)) == rep["frames_out"] > 0
+
+
+def test_report_counts_every_covered_frame_per_track(data: Path, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "o.mp4", "--end", "4", "--report", report, "-q")
+    assert r.returncode == 0, r.stderr
+    tracks = json.loads(report.read_text())["tracks"]
+    longest = max(tracks, key=lambda t: t["last_frame"] - t["first_frame"])
+    # detected on every 4th frame, covered on all of them (it said 22 for frames 8-94)
+    assert longest["frames_covered"] == longest["last_frame"] - longest["first_frame"] + 1 > 2 * longest["frames_detected"]
+
+
+def test_report_accounts_for_regions_without_a_confirmed_track(data: Path, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "o.mp4", "--end", "4",
+                  "--detect-every", "50", "--report", report, "-q")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(report.read_text())
+    assert rep["regions_covered"] > 0
+    covered = sum(t["frames_covered"] for t in rep["tracks"]) + rep["untracked"]["frames_covered"]
+    assert covered > 0  # the report used to list no track and nothing else for these regions
