@@ -141,6 +141,9 @@ class StreamCarrier:
 
     def _add_audio(self, s: av.stream.Stream, spec: ContainerSpec, note: dict[str, Any]) -> None:
         cc = s.codec_context
+        if cc is None:
+            note.update(action="dropped", reason="no decoder for this audio codec")
+            return
         if cc.codec.canonical_name in spec.audio:
             self.routes[s.index] = (self._copy(s, False), True)
             note["action"] = "copied"

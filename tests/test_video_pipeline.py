@@ -247,7 +247,8 @@ def test_second_ctrl_c_still_leaves_a_playable_file_and_a_true_report(gap: float
     time.sleep(gap)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    # 130, or killed by the second SIGINT once everything was finished (the shell sees 130 too)
+    assert proc.returncode in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr
     rep = json.loads(report.read_text())
     assert rep["status"] == "interrupted" and rep["output"] == str(partial)
