@@ -49,10 +49,16 @@ def _frames_in(path: Path) -> int:
         with av.open(str(path)) as c:
             if next(c.decode(video=0), None) is None:
                 return 0
-        with av.open(str(path)) as c:
-            return sum(1 for p in c.demux(video=0) if p.size)
     except (av.error.FFmpegError, OSError, IndexError):
         return 0
+    count = 0
+    try:
+        with av.open(str(path)) as c:
+            for packet in c.demux(video=0):
+                count += bool(packet.size)
+    except (av.error.FFmpegError, OSError):
+        pass  # cut short: what came before counts
+    return count
 
 
 class Sink:

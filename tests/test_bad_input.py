@@ -176,26 +176,27 @@ def small_disk(tmp_path: Path):  # noqa: ANN201
         subprocess.run(["umount", str(folder)], check=True)
 
 
-@pytest.mark.parametrize("size", ["400k", "8k"])
-def test_disk_full_is_exit_4_and_leaves_a_playable_file_or_none(size: str, small_disk, data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("size, suffix", [("400k", ".mp4"), ("8k", ".mp4"), ("400k", ".mkv")])
+def test_disk_full_is_exit_4_and_leaves_a_playable_file_or_none(size: str, suffix: str, small_disk, data: Path,  # noqa: ANN001
+                                                                tmp_path: Path) -> None:
     import json
 
     import av
 
     disk = small_disk(size)
     report = tmp_path / "report.json"
-    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", disk / "out.mp4", "--report", report, "-q")
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", disk / f"out{suffix}", "--report", report, "-q")
     assert r.returncode == 4, r.stderr
     assert r.stderr.splitlines()[-1].startswith("camstream: error:") and "No space left" in r.stderr
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr
     rep = json.loads(report.read_text())
     assert rep["status"] == "error" and "No space left" in rep["error"]
-    assert not (disk / "out.mp4").exists()
+    assert not (disk / f"out{suffix}").exists()
     left = list(disk.iterdir())
     if rep["output"] is None:
         assert left == [] and rep["frames_out"] == 0
     else:
-        assert left == [disk / "out.partial.mp4"] and rep["output"] == str(left[0])
+        assert left == [disk / f"out.partial{suffix}"] and rep["output"] == str(left[0])
         with av.open(str(left[0])) as c:  # every frame decodes: no half-written fragment at the end
             assert sum(1 for _ in c.decode(video=0)) == rep["frames_out"] > 0
     if size == "400k":
