@@ -70,7 +70,7 @@ def check_paths(input_uri: str, output: str | None, report: str | None) -> None:
         raise OutputError(f"{report}: report path is a folder")
     if local_input is not None and same_file(path, local_input):
         raise OutputError(f"{report}: report would overwrite the input")
-    if output is not None and is_local(output) and same_file(path, output):
+    if output is not None and is_local(output) and (same_file(path, output) or same_file(path, partial_path(Path(output)))):
         raise OutputError(f"{report}: report and output are the same file")
     folder = path.resolve().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):

@@ -114,6 +114,8 @@ class VideoFileSink(Sink):
         if audio_streams not in ("all", "first", "none"):
             raise ConfigError(f"output.audio_streams: {audio_streams!r} is not all, first or none")
         _check_writable_dir(self.path)
+        if self.path.is_dir():
+            raise OutputError(f"{self.path}: is a folder")
         self.start = start or 0.0
         self.end = end
         self.frames_written = 0
@@ -247,7 +249,11 @@ class VideoFileSink(Sink):
             self.tmp_path.unlink(missing_ok=True)
             return None
         if success:
-            os.replace(self.tmp_path, self.path)
+            try:
+                os.replace(self.tmp_path, self.path)
+            except OSError as exc:
+                self.error = OutputError(f"{self.path}: cannot rename {self.tmp_path.name} to it ({exc.strerror}); the video is in {self.tmp_path}")
+                return self.tmp_path
             return self.path
         return self.tmp_path
 

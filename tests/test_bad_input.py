@@ -146,13 +146,14 @@ def test_output_through_a_symlink_to_the_input(data: Path, tmp_path: Path) -> No
     _assert_one_line_error(r, 4, "overwrite the input")
 
 
-@pytest.mark.parametrize("report", ["folder", "input"])
-def test_bad_report_path_fails_before_any_work(report: str, data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("report, needle", [("folder", "is a folder"), ("input", "overwrite the input"),
+                                            ("output", "same file"), ("partial", "same file")])
+def test_bad_report_path_fails_before_any_work(report: str, needle: str, data: Path, tmp_path: Path) -> None:
     src = write_video(tmp_path / "clip.mp4", read_frames(data / "Megamind.avi", limit=4))
     before = src.read_bytes()
-    target = tmp_path if report == "folder" else src
+    target = {"folder": tmp_path, "input": src, "output": tmp_path / "out.mp4", "partial": tmp_path / "out.partial.mp4"}[report]
     r = camstream("run", "--method", "solid", src, "-o", tmp_path / "out.mp4", "--report", target)
-    _assert_one_line_error(r, 4, "folder" if report == "folder" else "overwrite the input")
+    _assert_one_line_error(r, 4, needle)
     assert src.read_bytes() == before
     assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
 
@@ -266,3 +267,10 @@ def test_debug_shows_debug_logs(data: Path, tmp_path: Path) -> None:
     assert quiet.returncode == loud.returncode == 0, loud.stderr
     assert "camstream: input " not in quiet.stderr
     assert "camstream: input " in loud.stderr and "camstream: output " in loud.stderr
+
+
+def test_output_that_is_a_folder(data: Path, tmp_path: Path) -> None:
+    (tmp_path / "out.mp4").mkdir()
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "out.mp4")
+    _assert_one_line_error(r, 4, "is a folder")
+    assert list((tmp_path / "out.mp4").iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
