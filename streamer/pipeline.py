@@ -414,9 +414,9 @@ class Pipeline:
             self.report.error = str(self.sink.error)
             raise self.sink.error
         if self.report.frames_in == 0:
-            self.report.status = "error"
-            self.report.error = str(self._nothing_read())
-            raise self._nothing_read()
+            empty = self._nothing_read()
+            self.report.status, self.report.error = "error", str(empty)
+            raise empty
         self.report.status = "partial" if self.report.decode_errors else "ok"
         return self.report
 

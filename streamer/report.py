@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
+
 
 @dataclass
 class StageTimer:
@@ -60,4 +62,7 @@ class RunReport:
         return json.dumps(asdict(self), indent=2, default=str)
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        try:
+            Path(path).write_text(self.to_json() + "\n")
+        except OSError as exc:  # e.g. a full disk: an output error (exit 4), not a crash
+            raise OutputError(f"{path}: cannot write the report ({exc.strerror})") from None

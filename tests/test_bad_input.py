@@ -274,3 +274,13 @@ def test_output_that_is_a_folder(data: Path, tmp_path: Path) -> None:
     r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "out.mp4")
     _assert_one_line_error(r, 4, "is a folder")
     assert list((tmp_path / "out.mp4").iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+def test_report_on_a_full_disk_is_exit_4(small_disk, data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    disk = small_disk("4k")
+    (disk / "filler").write_bytes(b"x" * 4096)  # the report's disk is full; the video's is not
+    src = write_video(tmp_path / "clip.mp4", read_frames(data / "Megamind.avi", limit=4))
+    r = camstream("run", "--method", "solid", src, "-o", tmp_path / "out.mp4", "--report", disk / "r.json", "-q")
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("camstream: error:") and "cannot write the report" in r.stderr
+    assert len(read_frames(tmp_path / "out.mp4")) == 4  # the video itself was finished
