@@ -284,3 +284,33 @@ def test_report_on_a_full_disk_is_exit_4(small_disk, data: Path, tmp_path: Path)
     assert r.returncode == 4, r.stderr
     assert r.stderr.splitlines()[-1].startswith("camstream: error:") and "cannot write the report" in r.stderr
     assert len(read_frames(tmp_path / "out.mp4")) == 4  # the video itself was finished
+
+
+def _file_size_limit(limit: int):  # noqa: ANN202
+    """For the child: writes past ``limit`` bytes fail (EFBIG), like a disk that fills up;
+    no root needed."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_write_failure_midway_without_root_is_exit_4_with_a_playable_partial(data: Path, tmp_path: Path) -> None:
+    import json
+
+    import av
+
+    report = tmp_path / "report.json"
+    r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "out.mp4", "--report", report, "-q",
+                  preexec_fn=_file_size_limit(400_000))
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("camstream: error:") and "File too large" in r.stderr
+    rep = json.loads(report.read_text())
+    assert rep["status"] == "error" and rep["output"] == str(tmp_path / "out.partial.mp4")
+    with av.open(rep["output"]) as c:
+        assert sum(1 for _ in c.decode(video=0)) == rep["frames_out"] > 0
+    assert not (tmp_path / "out.mp4").exists()
