@@ -103,3 +103,16 @@ def test_priming_packets_with_negative_times_are_kept(inputs: dict[str, Path], t
     src, dst = packet_times(inputs["aac.mp4"], 1), packet_times(out, 1)
     assert src[0] < 0  # AAC priming
     assert dst == pytest.approx(src, abs=1e-3)
+
+
+def test_a_refused_stream_fails_before_the_first_frame_and_leaves_nothing(tmp_path: Path) -> None:
+    from fractions import Fraction
+
+    from streamer.errors import OutputError
+    from streamer.sinks import VideoFileSink
+    from streamer.sources import SourceInfo
+
+    info = SourceInfo(uri="camera", kind="stream", width=64, height=48, fps=Fraction(25), time_base=Fraction(1, 25))
+    with pytest.raises(OutputError, match="refused its streams"):
+        VideoFileSink(tmp_path / "out.mp4", info, encoder_options={"profile": "no-such-profile"})
+    assert list(tmp_path.iterdir()) == []  # no 0-byte partial left behind
