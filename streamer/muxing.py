@@ -133,8 +133,9 @@ class StreamCarrier:
     def _copy(self, s: av.stream.Stream, keep_metadata: bool) -> Any:
         out = self.out.add_stream_from_template(s)
         language = s.metadata.get("language")
-        if not keep_metadata:
-            out.metadata.clear() if hasattr(out.metadata, "clear") else None
+        if not keep_metadata:  # stream tags can carry dates and devices too; the language stays
+            for key in list(out.metadata):
+                del out.metadata[key]
         if language:
             out.metadata["language"] = language
         return out
