@@ -121,10 +121,20 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     resolver = ModelResolver(models_dir=None)
     into = Path(args.models_dir) if args.models_dir else None
-    for name in resolver.manifest.expand(args.names):
+    for name in _expand(resolver, args.names):
         path = resolver.fetch(name, into)
         print(f"{name}: {path}")
     return 0
+
+
+def _expand(resolver, names: list[str]) -> list[str]:  # noqa: ANN001
+    """An unknown name is bad usage (exit 2), not a missing model."""
+    from streamer.errors import ConfigError, ModelError
+
+    try:
+        return resolver.manifest.expand(names)
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def cmd_make_tiny(args: argparse.Namespace) -> int:

@@ -84,6 +84,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--no-audio", dest="keep_audio", action="store_false", default=None, help="drop the audio track")
     o.add_argument("--keep-metadata", action="store_true", default=None, help="keep container metadata (GPS, dates, device); stripped by default")
+    o.add_argument("--audio-streams", choices=["all", "first", "none"], help="source streams carried over: all audio and subtitle streams the container holds (default), the first audio stream, or none")
+    o.add_argument("--keep-rotation", action="store_true", default=None, help="store the frames as the source does, with its display matrix (default: turn them upright)")
     o.add_argument("--crf", type=int, help="x264 quality, lower is better (default 20)")
     o.add_argument("--start", type=_time, help="start time in the input (seconds or [h:]m:s)")
     o.add_argument("--end", type=_time, help="end time in the input (seconds or [h:]m:s)")
@@ -96,6 +98,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--draw-detections", action="store_true", help="draw each covered region's box, track id and score onto the "
                    "anonymized output, to tune --threshold and --margin (drawn after the cover: never over a raw face)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or stats")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print tracebacks and debug logs")
     from .scale.cli import add_batch_options
 
     add_batch_options(p)
@@ -189,6 +192,8 @@ def run_config(args: argparse.Namespace):  # noqa: ANN201 - a streamer.config.Co
         (args.person_weights, det, "person_weights"),
         (args.keep_audio, out, "keep_audio"),
         (args.keep_metadata, out, "keep_metadata"),
+        (args.audio_streams, out, "audio_streams"),
+        (args.keep_rotation, out, "keep_rotation"),
         (args.crf, out, "crf"),
         (args.scope, ano, "scope"),
         (args.models_dir, config.models, "dir"),

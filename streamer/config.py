@@ -59,6 +59,8 @@ class OutputConfig:
     preset: str = "veryfast"
     keep_audio: bool = True
     keep_metadata: bool = False
+    audio_streams: str = "all"  # "all" audio and subtitle streams the container holds | "first" audio | "none"
+    keep_rotation: bool = False  # store frames as the source does, with its display matrix, instead of upright
 
 
 @dataclass

@@ -18,7 +18,7 @@ from .config import Config
 from .errors import ConfigError, ModelError, OutputError
 from .extras import missing_extra
 from .overlay import Overlay
-from .paths import default_output
+from .paths import check_paths, default_output
 from .pipeline import Pipeline
 from .report import RunReport
 from .sinks import open_sink
@@ -79,12 +79,13 @@ class _Progress:
         self.bar = None
         self.started = self.last = time.monotonic()
         self.pipeline: Pipeline | None = None
-        if enabled and not live:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+        self.total = total
 
     def __call__(self, written: int) -> None:
+        if self.enabled and not self.live and self.bar is None:
+            from tqdm import tqdm  # at the first frame: an error before it prints no empty bar
+
+            self.bar = tqdm(total=self.total, unit="frame", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
         if self.bar is not None:
             self.bar.update(1)
         elif self.enabled and self.live:
@@ -137,10 +138,8 @@ def run(
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     if det.every < 1:
         raise ConfigError("detection.every must be >= 1")
-    if report_path:
-        folder = Path(report_path).resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise OutputError(f"{report_path}: report folder is missing or not writable")
+    check_paths(input_uri, output, report_path)  # before any work: a bad path fails now, not at the end
+    show = _preview_window() if preview else None  # no display: exit 2 before anything is printed
     source = open_source(
         input_uri,
         start=start,
@@ -174,10 +173,10 @@ def run(
                     raise
                 log.warning("%s; continuing with faces only", exc)
         target = output or default_output(input_uri, info.kind)
-        if "://" not in target and Path(target).resolve() == Path(input_uri).resolve():
-            raise OutputError(f"{target}: output would overwrite the input")
+        check_paths(input_uri, target, report_path)
         names = [p.name for p in source.files] if isinstance(source, ImageSource) and info.kind == "images" else None
-        sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end}
+        sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end,
+                        "audio_streams": out.audio_streams, "keep_rotation": out.keep_rotation}
         sink = open_sink(target, info, names=names, **sink_options)
         if preview_file:
             preview_sink = _open_preview(preview_file, target, info)
@@ -222,21 +221,21 @@ def run(
         on_frame=bar if on_frame is None else lambda n: (bar(n), on_frame(n, info.frame_count)),
         extra_detectors=extra,
     )
-    if preview:
-        pipeline.preview = _preview_window()
+    pipeline.preview = show
     if preview_sink is not None:
         pipeline.preview = overlay.preview_writer(pipeline.preview)
     bar.pipeline = pipeline
     try:
         pipeline.run()
     finally:
-        bar.close()
-        overlay.close()
-        if hasattr(anonymizer, "close"):
-            anonymizer.close()
-        if report_path:
-            report.write(report_path)
-        _summary(report)
+        with pipeline.signals_deferred():  # a late Ctrl-C must not lose the report
+            bar.close()
+            overlay.close()
+            if hasattr(anonymizer, "close"):
+                anonymizer.close()
+            if report_path:
+                report.write(report_path)
+            _summary(report)
     return report
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import InputError, StreamError
+from .errors import ConfigError, InputError, StreamError
 from .frame import Frame
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,18 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
         return image
     # PyAV's rotation is counter-clockwise degrees to apply for display.
     return np.ascontiguousarray(np.rot90(image, k=turns))
+
+
+def _stream_rotation(path: Path) -> int:
+    """The display-matrix rotation of the first video stream. PyAV shows it on frames
+    only, so one frame is decoded from a second, short-lived demuxer."""
+    try:
+        with av.open(str(path), metadata_errors="replace") as c:
+            for vframe in c.decode(video=0):
+                return int(getattr(vframe, "rotation", 0) or 0)
+    except av.error.FFmpegError:
+        pass  # the real read reports the damage
+    return 0
 
 
 class _TimestampGuesser:
@@ -169,6 +181,12 @@ class VideoFileSource(Source):
         )
         if cc.width <= 0 or cc.height <= 0:
             raise InputError(f"{self.path}: video stream has no picture size (damaged header?)")
+        # The sink is sized before the first frame is read: the rotation must be known now.
+        self.info.rotation = _stream_rotation(self.path)
+        if self.info.rotation % 180:
+            self.info.width, self.info.height = self.info.height, self.info.width
+        log.debug("input %s: %s %dx%d, %s fps, time base %s, rotation %d, %s frames", self.path, cc.name,
+                  cc.width, cc.height, self.info.fps, self.info.time_base, self.info.rotation, self.info.frame_count)
         if start:
             # Seek to the keyframe before start; frames before start are dropped below.
             try:
@@ -178,7 +196,6 @@ class VideoFileSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
-        first_rotation_checked = False
         guess = _TimestampGuesser(prefer_dts="avi" in self.container.format.name)
         packets = self.container.demux(self.stream)
         while True:
@@ -203,11 +220,6 @@ class VideoFileSource(Source):
                     continue
                 if self.end is not None and t is not None and t >= self.end - 1e-6:
                     return
-                if not first_rotation_checked:
-                    self.info.rotation = int(getattr(vframe, "rotation", 0) or 0)
-                    if self.info.rotation % 180:
-                        self.info.width, self.info.height = self.info.height, self.info.width
-                    first_rotation_checked = True
                 image = _upright(vframe.to_ndarray(format="rgb24"), self.info.rotation)
                 self.stats.frames += 1
                 yield Frame(index=index, image=image, pts=guess(vframe.pts, vframe.dts), time_base=vframe.time_base)
@@ -559,6 +571,10 @@ def _whole_pictures(packets: Iterator[av.Packet], codec: str) -> Iterator[av.Pac
 
 def open_source(uri: str, start: float | None = None, end: float | None = None, **live_options: object) -> Source:
     """Open a file, image, folder of images, ``rtsp://...`` URL or ``webcam:N``."""
+    if uri.startswith("webcam:"):
+        device = uri.split(":", 1)[1]
+        if device and not device.isdigit() and not device.startswith("/dev/"):
+            raise ConfigError(f"{uri}: expected webcam:N (a number) or webcam:/dev/videoN")
     if uri.startswith(STREAM_SCHEMES) or uri.startswith("webcam:"):
         return LiveSource(uri, start=start, end=end, **live_options)  # type: ignore[arg-type]
     path = Path(uri)

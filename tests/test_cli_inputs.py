@@ -15,7 +15,7 @@ from conftest import CAMSTREAM, REPO, camstream, read_frames, read_image
 from privacy import faces
 
 import streamer.paths as paths
-from streamer import sinks, sources
+from streamer import muxing, sinks, sources
 from streamer.anonymizers import ImageAnonymizer, Shape
 from tracking.tracker import Region
 
@@ -115,7 +115,7 @@ def test_missing_input_is_reported_before_the_missing_models(tmp_path: Path) -> 
 def test_light_module_lists_match_the_pyav_ones() -> None:
     assert paths.IMAGE_SUFFIXES == sources.IMAGE_SUFFIXES
     assert paths.STREAM_SCHEMES == sources.STREAM_SCHEMES
-    assert paths.VIDEO_SUFFIXES == set(sinks.VIDEO_CODECS)
+    assert paths.VIDEO_SUFFIXES == set(muxing.CONTAINERS)
 
 
 # -- 3. many inputs --------------------------------------------------------------------
