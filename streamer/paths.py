@@ -65,6 +65,8 @@ def check_input(uri: str) -> None:
         return
     if kind == "webcam":
         device = uri.split(":", 1)[1] or "0"
+        if not device.isdigit() and not device.startswith("/dev/"):
+            raise ConfigError(f"{uri}: expected webcam:N (a number) or webcam:/dev/videoN")
         path = f"/dev/video{device}" if device.isdigit() else device
         if not os.path.exists(path):
             raise StreamError(f"{uri}: cannot connect (no such device {path})")
