@@ -19,8 +19,9 @@ from streamer.errors import ConfigError
 @dataclass(frozen=True)
 class Method:
     factory: str  # "module:function", function(config: streamer.config.Config) -> Anonymizer
-    models: tuple[str, ...]  # manifest sections/entries it loads
+    models: tuple[str, ...]  # manifest sections/entries it loads (`models fetch METHOD` fetches them)
     help: str = ""
+    upgrades: tuple[str, ...] = ()  # sections it uses when present (`light.adapters: auto`), never fetched for it
 
 
 METHODS: dict[str, Method] = {
@@ -36,8 +37,9 @@ METHODS: dict[str, Method] = {
     ),
     "camouflage": Method(
         "camouflage.video:build_camouflage_anonymizer",
-        ("base", "annotators", "light"),
+        ("base", "annotators", "public"),
         "CAMOUFLaGE for video: one fake person per track, Base keyframes, Light in between (default)",
+        upgrades=("light",),
     ),
 }
 

@@ -107,6 +107,7 @@ class LightConfig:
     steps: int = 25
     strength: float = 0.75
     anonymization_scale: float = 1.0  # a_s of the negative identity guidance; 1 = off (one U-Net pass)
+    adapters: str = "auto"  # video method: "camouflage" (trained), "public" (IP-Adapter plus-face + openpose), "auto": trained if present
     ip_adapter_scale: float = 0.6
     adapter_scale: float = 1.0  # T2I-Adapter (attribute/keypoint map) residual scale
     seed: int = 0
