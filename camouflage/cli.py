@@ -105,13 +105,24 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     into = Path(args.models_dir) if args.models_dir else None
     resolver = ModelResolver(models_dir=into)
     names = resolver.manifest.expand(args.names)
-    todo, skipped = resolver.plan_fetch(names, explicit=[n for n in args.names if n in resolver.manifest.entries])
+    todo, skipped = resolver.plan_fetch(names, explicit=required_entries(resolver.manifest, args.names))
     for line in skipped:
         print(f"skipped: {line}")
     for name in todo:
         path = resolver.fetch(name, into)
         print(f"{name}: {path}")
     return 0
+
+
+def required_entries(manifest, names: list[str]) -> list[str]:  # noqa: ANN001 - Manifest
+    """Entries named directly, or optional ones a named method cannot do without."""
+    from .methods import METHODS
+
+    out = [n for n in names if n in manifest.entries]
+    for name in names:
+        if name in METHODS:
+            out += [n for s in METHODS[name].strict for n in manifest.sections.get(s, [])]
+    return out
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ class Method:
     models: tuple[str, ...]  # manifest sections/entries it loads (`models fetch METHOD` fetches them)
     help: str = ""
     upgrades: tuple[str, ...] = ()  # sections it uses when present (`light.adapters: auto`), never fetched for it
+    strict: tuple[str, ...] = ()  # sections whose optional entries this method cannot do without
 
 
 METHODS: dict[str, Method] = {
@@ -34,6 +35,7 @@ METHODS: dict[str, Method] = {
         "camouflage.light.anonymizer:build_light_anonymizer",
         ("sd15", "vae", "light"),
         "CAMOUFLaGE-Light: IP-Adapter (FaRL) + T2I-Adapter (41-channel FACER attribute map), 2-4x faster",
+        strict=("light",),
     ),
     "camouflage": Method(
         "camouflage.video:build_camouflage_anonymizer",

@@ -27,7 +27,7 @@ class EntryState:
 
     @property
     def ok(self) -> bool:
-        return self.path is not None and not self.lock.startswith("MISMATCH") and self.loads == "loads"
+        return self.path is not None and not self.lock.startswith("MISMATCH") and self.loads in ("loads", "not loaded")
 
 
 def check_entry(resolver: ModelResolver, entry: ModelEntry, load: bool = True) -> EntryState:
@@ -36,6 +36,7 @@ def check_entry(resolver: ModelResolver, entry: ModelEntry, load: bool = True) -
         return state
     lock = read_lock(resolver.models_dir).get(entry.name) if resolver.models_dir else None
     state.lock = verify_lock(entry, state.path, lock)
+    state.loads = "not loaded"
     if load:
         from .loaders import load_entry
 
