@@ -111,7 +111,7 @@ class FacerAttributeModel(nn.Module):
         """FACER's input: each face warped onto its standard 5 points, (N, 3, S, S), CLIP-normalised."""
         p = next(self.parameters())
         h, w = image.shape[:2]
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255).to(p.device)
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255).to(p.device)
         pts = torch.as_tensor(np.asarray(points, np.float32), device=p.device)
         matrix = self._align(pts, target_shape=(self.resolution, self.resolution), target_pts=self._target.to(p.device))
         grid = self._grid(matrix=matrix, warp_factor=0.0, warped_shape=(self.resolution, self.resolution), orig_shape=(h, w))
