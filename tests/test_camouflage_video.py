@@ -399,3 +399,27 @@ def test_camouflage_without_models_names_the_fetch_command_and_pixelate(data: Pa
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "camstream models fetch camouflage" in lines[0] and "--method pixelate" in lines[0]
     assert not (tmp_path / "x.jpg").exists()
+
+
+def test_default_method_from_public_weights_only_with_the_realtime_preset(tiny_models: Path, data: Path,  # noqa: F811
+                                                                          tmp_path: Path) -> None:
+    """A models folder with no trained or hand-supplied file (no IDF, no Light adapters, no
+    FaRL/FACER): `models check` says ready, and the default method runs with the public
+    adapters end to end (-c realtime, a few frames)."""
+    public = tmp_path / "public"
+    public.mkdir()
+    for entry in tiny_models.iterdir():
+        if entry.name not in ("idf_controlnet", "farl", "facer_attributes", "ip_adapter_light", "t2i_adapter_light"):
+            (public / entry.name).symlink_to(entry)
+    r = camstream("models", "check", "--models-dir", public, "--no-load", timeout=300)
+    assert r.returncode == 0 and "camouflage: ready (public Light adapters)" in r.stdout, r.stdout
+    out, report_path = tmp_path / "mm.mp4", tmp_path / "report.json"
+    r = camstream("run", data / "Megamind.avi", "-o", out, "--report", report_path, "-c", "realtime",
+                  *tiny_args(public), "--set", "speed.lcm_steps=2", "--end", "0.8",
+                  env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "no trained IDF ControlNet" in r.stderr and "public adapters" in r.stderr
+    a = json.loads(report_path.read_text())["anonymizer"]
+    assert a["light_adapters"] == "public" and a["keyframes"] > 0 and a["light_regions"] > 0
+    assert a["fallback_failed_regions"] == 0
+    assert probe(out)["frames"] > 0
