@@ -106,8 +106,8 @@ def test_cli_models_list_shows_both_present(tiny_models: Path) -> None:  # noqa:
     r = camstream("models", "list", "--models-dir", tiny_models, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
-    assert rows[LCM_LORA].rstrip().endswith(str(tiny_models / LCM_LORA)) and "latent-consistency/lcm-lora-sdv1-5" in rows[LCM_LORA]
-    assert rows[TINY_VAE].rstrip().endswith(str(tiny_models / TINY_VAE)) and "madebyollin/taesd" in rows[TINY_VAE]
+    assert f" {tiny_models / LCM_LORA} " in rows[LCM_LORA] and "hub latent-consistency/lcm-lora-sdv1-5@" in rows[LCM_LORA]
+    assert f" {tiny_models / TINY_VAE} " in rows[TINY_VAE] and "hub madebyollin/taesd@" in rows[TINY_VAE]
 
 
 # -- the pipelines ----------------------------------------------------------------------
