@@ -110,7 +110,7 @@ class VideoStats:
     generated_regions: int = 0  # pasted from this frame's own render
     failed_regions: int = 0  # generator error: fallback
     late_regions: int = 0  # latency budget blown: fallback
-    waiting_regions: int = 0  # realtime, no keyframe face yet (or untracked): fallback
+    waiting_regions: int = 0  # of late_regions: no keyframe face yet (or untracked) to render from
     reused_regions: int = 0  # latency budget blown: the identity's latest fake face, re-fitted to the box
     unet_evals: Counter = field(default_factory=Counter)  # "base" / "light" -> UNet sample evaluations
     flicker_sum: float = 0.0
@@ -464,7 +464,8 @@ class CamouflageVideoAnonymizer:
             self.stats.reused_regions += pasted
         else:
             reused = sum(1 for k in waiting if crops[k] is not None)
-            self.stats.waiting_regions += waited
+            self.stats.waiting_regions += waited  # late for their keyframe: counted as late too
+            self.stats.late_regions += waited
             self.stats.failed_regions += len(failed) - waited
             self.stats.generated_regions += pasted - reused
         if errors:  # a render's or a paste's (a reused face's too)
