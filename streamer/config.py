@@ -109,7 +109,8 @@ class LightConfig:
     resolution: int = 768  # generated crop size (rounded down to a multiple of 64 for SD1.5)
     steps: int = 25
     strength: float = 0.75
-    anonymization_scale: float = 1.0  # a_s of the negative identity guidance; 1 = off (one U-Net pass)
+    anonymization_scale: float = 1.25  # a_s of the negative identity guidance (2 U-Net branches); 1 = off (-c realtime)
+    adapters: str = "auto"  # video method: "camouflage" (trained), "public" (IP-Adapter plus-face + openpose), "auto": trained if present
     ip_adapter_scale: float = 0.6
     adapter_scale: float = 1.0  # T2I-Adapter (attribute/keypoint map) residual scale
     seed: int = 0

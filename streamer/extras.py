@@ -6,6 +6,7 @@ from __future__ import annotations
 EXTRAS = {
     "diffusion": ("torch", "torchvision", "diffusers", "transformers", "controlnet_aux", "accelerate", "peft", "torchsde",
                   "safetensors", "huggingface_hub", "webdataset"),
+    "light": ("facer", "validators"),
     "eval": ("dlib", "face_recognition_models", "matplotlib"),
     "yolo": ("ultralytics", "lap"),
 }
