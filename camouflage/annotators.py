@@ -102,7 +102,10 @@ class ControlnetAuxAnnotator:
         self.name, self.detector, self.kwargs = name, detector, dict(kwargs or {})
 
     def __call__(self, image: np.ndarray, resolution: int) -> np.ndarray:
-        out = self.detector(_square(image, resolution), detect_resolution=resolution, image_resolution=resolution,
+        # controlnet-aux rounds sizes to multiples of 64 (a 32 px request became 0 px and
+        # OpenCV raised): run it at the nearest such size, at least 64, and resize after.
+        work = max(64, int(round(resolution / 64)) * 64)
+        out = self.detector(_square(image, work), detect_resolution=work, image_resolution=work,
                             output_type="np", **self.kwargs)
         out = np.asarray(out)
         if out.ndim == 2:

@@ -290,10 +290,12 @@ def test_camouflage_on_a_live_camera_runs_in_realtime_mode(cameras, tiny_models:
     """The default method on a live source: ``mode: auto`` turns into the latency budget, and
     every region is accounted for: Base, Light, a reused fake face or the fallback.
 
-    Which regions land in time depends on the machine's speed, so the budget here is one no
-    render can miss (600 s): every region is then generated, on any machine. Late renders
-    (reuse, fallback) are tested in-process with renders the tests hold back
-    (tests/test_camouflage_video.py)."""
+    Which regions land in time depends on the machine's speed: even with a budget no Light
+    render can miss (600 s), a region waits under the fallback until its identity's first
+    Base keyframe, rendered in the background, has landed (never a random identity), and
+    that takes longer than this 3 s stream on a loaded machine. So this test asserts the
+    accounting and that nothing failed; late renders (reuse, fallback, waiting) are tested
+    in-process with renders the tests hold back (tests/test_camouflage_video.py)."""
     camera = cameras()
     result = camstream([camera.url, "-o", "out.mkv", "--end", "3", "--report", "r.json", *FAST, "--method", "camouflage",
                         "--models-dir", str(tiny_models), "--set", f"light.resolution={RESOLUTION}",
@@ -307,7 +309,7 @@ def test_camouflage_on_a_live_camera_runs_in_realtime_mode(cameras, tiny_models:
     assert report["status"] == "ok" and a["mode"] == "realtime" and a["regions"] > 0
     assert a["generated_regions"] + a["reused_late_regions"] + a["fallback_late_regions"] \
         + a["fallback_failed_regions"] == a["regions"]
-    assert a["generated_regions"] == a["regions"] and a["fallback_failed_regions"] == 0
+    assert a["fallback_failed_regions"] == 0 and a["fallback_late_regions"] >= a.get("fallback_waiting_regions", 0)
 
 
 def test_unreachable_rtsp_exits_6_at_once(tmp_path: Path, capsys, monkeypatch) -> None:
