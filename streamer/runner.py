@@ -19,6 +19,7 @@ from .pipeline import Pipeline
 from .report import RunReport
 from .sinks import open_sink
 from .sources import ImageSource, open_source
+from .validate import validate
 
 log = logging.getLogger("camstream")
 
@@ -108,8 +109,7 @@ def run(
     from .cli import default_output
 
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
-    if det.every < 1:
-        raise ConfigError("detection.every must be >= 1")
+    validate(config)
     if report_path:
         folder = Path(report_path).resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
@@ -123,7 +123,7 @@ def run(
         try:
             extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
         except ModelError as exc:
-            if ano.scope == "person":
+            if ano.scope == "person" or not det.persons_optional:
                 raise
             log.warning("%s; continuing with faces only", exc)
     source = open_source(
