@@ -183,6 +183,7 @@ class Pipeline:
         self.memory = CoverageMemory(self.tracker.hold_frames, self.hold_growth, self.tracker.hold_max_growth)
         self.max_growth = self.tracker.hold_max_growth
         self._thumb: np.ndarray | None = None
+        self._size: tuple[int, ...] | None = None
 
     # -- stages ---------------------------------------------------------------------
 
@@ -268,7 +269,8 @@ class Pipeline:
     def _is_scene_cut(self, image: np.ndarray) -> bool:
         thumb = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).astype(np.int16)
         previous, self._thumb = self._thumb, thumb
-        if previous is None:
+        size, self._size = self._size, image.shape[:2]
+        if previous is None or size != self._size:  # a frame of another size is another shot
             return True
         return float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
 

@@ -19,6 +19,7 @@ from .pipeline import Pipeline
 from .report import RunReport
 from .sinks import open_sink
 from .sources import ImageSource, open_source
+from .stills import numbered_sequence
 from .validate import validate
 
 log = logging.getLogger("camstream")
@@ -184,6 +185,7 @@ def run(
         report=report,
         on_frame=bar,
         extra_detectors=extra,
+        stills=info.kind == "images" and not numbered_sequence(list(source.files)),
     )
     if preview:
         pipeline.preview = _preview_window()

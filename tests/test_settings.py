@@ -40,3 +40,31 @@ def test_sparse_detection_needs_the_explicit_flag(data: Path, tmp_path: Path) ->
     args = ["run", str(data / "grace_hopper_512x512.jpg"), "-o", str(out), "--method", "solid", "-q", "--detect-every", "40"]
     assert main(args) == 2
     assert main([*args, "--allow-sparse-detection"]) == 0 and out.exists()
+
+
+def test_unrelated_photos_in_a_folder_share_no_state(data: Path, tmp_path: Path) -> None:
+    """A held cover of one photo was pasted onto the next, unrelated one."""
+    import cv2
+    import numpy as np
+    from conftest import read_image
+
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    face = read_image(data / "grace_hopper_512x512.jpg")
+    plain = np.full_like(face, 128)
+    plain[::8] = 140  # a texture, no face
+    cv2.imwrite(str(folder / "hopper.png"), face[:, :, ::-1])
+    cv2.imwrite(str(folder / "wall.png"), plain[:, :, ::-1])
+    assert main(["run", str(folder), "-o", str(out), "--method", "solid", "-q"]) == 0
+    assert (read_image(out / "wall.png") == plain).all()  # nothing held from hopper.png
+    assert (read_image(out / "hopper.png") != face).any()
+
+
+def test_numbered_frames_of_one_prefix_are_a_sequence() -> None:
+    from streamer.stills import numbered_sequence
+
+    assert numbered_sequence([Path("frame_0001.png"), Path("frame_0002.png"), Path("frame_0010.png")])
+    assert not numbered_sequence([Path("frame_0001.png"), Path("holiday.png")])
+    assert not numbered_sequence([Path("a1.png"), Path("b2.png")])
+    assert not numbered_sequence([Path("f1.png"), Path("f2.jpg")])
+    assert not numbered_sequence([Path("f1.png")])
