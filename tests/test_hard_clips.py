@@ -64,7 +64,7 @@ def test_no_face_is_exposed_under_solid(hard: dict[str, Clip], name: str) -> Non
 
 @pytest.mark.parametrize("name", NAMES)
 def test_no_face_is_reidentified_under_pixelate(hard: dict[str, Clip], name: str) -> None:
-    from streamer.evaluation.faces import SAME_PERSON, FaceEmbedder
+    from streamer.evaluation.faces import SAME_PERSON, FaceEmbedder, identifiable
 
     embedder = FaceEmbedder()
     clip = hard[name]
@@ -77,6 +77,12 @@ def test_no_face_is_reidentified_under_pixelate(hard: dict[str, Clip], name: str
             continue
         shapes = embedder.landmarks(clip.frames[i], boxes)
         a = embedder.embed(clip.frames[i], shapes)
+        # As camstream eval does: a face the embedding cannot tell from its own erased
+        # patch (two faces overlapping while they cross, a dim one) decides nothing.
+        keep = identifiable(embedder, clip.frames[i], boxes, shapes, a)
+        shapes, a = [s for s, k in zip(shapes, keep, strict=True) if k], a[keep]
+        if not len(shapes):
+            continue
         b = embedder.embed(out[i], shapes)
         d = np.linalg.norm(a - b, axis=1)
         checked += len(d)

@@ -1,0 +1,46 @@
+"""The reference faces (several detectors) and the pixel measure behind the coverage
+benchmark and ``camstream eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from conftest import read_image
+
+from streamer.anonymizers import Shape, SolidAnonymizer
+from streamer.evaluation.evaluate import evaluate
+from streamer.evaluation.reference import ReferenceFinder, covered_fraction
+from tracking.tracker import Region
+
+
+def test_covered_fraction_counts_replaced_pixels_only() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 200, (100, 100, 3), dtype=np.uint8)
+    box = np.array([20, 20, 60, 60], np.float32)
+    half = image.copy()
+    half[20:40, 20:60] = 0  # the top half of the box is black
+    assert covered_fraction(image, image, box) == 0.0
+    assert abs(covered_fraction(image, half, box) - 0.5) < 1e-6
+    noisy = np.clip(image.astype(int) + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
+    assert covered_fraction(image, noisy, box) == 0.0  # codec noise is not a cover
+
+
+def test_reference_faces_agree_and_eval_counts_exposed_faces(data: Path, tmp_path: Path) -> None:
+    image = read_image(data / "grace_hopper_512x512.jpg")
+    (face,) = ReferenceFinder()(image)
+    assert len(face.detectors) >= 2 and face.size > 100
+    cx, cy = (face.inner[:2] + face.inner[2:]) / 2
+    assert face.box[0] < cx < face.box[2] and face.box[1] < cy < face.box[3]
+    solid = SolidAnonymizer(Shape(margin=0.3)).anonymize(image.copy(), [Region(box=face.box)])
+    off = SolidAnonymizer(Shape(margin=0.3)).anonymize(image.copy(), [Region(box=face.box + 120)])  # beside the face
+    paths = {}
+    for name, img in {"solid": solid, "beside": off}.items():
+        paths[name] = str(tmp_path / f"{name}.png")
+        cv2.imwrite(paths[name], img[:, :, ::-1])
+    ev = evaluate(str(data / "grace_hopper_512x512.jpg"), paths, reid_every=0, reference_every=1)
+    p = {r.name: r.privacy for r in ev.results}
+    assert (p["solid"].reference_faces, p["solid"].reference_exposed) == (1, 0)
+    assert (p["beside"].reference_exposed, p["beside"].reference_bare) == (1, 1)
+    assert "libfacedetection" in p["solid"].reference_detectors
