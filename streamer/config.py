@@ -30,6 +30,7 @@ class DetectionConfig:
     persons: bool = False  # also detect persons (YOLO, optional extra) for --scope person
     persons_optional: bool = False  # persons: go on with faces only when YOLO cannot load (else exit 5)
     allow_sparse: bool = False  # allow every > 30 (a face can stay visible between detections)
+    rotated: bool = False  # also detect on the frame turned +-45 degrees (tilted heads; ~3x detection cost)
     person_weights: str = "yolo11n.pt"
     person_threshold: float = 0.35
 

@@ -118,7 +118,7 @@ def run(
     # Build the models first: a missing model fails before any output is created.
     anonymizer = build_anonymizer(ano.method, config)
     fallback = build_classical(ano.fallback, config)
-    detector = build_detector(det.detector, det.threshold, det.max_side)
+    detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
     extra = []
     if det.persons or ano.scope == "person":
         try:

@@ -44,3 +44,33 @@ def test_reference_faces_agree_and_eval_counts_exposed_faces(data: Path, tmp_pat
     assert (p["solid"].reference_faces, p["solid"].reference_exposed) == (1, 0)
     assert (p["beside"].reference_exposed, p["beside"].reference_bare) == (1, 1)
     assert "libfacedetection" in p["solid"].reference_detectors
+
+
+def test_rotated_copies_find_a_small_face_tilted_60_degrees(data: Path) -> None:
+    from hard_clips import backgrounds, paste, sources
+
+    from streamer.evaluation.faces import same_place
+    from tracking.detectors import LibFaceDetector, RotatedDetector
+
+    (street,) = backgrounds(data)
+    grace = sources(data)[0]
+    detector = RotatedDetector(LibFaceDetector(threshold=0.2))
+    for dx in (-120, 0, 120):
+        image = street.copy()
+        truth = paste(image, grace, (320 + dx, 240), 24, -60)
+        assert same_place(truth.box, detector.detect(image).xyxy), dx
+
+
+def test_turned_back_boxes_land_on_the_original_frame() -> None:
+    import supervision as sv
+
+    from tracking.detectors import _turned_back
+
+    m = cv2.getRotationMatrix2D((50, 50), 90, 1.0)  # a 100x100 frame turned a quarter
+    box = np.array([[10, 20, 30, 40]], np.float32)
+    det = sv.Detections(xyxy=box, confidence=np.array([0.9], np.float32), class_id=np.zeros(1, int))
+    corners = np.array([[10, 20], [30, 40]], np.float32) @ m[:, :2].T + m[:, 2]
+    turned = sv.Detections(xyxy=np.concatenate([corners.min(0), corners.max(0)])[None].astype(np.float32),
+                           confidence=det.confidence, class_id=det.class_id)
+    back = _turned_back(turned, cv2.invertAffineTransform(m))
+    assert np.allclose(back.xyxy, box, atol=1e-3)

@@ -229,9 +229,12 @@ class YoloPersonDetector:
 FACE_DETECTORS = {"libfacedetection": LibFaceDetector, "centerface": CenterFaceDetector}
 
 
-def build_detector(name: str, threshold: float, max_side: int | None) -> Detector:
+def build_detector(name: str, threshold: float, max_side: int | None, rotated: bool = False) -> Detector:
+    """``rotated``: also detect on copies of the frame turned by +-45 degrees (heads tilted
+    past ~45 degrees; about 3x the detection cost, see benchmarks/rotation_recall.py)."""
     try:
         cls = FACE_DETECTORS[name]
     except KeyError:
         raise ConfigError(f"unknown face detector {name!r}; choose from {', '.join(FACE_DETECTORS)}") from None
-    return cls(threshold=threshold, max_side=max_side)
+    detector = cls(threshold=threshold, max_side=max_side)
+    return RotatedDetector(detector) if rotated else detector
