@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from streamer.evaluation.reference import CoverageCount, ReferenceFinder, covered_fraction  # noqa: E402
+from streamer.evaluation.reference import CoverageCount, ReferenceFinder, covered_area, covered_fraction  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -81,8 +81,7 @@ def measure(clip: Path, output: Path, ref: dict[int, list], step: int, limit: in
             image = out.to_ndarray(format="rgb24")
             for face in ref[i]:
                 count.add(i, face, covered_fraction(original, image, face.inner))
-            h, w = original.shape[:2]
-            area.append(covered_fraction(original, image, np.array([0, 0, w, h], np.float32)))
+            area.append(covered_area(original, image))
     return count, 100 * float(np.mean(area)) if area else 0.0
 
 

@@ -72,5 +72,19 @@ def test_turned_back_boxes_land_on_the_original_frame() -> None:
     corners = np.array([[10, 20], [30, 40]], np.float32) @ m[:, :2].T + m[:, 2]
     turned = sv.Detections(xyxy=np.concatenate([corners.min(0), corners.max(0)])[None].astype(np.float32),
                            confidence=det.confidence, class_id=det.class_id)
-    back = _turned_back(turned, cv2.invertAffineTransform(m))
+    back = _turned_back(turned, cv2.invertAffineTransform(m), 100, 100)
     assert np.allclose(back.xyxy, box, atol=1e-3)
+    outside = sv.Detections(xyxy=np.array([[-40, -40, 60, 60]], np.float32), confidence=det.confidence, class_id=det.class_id)
+    assert len(_turned_back(outside, np.eye(2, 3), 100, 100)) == 0  # reaches into the padding: dropped
+
+
+def test_rotated_copies_add_no_frame_sized_faces(data: Path) -> None:
+    """The black corners of a turned frame looked like a face the size of the frame."""
+    from conftest import read_frames
+
+    from tracking.detectors import LibFaceDetector, RotatedDetector
+
+    image = read_frames(data / "vtest.avi", 21)[20]
+    boxes = RotatedDetector(LibFaceDetector(threshold=0.2)).detect(image).xyxy
+    h, w = image.shape[:2]
+    assert len(boxes) and ((boxes[:, 2] - boxes[:, 0]) < w / 4).all() and ((boxes[:, 3] - boxes[:, 1]) < h / 4).all()

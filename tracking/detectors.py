@@ -170,19 +170,25 @@ class RotatedDetector:
                 m[:, 2] += (size[0] - w) / 2, (size[1] - h) / 2  # keep the whole frame
                 det = self.detector.detect(cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR))
                 if len(det):
-                    found.append(_turned_back(det, cv2.invertAffineTransform(m)))
+                    found.append(_turned_back(det, cv2.invertAffineTransform(m), w, h))
         merged = sv.Detections.merge([d for d in found if len(d)]) if any(len(d) for d in found) else found[0]
         return merged.with_nms(threshold=0.5) if len(merged) > 1 else merged
 
 
-def _turned_back(det: sv.Detections, back: np.ndarray) -> sv.Detections:
+def _turned_back(det: sv.Detections, back: np.ndarray, width: int, height: int) -> sv.Detections:
+    """Boxes of a turned copy, in the frame. A box reaching into the copy's padding
+    (a corner more than 5 % of its size outside the frame) is dropped: the black
+    triangles around a turned frame gave frame-sized false faces, covering everything."""
     x1, y1, x2, y2 = det.xyxy.T
     corners = np.stack([np.stack([x1, y1], 1), np.stack([x2, y1], 1), np.stack([x2, y2], 1), np.stack([x1, y2], 1)], 1)
     pts = corners @ back[:, :2].T + back[:, 2]
-    xyxy = np.concatenate([pts.min(1), pts.max(1)], 1).astype(np.float32)
-    out = sv.Detections(xyxy=xyxy, confidence=det.confidence, class_id=det.class_id)
+    tol = 0.05 * np.maximum(x2 - x1, y2 - y1)[:, None]
+    inside = ((pts[..., 0] >= -tol) & (pts[..., 0] <= width + tol) & (pts[..., 1] >= -tol) & (pts[..., 1] <= height + tol)).all(1)
+    pts = pts[inside]
+    xyxy = np.concatenate([pts.min(1), pts.max(1)], 1).astype(np.float32).reshape(-1, 4)
+    out = sv.Detections(xyxy=xyxy, confidence=det.confidence[inside], class_id=det.class_id[inside])
     if "landmarks" in det.data:
-        out.data["landmarks"] = (det.data["landmarks"] @ back[:, :2].T + back[:, 2]).astype(np.float32)
+        out.data["landmarks"] = (det.data["landmarks"][inside] @ back[:, :2].T + back[:, 2]).astype(np.float32)
     return out
 
 

@@ -155,6 +155,18 @@ def covered_fraction(original: np.ndarray, output: np.ndarray, box: np.ndarray, 
     return float(moved[judge].mean())
 
 
+def covered_area(original: np.ndarray, output: np.ndarray, colour: tuple[int, int, int] = (0, 0, 0),
+                 changed: int = 40, tolerance: int = 24) -> float:
+    """Share of the whole frame the output replaced (the price of the cover), by the
+    pixel rule of :func:`covered_fraction`; pixels already the cover colour count as not
+    replaced."""
+    a, b = original.astype(np.int16), output.astype(np.int16)
+    c = np.array(colour, np.int16)
+    moved = np.abs(a - b).max(axis=2) > changed
+    moved |= (np.abs(b - c).max(axis=2) <= tolerance) & ~(np.abs(a - c).max(axis=2) <= tolerance)
+    return float(moved.mean())
+
+
 @dataclass
 class CoverageCount:
     faces: int = 0
