@@ -68,3 +68,14 @@ def test_numbered_frames_of_one_prefix_are_a_sequence() -> None:
     assert not numbered_sequence([Path("a1.png"), Path("b2.png")])
     assert not numbered_sequence([Path("f1.png"), Path("f2.jpg")])
     assert not numbered_sequence([Path("f1.png")])
+
+
+def test_every_preset_and_example_passes_validation() -> None:
+    from streamer.config import load_config
+    from streamer.validate import validate
+
+    root = Path(__file__).resolve().parent.parent
+    files = [p for p in [*(root / "configs").glob("*.yaml"), *(root / "examples").glob("*.yaml")] if p.name != "models.yaml"]
+    assert len(files) >= 4
+    for file in files:
+        validate(load_config([file]))
