@@ -1,7 +1,9 @@
 """The five control images of CAMOUFLaGE-Base (depth, normal, seg, pose, lineart) and the
 captioner, each loaded through the manifest (entry ``annotator_<control>`` / ``captioner``).
 
-Weight-free stand-ins exist only as explicit, named options (``base.annotators:
+The controlnet-aux annotators are read from lllyasviel/Annotators' ``.pth`` files with
+``torch.load(weights_only=True)`` into controlnet-aux's own model classes; the transformers
+ones with ``from_pretrained``. Weight-free stand-ins exist only as explicit, named options (``base.annotators:
 {lineart: lineart_standard}``); a missing checkpoint is an error, never a silent swap.
 
 >>> annotators = load_annotators(ModelResolver(models_dir="models"))  # doctest: +SKIP
@@ -10,7 +12,8 @@ Weight-free stand-ins exist only as explicit, named options (``base.annotators:
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,14 +22,11 @@ from typing import Protocol
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from streamer.errors import ConfigError, ModelError
 
-from .manifest import ModelResolver
+from .manifest import ModelResolver, load_pickle
 from .pipelines import CONTROLS
-
-TINY_CONFIG = "camstream_tiny.json"
 
 
 class Annotator(Protocol):
@@ -57,7 +57,7 @@ class DepthAnnotator:
     def from_pretrained(cls, path: Path, device: torch.device) -> DepthAnnotator:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        return cls(AutoModelForDepthEstimation.from_pretrained(path, use_safetensors=True).to(device),
+        return cls(AutoModelForDepthEstimation.from_pretrained(path, use_safetensors=True, local_files_only=True).to(device),
                    AutoImageProcessor.from_pretrained(path))
 
     @torch.no_grad()
@@ -82,7 +82,8 @@ class SegAnnotator:
     def from_pretrained(cls, path: Path, device: torch.device) -> SegAnnotator:
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-        return cls(AutoModelForSemanticSegmentation.from_pretrained(path, use_safetensors=True).to(device),
+        # openmmlab/upernet-convnext-small's main holds pytorch_model.bin: transformers reads it weights_only
+        return cls(AutoModelForSemanticSegmentation.from_pretrained(path, local_files_only=True).to(device),
                    AutoImageProcessor.from_pretrained(path))
 
     @torch.no_grad()
@@ -121,53 +122,66 @@ def _controlnet_aux_module():  # noqa: ANN202
     return controlnet_aux
 
 
+def _openpose(path: Path):  # noqa: ANN202 - controlnet_aux.OpenposeDetector
+    """controlnet-aux's OpenPose (body, hand, face) from lllyasviel/Annotators' three .pth files,
+    each read with ``weights_only=True`` into controlnet-aux's own model classes."""
+    from controlnet_aux.open_pose import Body, Face, Hand, OpenposeDetector, util
+    from controlnet_aux.open_pose import face as face_module
+    from controlnet_aux.open_pose.model import bodypose_model, handpose_model
+
+    def net(cls, model, file):  # noqa: ANN001, ANN202 - Body/Hand: keys without the block prefix (util.transfer)
+        obj = cls.__new__(cls)
+        obj.model = model
+        obj.model.load_state_dict(util.transfer(obj.model, load_pickle(path / file)))
+        obj.model.eval()
+        return obj
+
+    face = Face.__new__(Face)
+    params = face_module.params
+    face.inference_size, face.sigma, face.threshold = (params["inference_img_size"], params["gaussian_sigma"],
+                                                        params["heatmap_peak_thresh"])
+    face.model = face_module.FaceNet()
+    face.model.load_state_dict(load_pickle(path / "facenet.pth"))
+    face.model.eval()
+    return OpenposeDetector(net(Body, bodypose_model(), "body_pose_model.pth"),
+                            net(Hand, handpose_model(), "hand_pose_model.pth"), face)
+
+
+def _normalbae(path: Path):  # noqa: ANN202 - controlnet_aux.NormalBaeDetector
+    """NormalBAE from scannet.pt (``{"model": state_dict}``), as controlnet-aux builds it."""
+    import types
+
+    from controlnet_aux.normalbae import NormalBaeDetector
+    from controlnet_aux.normalbae.nets.NNET import NNET
+
+    args = types.SimpleNamespace(mode="client", architecture="BN", pretrained="scannet", sampling_ratio=0.4,
+                                 importance_ratio=0.7)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # it prints while building
+        warnings.simplefilter("ignore")
+        model = NNET(args)
+    state = load_pickle(path / "scannet.pt")["model"]
+    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    return NormalBaeDetector(model.eval())
+
+
+def _lineart(path: Path):  # noqa: ANN202 - controlnet_aux.LineartDetector
+    from controlnet_aux.lineart import Generator, LineartDetector
+
+    fine, coarse = Generator(3, 1, 3), Generator(3, 1, 3)
+    fine.load_state_dict(load_pickle(path / "sk_model.pth"))
+    coarse.load_state_dict(load_pickle(path / "sk_model2.pth"))
+    return LineartDetector(fine.eval(), coarse.eval())
+
+
 def _controlnet_aux(kind: str, path: Path, device: torch.device) -> Annotator:
-    controlnet_aux = _controlnet_aux_module()
-
+    _controlnet_aux_module()
     if kind == "normalbae":
-        return ControlnetAuxAnnotator("normal", controlnet_aux.NormalBaeDetector.from_pretrained(str(path)).to(device))
+        return ControlnetAuxAnnotator("normal", _normalbae(path).to(device))
     if kind == "openpose":
-        det = controlnet_aux.OpenposeDetector.from_pretrained(str(path)).to(device)
-        return ControlnetAuxAnnotator("pose", det, {"include_hand": True, "include_face": True})
+        return ControlnetAuxAnnotator("pose", _openpose(path).to(device), {"include_hand": True, "include_face": True})
     if kind == "lineart":
-        return ControlnetAuxAnnotator("lineart", controlnet_aux.LineartDetector.from_pretrained(str(path)).to(device))
+        return ControlnetAuxAnnotator("lineart", _lineart(path).to(device))
     raise ModelError(f"unknown annotator kind {kind!r}")
-
-
-class TinyAnnotatorNet(nn.Module):
-    """A two-layer conv net with RANDOM weights: the stand-in ``make-tiny`` writes for the
-    annotators whose real checkpoints are fixed-size pickles (NormalBAE, OpenPose, lineart).
-    Real loading path (config.json + model.safetensors), meaningless output."""
-
-    def __init__(self, control: str, channels: int = 8) -> None:
-        super().__init__()
-        self.control, self.channels = control, channels
-        self.net = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, 3, 3, padding=1), nn.Sigmoid())
-
-    @property
-    def name(self) -> str:
-        return self.control
-
-    def save_pretrained(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps({"_class_name": "TinyAnnotatorNet", "control": self.control, "channels": self.channels}))
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path / "model.safetensors"))
-
-    @classmethod
-    def from_pretrained(cls, path: Path, device: torch.device) -> TinyAnnotatorNet:
-        from safetensors.torch import load_file
-
-        config = json.loads((path / "config.json").read_text())
-        model = cls(config["control"], config["channels"])
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
-        return model.to(device).eval()
-
-    @torch.no_grad()
-    def __call__(self, image: np.ndarray, resolution: int) -> np.ndarray:  # type: ignore[override]
-        x = torch.from_numpy(np.array(_square(image, resolution))).permute(2, 0, 1)[None].float() / 255
-        return _to_uint8(self.net(x.to(next(self.parameters()).device))[0].permute(1, 2, 0))
 
 
 class WeightFreeAnnotator:
@@ -204,10 +218,8 @@ def load_annotator(control: str, resolver: ModelResolver, device: torch.device |
     return load_annotator_from(resolver.manifest[name].kind, path, device)
 
 
-def load_annotator_from(kind: str, path: Path, device: torch.device) -> Annotator:
-    config = path / "config.json"
-    if config.exists() and json.loads(config.read_text()).get("_class_name") == "TinyAnnotatorNet":
-        return TinyAnnotatorNet.from_pretrained(path, device)
+def load_annotator_from(kind: str, path: Path, device: torch.device | str) -> Annotator:
+    device = torch.device(device)
     try:
         if kind == "transformers-depth":
             return DepthAnnotator.from_pretrained(path, device)
@@ -242,7 +254,8 @@ class Captioner:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         try:
-            model = BlipForConditionalGeneration.from_pretrained(path, use_safetensors=True).to(device)
+            # Salesforce/blip-image-captioning-base's main holds pytorch_model.bin: read weights_only
+            model = BlipForConditionalGeneration.from_pretrained(path, local_files_only=True).to(device)
             return cls(model, BlipProcessor.from_pretrained(path), max_new_tokens)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: cannot load the captioner ({type(exc).__name__})") from exc

@@ -14,6 +14,7 @@ an original face is never returned.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ from streamer.frame import Frame
 from tracking.tracker import Region, enlarge
 
 from .manifest import ModelResolver
-from .pipelines import BASE_MODELS, CONTROLS
+from .pipelines import BASE_MODELS, CONTROLS, IDF
 from .speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
 
 if TYPE_CHECKING:  # torch and diffusers load only once the models are known to be there
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # torch and diffusers load only once the models are known to 
 
 
 FEATHER = 0.1  # width of the blend ring outside the covered shape, as a fraction of the box size
+log = logging.getLogger("camstream")
 
 
 def feathered_mask(hard: np.ndarray, width: int) -> np.ndarray:
@@ -124,6 +126,16 @@ class BaseAnonymizer:
         return image
 
 
+def effective_anonymization_scale(asked: float, has_idf: bool) -> float:
+    """Base's a_s: as asked with a trained IDF ControlNet; without one 1.0 (the positive
+    controls alone, the paper's a_s = 1), said once per run."""
+    if has_idf or asked == 1.0:
+        return asked
+    log.warning("no trained IDF ControlNet (%s): CAMOUFLaGE-Base runs at a_s = 1 (the positive controls alone) "
+                "instead of base.anonymization_scale=%g; `camstream train idf` trains one", IDF, asked)
+    return 1.0
+
+
 def build_base_anonymizer(config) -> BaseAnonymizer:  # noqa: ANN001 - streamer.config.Config
     """Resolve every model first (one error naming all missing ones), then load."""
     s, m, a = config.base, config.models, config.anonymize
@@ -149,6 +161,7 @@ def build_base_anonymizer(config) -> BaseAnonymizer:  # noqa: ANN001 - streamer.
     device = resolve_device(m.device)
     dtype = resolve_dtype(m.dtype, device)
     pipeline = CamouflageBasePipeline.from_manifest(resolver, device=device, dtype=dtype, scheduler=s.scheduler)
+    s = dataclasses.replace(s, anonymization_scale=effective_anonymization_scale(s.anonymization_scale, pipeline.idf_controlnet is not None))
     apply_speed(pipeline, resolver, config.speed.lcm, config.speed.tiny_vae)
     if config.speed.lcm:  # a few consistency steps, no text CFG
         s = dataclasses.replace(s, steps=config.speed.lcm_steps, guidance_scale=LCM_GUIDANCE_SCALE)

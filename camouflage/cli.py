@@ -1,4 +1,4 @@
-"""``camstream models list|fetch|make-tiny`` and ``camstream train NAME``.
+"""``camstream models list|fetch|check|import|make-tiny``, ``camstream train NAME`` and ``camstream data prepare``.
 
 Registered by streamer/cli.py through :func:`register`. Trainers plug in with one line in
 :data:`TRAINERS`: a module exposing ``add_arguments(parser)`` and ``main(args) -> int``
@@ -15,13 +15,15 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Trainer:
-    module: str  # has add_arguments(parser) and main(args) -> int
+    module: str  # has main(args) -> int (and add_arguments(parser) unless ``arguments`` names another module)
     help: str
+    arguments: str | None = None  # a torch-free module with add_arguments(parser): the parser is built on every call
 
 
 TRAINERS: dict[str, Trainer] = {
     "idf": Trainer("camouflage.training.idf", "train the identity-function (IDF) ControlNet of CAMOUFLaGE-Base"),
-    "light": Trainer("camouflage.light.train", "train CAMOUFLaGE-Light's IP-Adapter and T2I-Adapter jointly (SD frozen)"),
+    "light": Trainer("camouflage.light.train", "train CAMOUFLaGE-Light's IP-Adapter and T2I-Adapter jointly (SD frozen)",
+                     "camouflage.light.train_args"),
 }
 
 
@@ -32,13 +34,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = msub.add_parser("list", help="every model in the manifest and whether it is available here")
     p.add_argument("--models-dir", metavar="DIR", help="folder in the manifest layout")
     p.set_defaults(func=cmd_list)
-    p = msub.add_parser("fetch", help="download models (NAMES: models, sections or methods, e.g. 'base')")
-    p.add_argument("names", nargs="+", metavar="NAMES")
-    p.add_argument("--models-dir", metavar="DIR", help="download into DIR/<name> instead of the HF cache")
+    p = msub.add_parser("fetch", help="download models (NAMES: models, sections or methods, e.g. 'camouflage'); "
+                                      "every entry is checked before anything downloads",
+                        description="Download models from the hub, by method, manifest section or model name; every entry "
+                                    "is checked before anything downloads.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _epilog_on_help(p, _fetch_names)  # the manifest is read for --help only
+    p.add_argument("names", nargs="+", metavar="NAMES", help="methods, sections or models of configs/models.yaml (listed below)")
+    p.add_argument("--models-dir", metavar="DIR", help="download into DIR/<name> (the publishers' layout, locked in "
+                                                      "DIR/camstream.lock.json) instead of the HF cache")
     p.set_defaults(func=cmd_fetch)
-    p = msub.add_parser("make-tiny", help="write tiny RANDOM-weight models for every manifest entry (tests, demos)")
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("--resolution", type=int, default=64, help="resolution the tiny set is meant for (default 64)")
+    p = msub.add_parser("check", help="per model: present, unchanged since fetched, loads; per method: ready or not "
+                                      "(exit 0 only when METHOD is ready)")
+    p.add_argument("method", nargs="?", metavar="METHOD", help="the method that must be ready (default: camouflage)")
+    p.add_argument("--models-dir", metavar="DIR", help="folder in the manifest layout")
+    p.add_argument("--no-load", action="store_true", help="do not load the weights (presence and hashes only)")
+    p.set_defaults(func=cmd_check)
+    p = msub.add_parser("import", help="put a file you obtained yourself (e.g. FaRL's .pth) in place, after checking it loads")
+    p.add_argument("name", metavar="NAME", help="the manifest entry, e.g. farl")
+    p.add_argument("path", metavar="PATH", help="the publisher's file (or a folder of its files)")
+    p.add_argument("--models-dir", metavar="DIR", help="default: $CAMSTREAM_MODELS or ~/.cache/camstream/models")
+    p.set_defaults(func=cmd_import)
+    p = msub.add_parser(
+        "make-tiny", help="write tiny RANDOM-weight models for every manifest entry (tests, demos)",
+        description="Write tiny models with RANDOM weights in the manifest layout: checks an install offline; the output is noise.",
+        epilog="run them small, or they are slow for nothing: at the default 768 px and 25 steps one image through a\n"
+        "tiny Base took 200 s on a 2-core CPU, at 64 px and 4 steps 18 s:\n"
+        "  camstream run photo.jpg --method base --models-dir DIR --set base.resolution=64 --set base.steps=4\n"
+        "  camstream run clip.mp4 --method camouflage --models-dir DIR --set base.resolution=64 --set base.steps=4 \\\n"
+        "      --set light.resolution=64 --set light.steps=4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dir", metavar="DIR", help="folder to write the tiny set into (use it as --models-dir DIR)")
+    p.add_argument("--resolution", type=int, default=64, help="resolution the tiny set is meant for (default 64; run at it)")
     p.set_defaults(func=cmd_make_tiny)
 
     t = sub.add_parser("train", help="train the CAMOUFLaGE components (GPU recommended)")
@@ -46,8 +74,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     tsub.required = True
     for name, trainer in TRAINERS.items():
         p = tsub.add_parser(name, help=trainer.help)
-        importlib.import_module(trainer.module).add_arguments(p)
+        importlib.import_module(trainer.arguments or trainer.module).add_arguments(p)
         p.set_defaults(func=_run_trainer(trainer))
+
+    from .data.cli import register as register_data
+
+    register_data(sub)
+
+
+def _epilog_on_help(parser: argparse.ArgumentParser, epilog) -> None:  # noqa: ANN001 - () -> str
+    format_help = parser.format_help
+
+    def lazy() -> str:
+        parser.epilog = epilog()
+        return format_help()
+
+    parser.format_help = lazy  # type: ignore[method-assign]
+
+
+def _fetch_names() -> str:
+    """The names ``models fetch`` takes, from the manifest (YAML only: cheap at parse time)."""
+    from .manifest import load_manifest
+    from .methods import METHODS
+
+    try:
+        manifest = load_manifest()
+    except Exception as exc:  # noqa: BLE001 - a broken manifest must not break --help
+        return f"(the manifest could not be read: {exc})"
+    lines = ["methods (everything the method loads):", "  " + ", ".join(METHODS), "sections and their models:"]
+    lines += [f"  {section}: {', '.join(names)}" for section, names in manifest.sections.items()]
+    return "\n".join(lines)
 
 
 def _run_trainer(trainer: Trainer):  # noqa: ANN202
@@ -63,25 +119,77 @@ def cmd_list(args: argparse.Namespace) -> int:
     resolver = ModelResolver(models_dir=args.models_dir, offline=True)
     if resolver.random_weights:
         print(f"WARNING: {args.models_dir} holds RANDOM WEIGHTS ({RANDOM_MARKER}): output is noise")
-    rows = [("name", "section", "repo@revision", "licence", "here")]
+    rows = [("name", "section", "size", "licence", "here", "source")]
     for e in resolver.manifest:
         path = resolver.find(e.name)
-        rev = e.revision if e.pinned else f"{e.revision} (unpinned)"
-        rows.append((e.name, e.section, f"{e.repo}@{rev}", e.licence, str(path) if path else "missing"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        size = _size(path) if path else e.size
+        rows.append((e.name, e.section, _human(size) if size else "?", e.licence, str(path) if path else "missing", e.where))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5])
     return 0
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and ".camstream-converted" not in p.parts)
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from .manifest import ModelResolver
 
-    resolver = ModelResolver(models_dir=None)
     into = Path(args.models_dir) if args.models_dir else None
-    for name in resolver.manifest.expand(args.names):
+    resolver = ModelResolver(models_dir=into)
+    names = _expand(resolver, args.names)
+    todo, skipped = resolver.plan_fetch(names, explicit=required_entries(resolver.manifest, args.names))
+    for line in skipped:
+        print(f"skipped: {line}")
+    for name in todo:
         path = resolver.fetch(name, into)
         print(f"{name}: {path}")
+    return 0
+
+
+def _expand(resolver, names: list[str]) -> list[str]:  # noqa: ANN001
+    """An unknown name is bad usage (exit 2), not a missing model."""
+    from streamer.errors import ConfigError, ModelError
+
+    try:
+        return resolver.manifest.expand(names)
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def required_entries(manifest, names: list[str]) -> list[str]:  # noqa: ANN001 - Manifest
+    """Entries named directly, or optional ones a named method cannot do without."""
+    from .methods import METHODS
+
+    out = [n for n in names if n in manifest.entries]
+    for name in names:
+        if name in METHODS:
+            out += [n for s in METHODS[name].strict for n in manifest.sections.get(s, [])]
+    return out
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .models_check import run_check
+
+    return run_check(args.models_dir, args.method, load=not args.no_load)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .manifest import default_local_dir
+    from .models_check import import_file
+
+    target = import_file(args.models_dir or default_local_dir(), args.name, args.path)
+    print(f"{args.name}: {target}")
     return 0
 
 
@@ -89,5 +197,6 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
     from .tiny import make_tiny
 
     root = make_tiny(args.dir, resolution=args.resolution)
-    print(f"{root}: tiny models with RANDOM WEIGHTS written (for tests and demos only; output is noise)")
+    print(f"{root}: tiny models with RANDOM WEIGHTS written (for tests and demos only; output is noise); run them at "
+          f"--set base.resolution={args.resolution} --set base.steps=4 (and light.*): see 'camstream models make-tiny --help'")
     return 0

@@ -19,8 +19,10 @@ from streamer.errors import ConfigError
 @dataclass(frozen=True)
 class Method:
     factory: str  # "module:function", function(config: streamer.config.Config) -> Anonymizer
-    models: tuple[str, ...]  # manifest sections/entries it loads
+    models: tuple[str, ...]  # manifest sections/entries it loads (`models fetch METHOD` fetches them)
     help: str = ""
+    upgrades: tuple[str, ...] = ()  # sections it uses when present (`light.adapters: auto`), never fetched for it
+    strict: tuple[str, ...] = ()  # sections whose optional entries this method cannot do without
 
 
 METHODS: dict[str, Method] = {
@@ -33,11 +35,13 @@ METHODS: dict[str, Method] = {
         "camouflage.light.anonymizer:build_light_anonymizer",
         ("sd15", "vae", "light"),
         "CAMOUFLaGE-Light: IP-Adapter (FaRL) + T2I-Adapter (41-channel FACER attribute map), 2-4x faster",
+        strict=("light",),
     ),
     "camouflage": Method(
         "camouflage.video:build_camouflage_anonymizer",
-        ("base", "annotators", "light"),
+        ("base", "annotators", "public"),
         "CAMOUFLaGE for video: one fake person per track, Base keyframes, Light in between (default)",
+        upgrades=("light",),
     ),
 }
 

@@ -1,14 +1,14 @@
-"""``camstream models make-tiny DIR``: tiny RANDOM-weight models for every manifest entry,
-written in the same layout the loader reads (``DIR/<name>/``), so tests exercise the real
-loading path. ``DIR/RANDOM_WEIGHTS.txt`` marks the set; loaders warn loudly about it.
-
-Each entry folder also gets ``camstream_tiny.json`` listing the files written (the
-manifest's file patterns describe the real repos, which the tiny stand-ins only mirror).
+"""``camstream models make-tiny DIR``: RANDOM-weight models for every manifest entry, in
+the publisher's exact format (file names, key names, config files, dtype) under
+``DIR/<name>/``, built with the publisher's own code where it is a package (diffusers,
+transformers, controlnet-aux's model classes, pyfacer), so tests and demos go through the
+loaders real files go through. Tiny where the architecture is read from the files; full
+size where the format fixes it (controlnet-aux's NormalBAE, OpenPose and lineart nets:
+about 800 MB together). ``DIR/RANDOM_WEIGHTS.txt`` marks the set; loaders warn loudly.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -27,9 +27,10 @@ of the loading code only; never to anonymize real footage.
 CROSS_ATTENTION_DIM = 32
 
 
-def _finish(folder: Path) -> None:
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "camstream_tiny.json")
-    (folder / "camstream_tiny.json").write_text(json.dumps({"random_weights": True, "files": files}, indent=1))
+def _save_bin(model, folder: Path) -> None:  # noqa: ANN001 - a transformers model
+    """config.json + pytorch_model.bin: the layout of hub repos whose main has no safetensors."""
+    model.config.save_pretrained(folder)
+    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "pytorch_model.bin")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -106,20 +107,16 @@ def make_tiny_sd15(root: Path, seed: int = 0) -> None:
         "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
     }, indent=1))
-    _finish(sd)
 
     vae = AutoencoderKL(block_out_channels=(8, 8, 16, 16), norm_num_groups=8, latent_channels=4, sample_size=64,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1)
     vae.save_pretrained(root / "vae", safe_serialization=True)
-    _finish(root / "vae")
 
     for control in ("depth", "normal", "seg", "pose", "lineart"):
         tiny_controlnet(unet).save_pretrained(root / f"controlnet_{control}", safe_serialization=True)
-        _finish(root / f"controlnet_{control}")
     from .pipelines.base import make_idf_controlnet
 
     randomize_zero_convs(make_idf_controlnet(unet, embedding=(16,))).save_pretrained(root / "idf_controlnet", safe_serialization=True)
-    _finish(root / "idf_controlnet")
 
 
 def make_tiny_speed(root: Path, seed: int = 0) -> None:
@@ -141,7 +138,6 @@ def make_tiny_speed(root: Path, seed: int = 0) -> None:
     AutoencoderTiny(encoder_block_out_channels=(8,) * blocks, decoder_block_out_channels=(8,) * blocks,
                     num_encoder_blocks=(1,) * blocks, num_decoder_blocks=(1,) * blocks,
                     latent_channels=vae["latent_channels"]).save_pretrained(root / TINY_VAE, safe_serialization=True)
-    _finish(root / TINY_VAE)
 
     unet = UNet2DConditionModel.from_pretrained(root / "sd15" / "unet", local_files_only=True)
     # the modules the LCM-LoRA adapts (diffusers' train_lcm_distill_lora_sd.py)
@@ -156,7 +152,6 @@ def make_tiny_speed(root: Path, seed: int = 0) -> None:
     (root / LCM_LORA).mkdir(parents=True, exist_ok=True)
     # lora_unet_<module>.lora_down/lora_up/alpha, as in latent-consistency/lcm-lora-sdv1-5
     save_file({k: v.contiguous() for k, v in convert_state_dict_to_kohya(state).items()}, root / LCM_LORA / LCM_LORA_WEIGHTS)
-    _finish(root / LCM_LORA)
 
 
 def make_tiny_annotators(root: Path, seed: int = 0) -> None:
@@ -165,7 +160,6 @@ def make_tiny_annotators(root: Path, seed: int = 0) -> None:
         BlipConfig,
         BlipForConditionalGeneration,
         BlipImageProcessor,
-        BlipProcessor,
         ConvNextConfig,
         DepthAnythingConfig,
         DepthAnythingForDepthEstimation,
@@ -174,8 +168,6 @@ def make_tiny_annotators(root: Path, seed: int = 0) -> None:
         UperNetConfig,
         UperNetForSemanticSegmentation,
     )
-
-    from .annotators import TinyAnnotatorNet
 
     torch.manual_seed(seed)
     depth = DepthAnythingForDepthEstimation(DepthAnythingConfig(
@@ -186,18 +178,13 @@ def make_tiny_annotators(root: Path, seed: int = 0) -> None:
     depth.save_pretrained(root / "annotator_depth", safe_serialization=True)
     DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14,
                       do_pad=False).save_pretrained(root / "annotator_depth")
-    _finish(root / "annotator_depth")
 
     seg = UperNetForSemanticSegmentation(UperNetConfig(
         backbone_config=ConvNextConfig(hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1], out_features=["stage1", "stage2", "stage3", "stage4"]),
         hidden_size=8, auxiliary_channels=8, auxiliary_in_channels=16, num_labels=150, use_auxiliary_head=False))
-    seg.save_pretrained(root / "annotator_seg", safe_serialization=True)
+    _save_bin(seg, root / "annotator_seg")
     SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "annotator_seg")
-    _finish(root / "annotator_seg")
-
-    for control in ("normal", "pose", "lineart"):
-        TinyAnnotatorNet(control).save_pretrained(root / f"annotator_{control}")
-        _finish(root / f"annotator_{control}")
+    make_controlnet_aux_annotators(root)
 
     # BLIP with a word-piece vocabulary of a few words
     cap = root / "captioner"
@@ -216,9 +203,49 @@ def make_tiny_annotators(root: Path, seed: int = 0) -> None:
                        "image_size": 32, "patch_size": 8},
         projection_dim=16,
     )
-    BlipForConditionalGeneration(config).save_pretrained(cap, safe_serialization=True)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer).save_pretrained(cap)
-    _finish(cap)
+    _save_bin(BlipForConditionalGeneration(config), cap)
+    # the repo's layout: preprocessor_config.json + tokenizer files (no processor_config.json)
+    BlipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(cap)
+    tokenizer.save_pretrained(cap)
+    (cap / "vocab.txt").write_text("\n".join(words) + "\n")
+    if not (cap / "special_tokens_map.json").exists():  # the hub repo has one; transformers 5 writes none
+        (cap / "special_tokens_map.json").write_text(json.dumps({k: getattr(tokenizer, k) for k in (
+            "cls_token", "mask_token", "pad_token", "sep_token", "unk_token")}))
+
+
+def make_controlnet_aux_annotators(root: Path, seed: int = 0) -> None:
+    """lllyasviel/Annotators' files for NormalBAE, OpenPose and lineart, full size (their
+    architectures are fixed in controlnet-aux), random weights from controlnet-aux's classes."""
+    import contextlib
+    import io
+    import types
+    import warnings
+
+    from .annotators import _controlnet_aux_module
+
+    _controlnet_aux_module()
+    from controlnet_aux.lineart import Generator
+    from controlnet_aux.normalbae.nets.NNET import NNET
+    from controlnet_aux.open_pose.face import FaceNet
+    from controlnet_aux.open_pose.model import bodypose_model, handpose_model
+
+    torch.manual_seed(seed)
+    pose = root / "annotator_pose"
+    pose.mkdir(parents=True, exist_ok=True)
+    # body/hand files name each conv without its block prefix (controlnet-aux's util.transfer)
+    for model, file in ((bodypose_model(), "body_pose_model.pth"), (handpose_model(), "hand_pose_model.pth")):
+        torch.save({k.split(".", 1)[1]: v for k, v in model.state_dict().items()}, pose / file)
+    torch.save(FaceNet().state_dict(), pose / "facenet.pth")
+    normal = root / "annotator_normal"
+    normal.mkdir(parents=True, exist_ok=True)
+    args = types.SimpleNamespace(mode="client", architecture="BN", pretrained="scannet", sampling_ratio=0.4, importance_ratio=0.7)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.save({"model": NNET(args).state_dict()}, normal / "scannet.pt")
+    lineart = root / "annotator_lineart"
+    lineart.mkdir(parents=True, exist_ok=True)
+    for file in ("sk_model.pth", "sk_model2.pth"):
+        torch.save(Generator(3, 1, 3).state_dict(), lineart / file)
 
 
 def make_tiny(root: str | Path, resolution: int = 64, seed: int = 0) -> Path:
@@ -232,12 +259,9 @@ def make_tiny(root: str | Path, resolution: int = 64, seed: int = 0) -> Path:
     make_tiny_sd15(root, seed)
     make_tiny_speed(root, seed)
     make_tiny_annotators(root, seed)
-    try:
-        light = importlib.import_module("camouflage.light.tiny")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("camouflage.light", "camouflage.light.tiny"):
-            raise
-    else:
-        light.make_tiny_light(root)
+    from .light.tiny import make_tiny_light, make_tiny_public
+
+    make_tiny_light(root, seed)
+    make_tiny_public(root, seed)
     (root / "README.txt").write_text(f"tiny random models for {resolution} px tests; see RANDOM_WEIGHTS.txt\n")
     return root

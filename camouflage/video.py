@@ -10,8 +10,12 @@ Per frame, for every region (a tracked face or person):
    CAMOUFLaGE-Base, and the FaRL embedding of the fake face it drew becomes the
    identity's IP-Adapter target; on every other frame CAMOUFLaGE-Light renders the crop
    from the identity's seeded noise, conditioned on that keyframe face (IP-Adapter) and
-   on this frame's attribute/keypoint map (T2I-Adapter), so the fake person follows the
-   real one's pose and expression but keeps one face;
+   on this frame's pose (the trained T2I-Adapter on the attribute/keypoint map, or with
+   the public adapters the openpose ControlNet on the crop's pose drawing), so the fake
+   person follows the real one's pose and expression but keeps one face. An identity
+   never gets a random target: before its first keyframe face exists, a file frame
+   (quality) renders that keyframe first; a live frame (realtime) gets the identity's
+   latest fake face or the fallback while the keyframe renders in the background;
 3. all crops of a kind are generated in one batch (``max_batch`` at a time) and pasted
    back by :mod:`camouflage.compositor` (feathered, colour-matched; nothing outside the
    feathered mask changes).
@@ -92,6 +96,7 @@ class _Job:
 class _Rendered:
     crops: list[np.ndarray | None]  # per job; None: failed (covered by the fallback)
     errors: list[str] = field(default_factory=list)
+    waiting: set[int] = field(default_factory=set)  # jobs with no identity target yet: not rendered
 
 
 @dataclass
@@ -105,6 +110,7 @@ class VideoStats:
     generated_regions: int = 0  # pasted from this frame's own render
     failed_regions: int = 0  # generator error: fallback
     late_regions: int = 0  # latency budget blown: fallback
+    waiting_regions: int = 0  # of late_regions: no keyframe face yet (or untracked) to render from
     reused_regions: int = 0  # latency budget blown: the identity's latest fake face, re-fitted to the box
     unet_evals: Counter = field(default_factory=Counter)  # "base" / "light" -> UNet sample evaluations
     flicker_sum: float = 0.0
@@ -129,6 +135,7 @@ class VideoStats:
             "generated_regions": self.generated_regions,
             "fallback_failed_regions": self.failed_regions,
             "fallback_late_regions": self.late_regions,
+            "fallback_waiting_regions": self.waiting_regions,
             "reused_late_regions": self.reused_regions,
             "unet_evals_per_face_frame": round(per_face, 2) if per_face is not None else None,
             "per_frame_base_unet_evals_per_face_frame": round(base_per_face, 2) if base_per_face is not None else None,
@@ -264,7 +271,8 @@ class CamouflageVideoAnonymizer:
 
     def report(self) -> dict[str, Any]:
         """The run report's ``anonymizer`` section."""
-        return {"mode": "realtime" if self.realtime else "quality", **self.stats.to_dict(self.bank.created)}
+        return {"mode": "realtime" if self.realtime else "quality", "light_adapters": self.light.adapters,
+                **self.stats.to_dict(self.bank.created)}
 
     def stop(self) -> None:
         """Any running render stops at its next U-Net evaluation (its regions get the
@@ -280,6 +288,11 @@ class CamouflageVideoAnonymizer:
             if worker is not None:
                 worker.shutdown(wait=True, cancel_futures=True)
         self._worker = self._key_worker = None
+        # The U-Nets outlive this anonymizer when a worker keeps its models for the next
+        # file: a stopped run's hooks left on them would stop every later render.
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
     # -- planning (cheap, in the caller's thread) ----------------------------------------
 
@@ -305,10 +318,12 @@ class CamouflageVideoAnonymizer:
                     identity = self.bank.get(region.track_id, index)
             if identity is not None:
                 reason = self.policy.reason(identity, index, scene_cut, landmarks)
+                if reason is None and identity.embedding is None:  # no keyframe face yet (its birth's failed)
+                    reason = "first"
                 seed = identity.seed
             else:
-                # untracked: Light with a transient face, or Base when every frame is a keyframe
-                reason = "untracked" if self.policy.every == 1 else None
+                # untracked: no identity to keep, so no Light target: Base (files), the fallback (live)
+                reason = "untracked"
                 seed = self.bank.seed_for(max(region.track_id, 0)) ^ 0x5BD1E995
             if self.fresh_noise:  # the flicker baseline: new noise every frame
                 seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0]) & 0x7FFFFFFF
@@ -350,28 +365,40 @@ class CamouflageVideoAnonymizer:
                         ident.keyframes += 1
                         _keep_latest(ident, g, index)
                 self.stats.keyframes[jobs[i].keyframe] += 1
-        rest = [i for i in range(len(jobs)) if not jobs[i].keyframe]
-        for chunk in _chunks(rest, self.max_batch):
+        rest = []
+        for i, job in enumerate(jobs):
+            if job.keyframe:
+                continue
+            with self._lock:
+                target = job.identity.embedding if job.identity is not None else None
+            if target is None:  # never a random identity: wait for the keyframe face (reuse/fallback meanwhile)
+                out.waiting.add(i)
+            else:
+                rest.append((i, target))
+        light = self.light
+        public = light.adapters == "public"
+        for chunk_items in _chunks(rest, self.max_batch):
+            chunk = [i for i, _ in chunk_items]
             try:
                 originals = self._embed([(image, faces[i].box) for i in chunk])
-                targets, maps = [], []
-                for i, original in zip(chunk, originals, strict=True):
-                    ident = jobs[i].identity
-                    known = ident.embedding if ident is not None else None
-                    targets.append(known if known is not None else _random_identity(jobs[i].seed, original))
-                    w = jobs[i].window
-                    # every face visible in the crop is in its map; the z-buffer keeps them apart
-                    maps.append(build_attribute_map(faces, (w.resolution, w.resolution), offset=(w.ox, w.oy), scale=w.scale))
-                    if ident is not None:
-                        ident.attribute_map, ident.landmarks = maps[-1], jobs[i].landmarks
-                light = self.light
+                controls = []
+                for i in chunk:
+                    ident, w = jobs[i].identity, jobs[i].window
+                    if public:  # this crop's pose, drawn by Base's openpose annotator
+                        controls.append(light.pose(crops[i], w.resolution))
+                    else:  # every face visible in the crop is in its map; the z-buffer keeps them apart
+                        controls.append(build_attribute_map(faces, (w.resolution, w.resolution), offset=(w.ox, w.oy),
+                                                            scale=w.scale))
+                        ident.attribute_map = controls[-1]
+                    ident.landmarks = jobs[i].landmarks
+                condition = {"control_image" if public else "attribute_map": np.stack(controls)}
                 images = light.pipe(
-                    np.stack([crops[i] for i in chunk]), np.stack(maps), prompt=light.prompt,
-                    identity_embeds=torch.stack(targets), original_embeds=torch.stack(originals),
+                    np.stack([crops[i] for i in chunk]), prompt=light.prompt,
+                    identity_embeds=torch.stack([t for _, t in chunk_items]), original_embeds=torch.stack(originals),
                     strength=light.strength, num_inference_steps=light.steps,
                     anonymization_scale=light.anonymization_scale, adapter_conditioning_scale=light.adapter_scale,
                     ip_adapter_scale=light.ip_adapter_scale,
-                    generator=[torch.Generator().manual_seed(jobs[i].seed) for i in chunk],
+                    generator=[torch.Generator().manual_seed(jobs[i].seed) for i in chunk], **condition,
                 ).images
             except _Stopped:
                 raise
@@ -390,16 +417,15 @@ class CamouflageVideoAnonymizer:
         return out
 
     def _embed(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list:
-        """FaRL embeddings of the faces at ``(image, box)``, one encoder call."""
+        """What Light's IP-Adapter takes for the faces at ``(image, box)`` (FaRL's embedding, or
+        the ViT-H hidden states of IP-Adapter plus), one encoder call."""
         import torch
 
         from .light.attributes import face_crops
 
-        encoder = self.light.pipe.image_encoder
-        crops = torch.cat([face_crops(img, [box], encoder.config.image_size) for img, box in items])
-        p = next(encoder.parameters())
-        with torch.no_grad():
-            return list(encoder(pixel_values=crops.to(p.device, p.dtype)).image_embeds.float().cpu())
+        size = self.light.pipe.image_encoder.config.image_size
+        crops = torch.cat([face_crops(img, [box], size) for img, box in items])
+        return list(self.light.pipe.identity_embeddings(crops).float().cpu())
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -417,9 +443,11 @@ class CamouflageVideoAnonymizer:
         failed: list[Region] = []
         covered: dict[int, np.ndarray] = {}
         late = rendered is None  # then each region gets its identity's latest face, else the fallback
-        crops = [self._reusable(job, index) for job in jobs] if late else rendered.crops
+        waiting = set() if late else rendered.waiting
+        crops = [self._reusable(job, index) if late or k in waiting else rendered.crops[k] for k, job in enumerate(jobs)]
         errors = [] if late else rendered.errors
-        for job, crop in zip(jobs, crops, strict=True):
+        waited = 0
+        for k, (job, crop) in enumerate(zip(jobs, crops, strict=True)):
             hard = None
             if crop is not None:
                 try:
@@ -428,6 +456,9 @@ class CamouflageVideoAnonymizer:
                     errors.append(str(exc))
             if hard is None:
                 failed.append(job.region)
+                waited += k in waiting
+            elif k in waiting:
+                self.stats.reused_regions += 1
             elif job.identity is not None and original is not None:
                 full = np.zeros(image.shape[:2], bool)
                 full[job.window.in_frame(image.shape[1], image.shape[0])] = hard
@@ -437,8 +468,11 @@ class CamouflageVideoAnonymizer:
             self.stats.late_regions += len(failed)
             self.stats.reused_regions += pasted
         else:
-            self.stats.failed_regions += len(failed)
-            self.stats.generated_regions += pasted
+            reused = sum(1 for k in waiting if crops[k] is not None)
+            self.stats.waiting_regions += waited  # late for their keyframe: counted as late too
+            self.stats.late_regions += waited
+            self.stats.failed_regions += len(failed) - waited
+            self.stats.generated_regions += pasted - reused
         if errors:  # a render's or a paste's (a reused face's too)
             log.warning("frame %d: %s; %d region(s) covered with %s", index, "; ".join(errors)[:300],
                         len(failed), self.fallback.name)
@@ -468,8 +502,9 @@ class CamouflageVideoAnonymizer:
     def _rendered(self, image: np.ndarray, jobs: list[_Job], index: int) -> _Rendered | None:
         """Quality: render now. Realtime: in the worker, waiting at most ``latency`` seconds;
         None when it is late (or still busy with an earlier frame). Realtime keyframes run
-        Base in a second worker, in the background: the frame itself gets Light (with the
-        identity's last keyframe face, or a seeded stand-in before the first one lands)."""
+        Base in a second worker, in the background: the frame itself gets Light with the
+        identity's last keyframe face (before the first one lands: its latest face, else
+        the fallback)."""
         if not self.realtime:
             return self.render(image, jobs, index)
         if any(j.keyframe for j in jobs):
@@ -509,15 +544,6 @@ def _log_background_errors(index: int, what: str, future: Future) -> None:
         log.warning("frame %d (%s): %s", index, what, "; ".join(errors)[:300])
 
 
-def _random_identity(seed: int, original):  # noqa: ANN001, ANN202 - torch tensors
-    """A target embedding drawn from ``seed`` at the original's norm: for a region with no
-    keyframe face yet (untracked, or its keyframe failed)."""
-    import torch
-
-    target = torch.randn(original.shape, generator=torch.Generator().manual_seed(seed + 1))
-    return target / target.norm().clamp_min(1e-6) * original.norm()
-
-
 class _Clock:
     """Adds the time since the previous call to ``totals[stage]``."""
 
@@ -534,14 +560,30 @@ def _chunks(items: list[int], size: int) -> list[list[int]]:
     return [items[k:k + size] for k in range(0, len(items), size)]
 
 
+ADAPTERS = ("auto", "camouflage", "public")
+
+
+def choose_adapters(asked: str, resolver) -> str:  # noqa: ANN001 - ModelResolver
+    """``light.adapters``: ``auto`` takes the trained CAMOUFLaGE-Light adapters when every
+    one of them is here, else the public ones (IP-Adapter plus-face + openpose ControlNet)."""
+    from .light import loading
+
+    if asked not in ADAPTERS:
+        raise ConfigError(f"light.adapters {asked!r}: use {', '.join(ADAPTERS)}")
+    if asked != "auto":
+        return asked
+    return "camouflage" if all(resolver.available(n) for n in loading.CAMOUFLAGE_ADAPTERS) else "public"
+
+
 def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: ANN001 - streamer.config.Config
     """``--method camouflage``: every model of Base and Light resolved first (one error
-    naming all missing ones and the fetch command), then both loaded."""
+    naming all missing ones and the fetch command), then both loaded. Light's adapters:
+    ``light.adapters`` (see :func:`choose_adapters`), logged and in the run report."""
     from streamer.runner import build_classical
 
     from .anonymizer import build_base_anonymizer
     from .light import loading
-    from .light.anonymizer import build_light_anonymizer
+    from .light.anonymizer import build_light_anonymizer, build_public_light
     from .manifest import ModelResolver
     from .pipelines import BASE_MODELS, CONTROLS
     from .speed import speed_models
@@ -549,14 +591,26 @@ def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: A
     a, c = config.anonymize, config.camouflage
     if a.scope == "scene":
         raise ConfigError("--method camouflage renders crops per identity: use --scope face or person")
+    resolver = ModelResolver(models_dir=config.models.dir, offline=config.models.offline)
+    adapters = choose_adapters(config.light.adapters, resolver)
+    if adapters == "public" and "pose" in config.base.annotators:
+        raise ConfigError("the public Light adapters need Base's openpose annotator: drop base.annotators.pose")
     needed = [*BASE_MODELS, *(f"annotator_{k}" for k in CONTROLS if k not in config.base.annotators)]
     if config.base.prompt is None:
         needed.append("captioner")
-    needed += [n for n in loading.LIGHT_MODELS if n not in needed]
+    light_models = loading.LIGHT_MODELS if adapters == "camouflage" else loading.PUBLIC_MODELS
+    needed += [n for n in light_models if n not in needed]
     speed = speed_models(config.speed.lcm, config.speed.tiny_vae)
-    ModelResolver(models_dir=config.models.dir, offline=config.models.offline).resolve_many(
-        [*needed, *speed], fetch_as=" ".join(["camouflage", *speed]))
-    base, light = build_base_anonymizer(config), build_light_anonymizer(config)
+    resolver.resolve_many([*needed, *speed], fetch_as=" ".join(["camouflage", *speed]))
+    base = build_base_anonymizer(config)
+    if adapters == "camouflage":
+        light = build_light_anonymizer(config)
+        log.info("Light in-between frames: trained CAMOUFLaGE-Light adapters (light.adapters: %s)", config.light.adapters)
+    else:
+        light = build_public_light(config, base.pipeline.controlnet.nets[CONTROLS.index("pose")], base.annotators["pose"])
+        log.info("Light in-between frames: public adapters, IP-Adapter plus-face fed the keyframe face + openpose "
+                 "ControlNet (light.adapters: %s%s)", config.light.adapters,
+                 "; trained adapters not all here" if config.light.adapters == "auto" else "")
     policy = KeyframePolicy(every=c.keyframe_every, on_birth=c.keyframe_on_birth, on_scene_cut=c.keyframe_on_scene_cut,
                             pose_change=c.keyframe_pose_change)
     return CamouflageVideoAnonymizer(

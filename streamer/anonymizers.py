@@ -141,7 +141,35 @@ class BlurAnonymizer(_ClassicalAnonymizer):
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-CLASSICAL = {"solid": SolidAnonymizer, "pixelate": PixelateAnonymizer, "blur": BlurAnonymizer}
+class ImageAnonymizer(_ClassicalAnonymizer):
+    """A picture (``--replace-with``) stretched over each face's covered area; opaque,
+    so nothing of the face shows through."""
+
+    name = "image"
+
+    def __init__(self, shape: Shape | None = None, image: np.ndarray | None = None) -> None:
+        super().__init__(shape)
+        if image is None or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError("ImageAnonymizer needs an RGB image")
+        self.image = image
+
+    def cover(self, crop: np.ndarray, region: Region) -> np.ndarray:
+        h, w = crop.shape[:2]
+        return cv2.resize(self.image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def load_replacement(path: str) -> np.ndarray:
+    """The ``--replace-with`` image as RGB; an alpha channel is dropped (a see-through
+    picture would let the face show)."""
+    from .errors import InputError
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"{path}: --replace-with needs an image OpenCV can read")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+CLASSICAL = {"solid": SolidAnonymizer, "pixelate": PixelateAnonymizer, "blur": BlurAnonymizer, "image": ImageAnonymizer}
 
 
 def cover_frame(image: np.ndarray) -> np.ndarray:

@@ -10,11 +10,10 @@ import argparse
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from .errors import CamstreamError, ConfigError
+from .errors import CamstreamError, ConfigError, ModelError
+from .extras import missing_extra
 
 log = logging.getLogger("camstream")
 
@@ -22,6 +21,8 @@ EPILOG = """examples:
   camstream run footage.mp4                      -> footage.anonymized.mp4 beside it
                                                     (camouflage: needs 'camstream models fetch camouflage')
   camstream run footage.mp4 --method pixelate --report report.json
+  camstream run a.mp4 b.mp4 photos/ -o out/ --method blur   many inputs: one output each in out/
+  camstream run footage.mp4 --method pixelate --draw-detections -o tune.mp4   boxes, ids, scores drawn
   camstream run footage.mp4 --config realtime    Base keyframes + LCM/TAESD Light in between
   camstream run footage.mp4 --config quality     every frame rendered, keyframes every 24 frames
   camstream run rtsp://cam.local/stream -o rtsp://relay.local/anon
@@ -55,13 +56,19 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", help="video file, image, folder of images, rtsp://... URL, or webcam:N")
-    p.add_argument("-o", "--output", help="output file, folder or rtsp:// URL (default: INPUT.anonymized.mp4 beside the input)")
-    p.add_argument("-m", "--method", choices=_methods(), help="how faces are replaced (default: camouflage, the diffusion method; solid/pixelate/blur need no models)")
+    p.add_argument("input", nargs="+", metavar="INPUT",
+                   help="what to anonymize: a video file, an image, a folder of images, an rtsp://... URL or webcam:N "
+                   "(/dev/videoN); several INPUTs run one after the other (or side by side on a Ray cluster with --ray)")
+    p.add_argument("-o", "--output", help="output file, folder or rtsp:// URL (default: INPUT.anonymized.mp4 beside the input); "
+                   "with several INPUTs a folder, one output per input in it")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (refused by default; never the input)")
+    p.add_argument("-m", "--method", choices=_methods(), help="how faces are replaced (default: camouflage, the diffusion method: "
+                   "needs camstream[diffusion] and its models; solid/pixelate/blur/image need neither)")
     p.add_argument("--fallback", choices=["solid", "pixelate", "blur"], help="cover used when the method fails (default: solid)")
     p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help=f"YAML config or preset name (repeatable; presets: {_presets()})")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
-    p.add_argument("--report", metavar="PATH", help="write a JSON report (frames, tracks, misses bridged, fps per stage)")
+    p.add_argument("--report", metavar="PATH", help="write a JSON report (frames, tracks, misses bridged, fps per stage); "
+                   "with several INPUTs a folder: one OUTPUT-NAME.report.json per input")
     p.add_argument("--scope", choices=["face", "person", "scene"], help="what the method replaces (default face)")
     p.add_argument("--models-dir", metavar="DIR", help="folder with the diffusion models (see 'camstream models')")
     p.add_argument("--device", help="torch device for diffusion methods: auto, cpu, cuda, cuda:N")
@@ -79,12 +86,25 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--no-audio", dest="keep_audio", action="store_false", default=None, help="drop the audio track")
     o.add_argument("--keep-metadata", action="store_true", default=None, help="keep container metadata (GPS, dates, device); stripped by default")
+    o.add_argument("--audio-streams", choices=["all", "first", "none"], help="source streams carried over: all audio and subtitle streams the container holds (default), the first audio stream, or none")
+    o.add_argument("--keep-rotation", action="store_true", default=None, help="store the frames as the source does, with its display matrix (default: turn them upright)")
     o.add_argument("--crf", type=int, help="x264 quality, lower is better (default 20)")
     o.add_argument("--start", type=_time, help="start time in the input (seconds or [h:]m:s)")
     o.add_argument("--end", type=_time, help="end time in the input (seconds or [h:]m:s)")
     o.add_argument("--preview", action="store_true", help="show original | anonymized side by side in a window (never written)")
+    o.add_argument("--preview-file", metavar="PATH", help="write a side-by-side preview for machines without a display: the output "
+                   "with the detections drawn | the output as written. It never holds an original pixel (one INPUT only)")
+    o.add_argument("--replace-with", metavar="IMAGE", help="paste IMAGE over every face (the method 'image'; transparency is dropped)")
+    o.add_argument("--mosaic-size", type=int, metavar="N", help="pixelate with N cells across each face (default 6; fewer is "
+                   "stronger; cells are never under 10 px); implies --method pixelate unless --method is given")
+    o.add_argument("--draw-detections", action="store_true", help="draw each covered region's box, track id and score onto the "
+                   "anonymized output, to tune --threshold and --margin (drawn after the cover: never over a raw face)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or stats")
-    p.set_defaults(func=cmd_run)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print tracebacks and debug logs")
+    from .scale.cli import add_batch_options
+
+    add_batch_options(p)
+    p.set_defaults(func=cmd_run, usage_error=p.error)
 
 
 def _presets() -> str:
@@ -97,7 +117,7 @@ def _presets() -> str:
 def _methods() -> list[str]:
     import importlib.util
 
-    methods = ["solid", "pixelate", "blur"]
+    methods = ["solid", "pixelate", "blur", "image"]
     if importlib.util.find_spec("camouflage.methods") is not None:
         from camouflage.methods import METHODS
 
@@ -113,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="print tracebacks and debug logs")
-    parser.add_argument("--version", action="version", version=f"camstream {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_run_parser(sub)
@@ -126,13 +146,20 @@ def _optional_commands() -> list:
     import importlib
 
     modules = []
-    for name in ("streamer.evaluation.cli", "camouflage.cli"):
+    for name in ("streamer.evaluation.cli", "camouflage.cli", "streamer.scale.cli"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
             if exc.name and not name.startswith(exc.name):
                 raise
     return modules
+
+
+class _Version(argparse.Action):
+    """--version, reading the installed metadata only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        parser.exit(message=f"camstream {_version()}\n")
 
 
 def _version() -> str:
@@ -144,27 +171,19 @@ def _version() -> str:
         return "0+unknown"
 
 
-def default_output(input_uri: str, kind: str) -> str:
-    if kind in ("stream", "webcam"):
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = "webcam" if kind == "webcam" else (input_uri.split("://", 1)[1].split("/")[0].split("@")[-1].replace(":", "_") or "stream")
-        return f"{name}-{stamp}.anonymized.mkv"
-    path = Path(input_uri)
-    if kind == "images":
-        return str(path.with_name(path.name + ".anonymized"))
-    if kind == "image":
-        return str(path.with_name(f"{path.stem}.anonymized{path.suffix}"))
-    return str(path.with_name(f"{path.stem}.anonymized.mp4"))
-
-
-def cmd_run(args: argparse.Namespace) -> int:
+def run_config(args: argparse.Namespace):  # noqa: ANN201 - a streamer.config.Config
+    """The config the flags ask for: files and presets, --set, then the flags."""
     from .config import load_config
-    from .runner import run
 
     config = load_config(args.config, args.set)
     det, trk, ano, out = config.detection, config.tracking, config.anonymize, config.output
+    if args.replace_with and args.method not in (None, "image"):
+        raise ConfigError(f"--replace-with is the method 'image', not {args.method!r}")
+    if args.mosaic_size is not None and args.mosaic_size < 1:
+        raise ConfigError("--mosaic-size must be at least 1")
+    method = args.method or ("image" if args.replace_with else "pixelate" if args.mosaic_size is not None else None)
     for value, obj, attr in [
-        (args.method, ano, "method"),
+        (method, ano, "method"),
         (args.fallback, ano, "fallback"),
         (args.threshold, det, "threshold"),
         (args.detector, det, "detector"),
@@ -175,35 +194,69 @@ def cmd_run(args: argparse.Namespace) -> int:
         (args.person_weights, det, "person_weights"),
         (args.keep_audio, out, "keep_audio"),
         (args.keep_metadata, out, "keep_metadata"),
+        (args.audio_streams, out, "audio_streams"),
+        (args.keep_rotation, out, "keep_rotation"),
         (args.crf, out, "crf"),
         (args.scope, ano, "scope"),
         (args.models_dir, config.models, "dir"),
         (args.device, config.models, "device"),
+        (args.replace_with, ano, "replace_with"),
+        (args.mosaic_size, ano, "pixelate_blocks"),
     ]:
         if value is not None:
             setattr(obj, attr, value)
     if args.persons:
         det.persons = True
-    det.persons_optional = det.persons_optional or args.persons_optional
-    det.allow_sparse = det.allow_sparse or args.allow_sparse_detection
+    det.persons_optional = det.persons_optional or getattr(args, "persons_optional", False)
+    det.allow_sparse = det.allow_sparse or getattr(args, "allow_sparse_detection", False)
+    if config.anonymize.method == "image" and not config.anonymize.replace_with:
+        raise ConfigError("--method image needs --replace-with IMAGE")
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .batch import run_jobs
+    from .paths import Job, check_output, plan
+
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise ConfigError("--end must be after --start")
-    report = run(
-        args.input,
-        args.output,
-        config,
-        start=args.start,
-        end=args.end,
-        report_path=args.report,
-        progress=not args.quiet,
-        preview=args.preview,
-    )
-    return 0 if report.status in ("ok", "partial") else 1
+    if args.ray is not None:  # every input one unit of work on Ray (streamer/scale): its own output checks and skip rule
+        from .scale.batch import run_batch_cli
+
+        return run_batch_cli(args, run_config(args))
+    if args.preview_file and len(args.input) > 1:
+        raise ConfigError("--preview-file takes one INPUT")
+    jobs = plan(args.input, args.output, args.report)
+    if args.preview_file:  # the same no-clobber rule as the output
+        check_output(Job(jobs[0].input, args.preview_file, jobs[0].kind), args.overwrite)
+    config = run_config(args)
+
+    def run_one(job):  # noqa: ANN001, ANN202 - paths.Job -> report.RunReport
+        from .runner import run  # the pipeline's imports, once the inputs and outputs are known to be good
+
+        return run(
+            job.input,
+            job.output,
+            config,
+            start=args.start,
+            end=args.end,
+            report_path=job.report,
+            progress=not args.quiet,
+            preview=args.preview,
+            preview_file=args.preview_file,
+            draw_detections=args.draw_detections,
+        )
+
+    return run_jobs(jobs, run_one, overwrite=args.overwrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse reports a subcommand's unknown flags with the top-level usage; show the command's own
+        error = getattr(args, "usage_error", parser.error)
+        error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="camstream: %(message)s",
@@ -222,6 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("camstream: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        if args.debug:
+            log.exception("error")
+        print(f"camstream: error: {missing}", file=sys.stderr)
+        return ModelError.exit_code
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless --debug
         if args.debug:
             log.exception("internal error")

@@ -53,6 +53,7 @@ class AnonymizeConfig:
     pixelate_blocks: int = 6
     blur_strength: float = 0.25
     color: list[int] = field(default_factory=lambda: [0, 0, 0])
+    replace_with: str | None = None  # method "image": the picture pasted over each face (--replace-with)
 
 
 @dataclass
@@ -61,6 +62,8 @@ class OutputConfig:
     preset: str = "veryfast"
     keep_audio: bool = True
     keep_metadata: bool = False
+    audio_streams: str = "all"  # "all" audio and subtitle streams the container holds | "first" audio | "none"
+    keep_rotation: bool = False  # store frames as the source does, with its display matrix, instead of upright
 
 
 @dataclass
@@ -109,7 +112,8 @@ class LightConfig:
     resolution: int = 768  # generated crop size (rounded down to a multiple of 64 for SD1.5)
     steps: int = 25
     strength: float = 0.75
-    anonymization_scale: float = 1.0  # a_s of the negative identity guidance; 1 = off (one U-Net pass)
+    anonymization_scale: float = 1.25  # a_s of the negative identity guidance (2 U-Net branches); 1 = off (-c realtime)
+    adapters: str = "auto"  # video method: "camouflage" (trained), "public" (IP-Adapter plus-face + openpose), "auto": trained if present
     ip_adapter_scale: float = 0.6
     adapter_scale: float = 1.0  # T2I-Adapter (attribute/keypoint map) residual scale
     seed: int = 0

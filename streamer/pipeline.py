@@ -32,7 +32,7 @@ from tracking.detectors import Detector
 from tracking.tracker import CoverageMemory, FaceTracker, Region, enlarge, match_regions
 
 from .anonymizers import Anonymizer, cover_frame
-from .errors import CamstreamError, Interrupted
+from .errors import CamstreamError, InputError, Interrupted, StreamError
 from .frame import Frame
 from .report import RunReport, StageTimer
 from .sinks import Sink
@@ -184,6 +184,7 @@ class Pipeline:
         self.max_growth = self.tracker.hold_max_growth
         self._thumb: np.ndarray | None = None
         self._size: tuple[int, ...] | None = None
+        self._covered: dict[int, list[int]] = {}  # track id (-1: none confirmed) -> [first, last, frames covered]
 
     # -- stages ---------------------------------------------------------------------
 
@@ -296,6 +297,9 @@ class Pipeline:
         t = time.perf_counter()
         regions = _dedupe(regions)
         self.report.regions_covered += len(regions)
+        for tid in {r.track_id for r in regions}:  # every frame a track is covered in, detected or not
+            span = self._covered.setdefault(tid, [frame.index, frame.index, 0])
+            span[1], span[2] = frame.index, span[2] + 1
         self.report.regions_held += sum(r.state == "held" for r in regions)
         self.report.regions_backfilled += sum(r.state == "backfilled" for r in regions)
         before = frame.image.copy() if self.preview is not None else None
@@ -428,55 +432,101 @@ class Pipeline:
         started = time.perf_counter()
         success = False
         frames = None
-        try:
-            with self._signals_stop():
-                reader.start()
-                writer.start()
-                frames = self.process(self.frames(inq))
-                for frame in frames:
-                    if write_errors:
-                        break
-                    self._put(outq, frame)
-                    if self._stop.is_set():
-                        break
-                if self._interrupted:
-                    raise Interrupted(self._interrupted)
-                success = not write_errors
-        except Interrupted as exc:
-            self.report.status = "interrupted"
-            self.report.error = str(exc)
-            raise
-        except CamstreamError as exc:
-            self.report.status = "error"
-            self.report.error = str(exc)
-            raise
-        except Exception as exc:
-            self.report.status = "error"
-            self.report.error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self._stop.set()
-            if frames is not None:
-                frames.close()  # ends the detection worker pool now, not at garbage collection
-            self._put(outq, _END, always=True)
-            writer.join()
-            reader.join(timeout=5)
-            if reader.is_alive():  # stuck in a network read: a live source closes safely under it
-                self.source.close()
-                reader.join(timeout=5)
-            else:
-                self.source.close()
-            output = self.sink.close(success=success and not write_errors)
-            self.report.output = str(output) if output else None
-            self._finish_report(time.perf_counter() - started)
-            if success and write_errors:
-                success = False
+        # Outside: signals are only noted while the output is finished (a second Ctrl-C
+        # that cut the closing short left an unplayable file). Inside: they stop the run.
+        with self.signals_deferred():
+            try:
+                with self._signals_stop():
+                    reader.start()
+                    writer.start()
+                    frames = self.process(self.frames(inq))
+                    for frame in frames:
+                        if write_errors:
+                            break
+                        self._put(outq, frame)
+                        if self._stop.is_set():
+                            break
+                    if self._interrupted:
+                        raise Interrupted(self._interrupted)
+                    success = not write_errors
+            except Interrupted as exc:
+                self.report.status = "interrupted"
+                self.report.error = str(exc)
+                raise
+            except CamstreamError as exc:
+                self.report.status = "error"
+                self.report.error = str(exc)
+                raise
+            except Exception as exc:
+                self.report.status = "error"
+                self.report.error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                self._finish(frames, outq, writer, reader, success and not write_errors, started)
         if write_errors:
             self.report.status = "error"
             self.report.error = str(write_errors[0])
             raise write_errors[0]
+        if self.sink.error is not None:
+            self.report.status = "error"
+            self.report.error = str(self.sink.error)
+            raise self.sink.error
+        if self.report.frames_in == 0:
+            empty = self._nothing_read()
+            self.report.status, self.report.error = "error", str(empty)
+            raise empty
         self.report.status = "partial" if self.report.decode_errors else "ok"
         return self.report
+
+    def _finish(self, frames: Iterator[Frame] | None, outq: queue.Queue, writer: threading.Thread,
+                reader: threading.Thread, success: bool, started: float) -> None:
+        """Stop the threads, close source and sink, complete the report."""
+        self._stop.set()
+        if frames is not None:
+            frames.close()  # ends the detection worker pool now, not at garbage collection
+        self._put(outq, _END, always=True)
+        writer.join()
+        reader.join(timeout=5)
+        if reader.is_alive():  # stuck in a network read: a live source closes safely under it
+            self.source.close()
+            reader.join(timeout=5)
+        else:
+            self.source.close()
+        output = self.sink.close(success=success)
+        self.report.output = str(output) if output else None
+        muxed = getattr(self.sink, "frames_muxed", None)
+        if muxed is not None:  # what the file holds (the encoder's last frames, if any, included)
+            self.report.frames_out = muxed if output else 0
+        if self.sink.error is not None and self.report.status == "running":
+            self.report.status = "error"  # a failure to finish the file, with no earlier one
+            self.report.error = str(self.sink.error)
+        self._finish_report(time.perf_counter() - started)
+
+    def _nothing_read(self) -> CamstreamError:
+        info = self.source.info
+        start = getattr(self.source, "start", None)
+        what = f"no video frames after --start {start:g} s" if start else "no video frames"
+        if info.live:
+            return StreamError(f"{info.uri}: the stream delivered {what}")
+        return InputError(f"{info.uri}: {what}; nothing written")
+
+    @contextmanager
+    def signals_deferred(self) -> Iterator[None]:
+        """While the output is finished: SIGINT/SIGTERM are noted, not raised."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, _frame: object) -> None:
+            self._interrupted = self._interrupted or signum
+            log.warning("finishing the output and the report first (kill -9 keeps the file playable up to its last second)")
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def _finish_report(self, wall: float) -> None:
         r = self.report
@@ -486,17 +536,23 @@ class Pipeline:
         r.wall_seconds = round(wall, 3)
         r.fps = round(r.frames_out / wall, 2) if wall > 0 else 0.0
         r.stages = {name: timer.summary() for name, timer in self.timers.items()}
+        r.streams = list(getattr(self.sink, "streams", None) or [])
         figures = getattr(self.anonymizer, "report", None)
         if callable(figures):
             r.anonymizer = figures()
+        tracks = self.tracker.stats
+        ids = sorted((set(tracks) | set(self._covered)) - {-1})
         r.tracks = [
             {
-                "track_id": s.track_id,
-                "first_frame": s.first_frame,
-                "last_frame": s.last_frame,
-                "frames_covered": s.frames_covered,
-                "frames_detected": s.frames_detected,
-                "misses_bridged": s.frames_held,
+                "track_id": tid,
+                "first_frame": self._covered[tid][0] if tid in self._covered else tracks[tid].first_frame,
+                "last_frame": self._covered[tid][1] if tid in self._covered else tracks[tid].last_frame,
+                "frames_covered": self._covered[tid][2] if tid in self._covered else 0,
+                "frames_detected": tracks[tid].frames_detected if tid in tracks else 0,
+                "misses_bridged": tracks[tid].frames_held if tid in tracks else 0,
             }
-            for s in sorted(self.tracker.stats.values(), key=lambda s: s.track_id)
+            for tid in ids
         ]
+        untracked = self._covered.get(-1)
+        r.untracked = {"frames_covered": untracked[2] if untracked else 0, "first_frame": untracked[0] if untracked else None,
+                       "last_frame": untracked[1] if untracked else None}

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
+
 
 @dataclass
 class StageTimer:
@@ -46,6 +48,8 @@ class RunReport:
     reconnects: int = 0
     source_errors: list[str] = field(default_factory=list)
     tracks: list[dict[str, Any]] = field(default_factory=list)
+    untracked: dict[str, Any] = field(default_factory=dict)  # frames covered for faces no track was confirmed for
+    streams: list[dict[str, Any]] = field(default_factory=list)  # each source stream: anonymized, copied, transcoded or dropped (why)
     anonymizer: dict[str, Any] = field(default_factory=dict)  # the method's own figures (e.g. camouflage's)
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_seconds: float = 0.0
@@ -58,4 +62,7 @@ class RunReport:
         return json.dumps(asdict(self), indent=2, default=str)
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        try:
+            Path(path).write_text(self.to_json() + "\n")
+        except OSError as exc:  # e.g. a full disk: an output error (exit 4), not a crash
+            raise OutputError(f"{path}: cannot write the report ({exc.strerror})") from None

@@ -7,20 +7,25 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tracking.detectors import YoloPersonDetector, build_detector
 from tracking.tracker import FaceTracker
 
-from .anonymizers import CLASSICAL, Anonymizer, Shape
+from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
 from .config import Config
 from .errors import ConfigError, ModelError, OutputError
+from .extras import missing_extra
+from .overlay import Overlay
+from .paths import check_paths, default_output
 from .pipeline import Pipeline
 from .report import RunReport
 from .sinks import open_sink
 from .sources import ImageSource, open_source
 from .stills import numbered_sequence
 from .validate import validate
+from .words import plural
 
 log = logging.getLogger("camstream")
 
@@ -36,7 +41,17 @@ def build_classical(name: str, config: Config) -> Anonymizer:
         return CLASSICAL["pixelate"](shape, blocks=a.pixelate_blocks)
     if name == "blur":
         return CLASSICAL["blur"](shape, strength=a.blur_strength)
+    if name == "image":
+        if not a.replace_with:
+            raise ConfigError("method 'image' needs anonymize.replace_with (--replace-with IMAGE)")
+        return CLASSICAL["image"](shape, image=load_replacement(a.replace_with))
     raise ConfigError(f"unknown method {name!r}")
+
+
+def _diffusion_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "diffusers", "transformers"))
 
 
 def build_anonymizer(name: str, config: Config) -> Anonymizer:
@@ -46,7 +61,16 @@ def build_anonymizer(name: str, config: Config) -> Anonymizer:
         from camouflage.methods import build_method
     except ModuleNotFoundError:
         raise ConfigError(f"unknown method {name!r}") from None
-    return build_method(name, config)
+    if not _diffusion_installed():
+        raise ModelError(f"--method {name} needs the diffusion extra: pip install 'camstream[diffusion]' "
+                         "(or --method pixelate: no models needed)")
+    try:
+        return build_method(name, config)
+    except ModuleNotFoundError as exc:  # one package of the extra missing (a partial install)
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        raise ModelError(f"--method {name}: {missing}") from None
 
 
 class _Progress:
@@ -57,12 +81,13 @@ class _Progress:
         self.bar = None
         self.started = self.last = time.monotonic()
         self.pipeline: Pipeline | None = None
-        if enabled and not live:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+        self.total = total
 
     def __call__(self, written: int) -> None:
+        if self.enabled and not self.live and self.bar is None:
+            from tqdm import tqdm  # at the first frame: an error before it prints no empty bar
+
+            self.bar = tqdm(total=self.total, unit="frame", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
         if self.bar is not None:
             self.bar.update(1)
         elif self.enabled and self.live:
@@ -106,27 +131,16 @@ def run(
     report_path: str | None = None,
     progress: bool = True,
     preview: bool = False,
+    preview_file: str | None = None,
+    draw_detections: bool = False,
+    on_frame: Callable[[int, int | None], None] | None = None,
 ) -> RunReport:
-    from .cli import default_output
-
+    """``on_frame(frames written, frames expected or None)`` after each written frame
+    (progress for a caller that runs many files, e.g. a Ray worker)."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     validate(config)
-    if report_path:
-        folder = Path(report_path).resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise OutputError(f"{report_path}: report folder is missing or not writable")
-    # Build the models first: a missing model fails before any output is created.
-    anonymizer = build_anonymizer(ano.method, config)
-    fallback = build_classical(ano.fallback, config)
-    detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
-    extra = []
-    if det.persons or ano.scope == "person":
-        try:
-            extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
-        except ModelError as exc:
-            if ano.scope == "person" or not det.persons_optional:
-                raise
-            log.warning("%s; continuing with faces only", exc)
+    check_paths(input_uri, output, report_path)  # before any work: a bad path fails now, not at the end
+    show = _preview_window() if preview else None  # no display: exit 2 before anything is printed
     source = open_source(
         input_uri,
         start=start,
@@ -143,16 +157,34 @@ def run(
             else {}
         ),
     )
+    sink = preview_sink = None
     try:
         info = source.info
+        # The input first (a missing file or camera is reported before any model loads),
+        # then the models: a missing model fails before any output is created.
+        anonymizer = build_anonymizer(ano.method, config)
+        fallback = build_classical(ano.fallback, config)
+        detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
+        extra = []
+        if det.persons or ano.scope == "person":
+            try:
+                extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
+            except ModelError as exc:
+                if ano.scope == "person" or not det.persons_optional:
+                    raise
+                log.warning("%s; continuing with faces only", exc)
         target = output or default_output(input_uri, info.kind)
-        if "://" not in target and Path(target).resolve() == Path(input_uri).resolve():
-            raise OutputError(f"{target}: output would overwrite the input")
+        check_paths(input_uri, target, report_path)
         names = [p.name for p in source.files] if isinstance(source, ImageSource) and info.kind == "images" else None
-        sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end}
+        sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end,
+                        "audio_streams": out.audio_streams, "keep_rotation": out.keep_rotation}
         sink = open_sink(target, info, names=names, **sink_options)
+        if preview_file:
+            preview_sink = _open_preview(preview_file, target, info)
     except BaseException:
         source.close()
+        if sink is not None:
+            sink.close(success=False)
         raise
     if hasattr(anonymizer, "live"):
         anonymizer.live = info.live  # camouflage: a latency budget on live streams (mode auto)
@@ -171,6 +203,10 @@ def run(
         "fps": float(info.fps) if info.fps else None, "frame_count": info.frame_count,
         "duration": info.duration, "has_audio": info.has_audio,
     }
+    if isinstance(source, ImageSource) and source.skipped:
+        report.source["skipped_files"] = list(source.skipped)  # not images: listed, never read
+    overlay = Overlay(draw=draw_detections, preview=preview_sink)
+    anonymizer, fallback = overlay.wrap(anonymizer), overlay.wrap(fallback)
     bar = _Progress(info.frame_count, info.live, st.stats_interval, progress and info.kind not in ("image",))
     pipeline = Pipeline(
         source=source,
@@ -183,31 +219,45 @@ def run(
         scene_cut=det.scene_cut,
         hold_growth=trk.hold_growth,
         report=report,
-        on_frame=bar,
+        on_frame=bar if on_frame is None else lambda n: (bar(n), on_frame(n, info.frame_count)),
         extra_detectors=extra,
         stills=info.kind == "images" and not numbered_sequence(list(source.files)),
     )
-    if preview:
-        pipeline.preview = _preview_window()
+    pipeline.preview = show
+    if preview_sink is not None:
+        pipeline.preview = overlay.preview_writer(pipeline.preview)
     bar.pipeline = pipeline
     try:
         pipeline.run()
     finally:
-        bar.close()
-        if hasattr(anonymizer, "close"):
-            anonymizer.close()
-        if report_path:
-            report.write(report_path)
-        _summary(report)
+        with pipeline.signals_deferred():  # a late Ctrl-C must not lose the report
+            bar.close()
+            overlay.close()
+            if hasattr(anonymizer, "close"):
+                anonymizer.close()
+            if report_path:
+                report.write(report_path)
+            _summary(report)
     return report
+
+
+def _open_preview(path: str, target: str, info):  # noqa: ANN001, ANN202 - SourceInfo -> Sink
+    """The --preview-file sink: twice as wide, no audio, at the nominal rate."""
+    import dataclasses
+
+    if "://" not in target and Path(path).resolve() == Path(target).resolve():
+        raise OutputError(f"{path}: --preview-file would overwrite the output")
+    wide = dataclasses.replace(info, width=info.width * 2, has_audio=False, time_base=None, metadata={})
+    return open_sink(path, wide)
 
 
 def _summary(report: RunReport) -> None:
     where = report.output or "(nothing written)"
     if report.status in ("ok", "partial"):
         log.info(
-            "%s: %d frames, %d tracks, %d regions covered (%d held through detector misses) at %.1f fps",
-            where, report.frames_out, len(report.tracks), report.regions_covered, report.regions_held, report.fps,
+            "%s: %s, %s, %s covered (%d held through detector misses) at %.1f fps",
+            where, plural(report.frames_out, "frame"), plural(len(report.tracks), "track"),
+            plural(report.regions_covered, "region"), report.regions_held, report.fps,
         )
         a = report.anonymizer
         if a.get("keyframes") is not None:
@@ -223,7 +273,14 @@ def _summary(report: RunReport) -> None:
                 a["unet_evals_per_face_frame"], a["per_frame_base_unet_evals_per_face_frame"],
                 a["flicker_warping_error"] if a.get("flicker_warping_error") is not None else "not measured", extra,
             )
-        if report.decode_errors:
+        skipped = report.source.get("skipped_files") or []
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+            log.warning("%s in the folder skipped: not images (%s)", plural(len(skipped), "entry", "entries"), shown)
+        if report.decode_errors and report.source.get("kind") in ("image", "images"):
+            log.warning("%s damaged (covered whole) or unreadable (left out): the report lists them",
+                        plural(report.decode_errors, "image"))
+        elif report.decode_errors:
             log.warning("input was damaged: %d undecodable packet(s) skipped; the output holds what decoded", report.decode_errors)
         if report.frames_lost or report.reconnects:
             log.warning("stream: %d reconnect(s), about %d frames lost", report.reconnects, report.frames_lost)

@@ -1,9 +1,11 @@
 """Where anonymized frames go: a video file (with the source's audio), images, RTSP.
 
-A video file is written under a temporary name (``NAME.partial.EXT``) and renamed to
-its final name only when the run succeeded. After an error or Ctrl-C the partial file is
-closed properly, so it is playable and holds every frame processed so far, but its name
-says that the run did not finish.
+A video file is written under a temporary name (``NAME.partial.EXT``, or
+``NAME.partial-XXXXXX.EXT`` when that name is taken: an existing file is never written
+over) and renamed to its final name only when the run succeeded. After an error or
+Ctrl-C the partial file is closed properly, so it is playable and holds every frame
+processed so far, but its name says that the run did not finish; after a crash or
+SIGKILL it plays up to its last second (fragmented MP4/MOV, Matroska clusters).
 """
 
 from __future__ import annotations
@@ -18,25 +20,19 @@ import av
 import cv2
 import numpy as np
 
-from .errors import OutputError
+from .errors import CamstreamError, ConfigError, OutputError
 from .frame import Frame
+from .muxing import CONTAINERS, SUFFIXES, ContainerSpec, StreamCarrier, check_encoder_options, refuse, trim_fragments
+from .paths import claim_partial
 from .sources import IMAGE_SUFFIXES, SourceInfo
 
 log = logging.getLogger(__name__)
-
-VIDEO_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9", ".avi": "libx264"}
-AUDIO_FALLBACK = {".webm": "libopus"}  # re-encode target when the codec cannot be copied; aac otherwise
-
 
 def _video_frame(image: np.ndarray, width: int, height: int) -> av.VideoFrame:
     """An RGB frame padded (edge pixels) to the encoder's even size: 4:2:0 needs it."""
     if image.shape[1] != width or image.shape[0] != height:
         image = np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)), mode="edge")
     return av.VideoFrame.from_ndarray(image, format="rgb24")
-
-
-def partial_path(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
 def _check_writable_dir(path: Path) -> None:
@@ -47,24 +43,48 @@ def _check_writable_dir(path: Path) -> None:
         raise OutputError(f"{path}: output folder {folder} is not writable")
 
 
+def _frames_in(path: Path) -> int:
+    """Video frames a (possibly cut short) file holds; 0 when none decodes."""
+    try:
+        with av.open(str(path)) as c:
+            if next(c.decode(video=0), None) is None:
+                return 0
+    except (av.error.FFmpegError, OSError, IndexError):
+        return 0
+    count = 0
+    try:
+        with av.open(str(path)) as c:
+            for packet in c.demux(video=0):
+                count += bool(packet.size)
+    except (av.error.FFmpegError, OSError):
+        pass  # cut short: what came before counts
+    return count
+
+
 class Sink:
     frames_written: int = 0
+    error: CamstreamError | None = None  # set by close() when finishing the output failed
+    streams: list[dict] | None = None  # what became of each source stream (video files)
 
     def write(self, frame: Frame) -> None:
         raise NotImplementedError
 
     def close(self, success: bool = True) -> Path | str | None:
-        """Finish the output; returns where it ended up."""
+        """Finish the output; returns where it ended up. Never raises: a failure to finish
+        is left in :attr:`error`."""
         raise NotImplementedError
 
 
 class VideoFileSink(Sink):
-    """H.264 (mp4/mkv/mov) or VP9 (webm), timestamps passed through, audio carried over.
+    """H.264 (mp4/mov/mkv/avi) or VP9 (webm), timestamps passed through, audio carried over.
 
-    Audio is read from the source file with a second demuxer and interleaved by time, so
-    the pipeline never has to carry it. It is copied when the container accepts the
-    codec, else re-encoded (AAC, or Opus for webm). Container metadata (GPS, creation
-    time, device) is dropped unless ``keep_metadata``.
+    MP4 and MOV are written fragmented and Matroska in one-second clusters, so a file
+    cut short (crash, SIGKILL, full disk) plays up to its last second. The other
+    streams are decided by :mod:`streamer.muxing` and the header is written here, so a
+    container that refuses a stream fails before the first frame. Container metadata
+    (GPS, creation time, device) is dropped unless ``keep_metadata``. With
+    ``keep_rotation`` the (upright, anonymized) frames are turned back as the source
+    stored them and the source's display matrix is written.
     """
 
     def __init__(
@@ -80,46 +100,100 @@ class VideoFileSink(Sink):
         end: float | None = None,
         codec: str | None = None,
         encoder_options: dict[str, str] | None = None,
+        audio_streams: str = "all",
+        keep_rotation: bool = False,
     ) -> None:
         self.path = Path(path)
         self.info = info
         suffix = self.path.suffix.lower()
-        if suffix not in VIDEO_CODECS:
-            raise OutputError(f"{self.path}: unsupported output type {suffix or '(none)'}; use .mp4, .mkv, .mov or .webm")
+        if suffix not in CONTAINERS:
+            raise OutputError(f"{self.path}: unsupported output type {suffix or '(none)'}; use {SUFFIXES}")
+        spec = CONTAINERS[suffix]
+        codec = codec or spec.video
+        check_encoder_options(codec, crf, preset)
+        if audio_streams not in ("all", "first", "none"):
+            raise ConfigError(f"output.audio_streams: {audio_streams!r} is not all, first or none")
         _check_writable_dir(self.path)
-        self.tmp_path = partial_path(self.path)
+        if self.path.is_dir():
+            raise OutputError(f"{self.path}: is a folder")
         self.start = start or 0.0
         self.end = end
+        self.frames_written = 0
+        self.frames_muxed = 0  # video packets in the file: what a player will show
+        self.error = None
+        self.audio: StreamCarrier | None = None
+        self.tmp_path = claim_partial(self.path)
         try:
-            self.container = av.open(str(self.tmp_path), "w")
+            self.container = av.open(str(self.tmp_path), "w", options={**spec.options, "flush_packets": "1"})
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"{self.path}: cannot create ({exc})") from None
+            self.tmp_path.unlink(missing_ok=True)
+            raise OutputError(f"{self.path}: cannot create ({getattr(exc, 'strerror', None) or exc})") from None
+        try:
+            self._setup(info, spec, suffix, codec, crf, preset, encoder_options, keep_audio, keep_metadata, audio_streams, keep_rotation)
+        except BaseException as exc:
+            self._discard()
+            if isinstance(exc, CamstreamError) or not isinstance(exc, av.error.FFmpegError | OSError | ValueError):
+                raise
+            raise refuse(self.path, exc) from None
+
+    def _setup(self, info: SourceInfo, spec: ContainerSpec, suffix: str, codec: str, crf: int, preset: str,
+               encoder_options: dict[str, str] | None, keep_audio: bool, keep_metadata: bool, audio_streams: str,
+               keep_rotation: bool) -> None:
         if keep_metadata:
             self.container.metadata.update(info.metadata)
-        self.width = info.width + (info.width % 2)  # 4:2:0 needs even sizes: pad by one
-        self.height = info.height + (info.height % 2)
-        rate = info.fps or Fraction(25)
-        self.stream = self.container.add_stream(codec or VIDEO_CODECS[suffix], rate=rate)
+        # Detection always sees upright frames (a sideways face is missed); with
+        # keep_rotation they are turned back as stored just before encoding.
+        self.turns = (round(info.rotation / 90) % 4) if keep_rotation else 0
+        width, height = (info.height, info.width) if self.turns % 2 else (info.width, info.height)
+        self.width = width + (width % 2)  # 4:2:0 needs even sizes: pad by one
+        self.height = height + (height % 2)
+        rate = Fraction(info.fps).limit_denominator(100000) if info.fps else Fraction(25)
+        self.stream = self.container.add_stream(codec, rate=rate)
         self.stream.width, self.stream.height = self.width, self.height
         self.stream.pix_fmt = "yuv420p"
         options = {"crf": str(crf)}
         if self.stream.codec_context.name == "libx264":
             options["preset"] = preset
+        if spec.cfr:
+            options["bf"] = "0"  # AVI has no presentation times: B-frames would shift the video
         options.update(encoder_options or {})
         self.stream.options = options
-        # Timestamps pass through in the source's time base: VFR and sync survive.
-        self.time_base = info.time_base or Fraction(1, int(round(float(rate))) or 25)
+        if self.turns:
+            self.stream.set_display_rotation(info.rotation)
+        # Timestamps pass through in the source's time base: VFR and sync survive. AVI
+        # counts frames: its time base is the frame duration.
+        self.time_base = (1 / rate) if spec.cfr else (info.time_base or 1 / rate)
         self.stream.codec_context.time_base = self.time_base
         self.start_pts = int(round(self.start / self.time_base)) if self.start else 0
         self.last_pts: int | None = None
         self.last_time = 0.0
-        self.frames_written = 0
-        self.audio = None
-        if keep_audio and info.has_audio and info.kind == "file":
-            self.audio = _AudioCarrier(info.uri, self.container, suffix, self.start, self.end)
+        if info.has_audio and info.kind == "file":
+            which = audio_streams if keep_audio else "none"
+            self.audio = StreamCarrier(info.uri, self.container, spec, suffix, which=which, start=self.start,
+                                       end=self.end, keep_metadata=keep_metadata)
+            self.streams = self.audio.notes
+        log.debug("output %s: %s %dx%d at %s fps, time base %s, options %s, muxer %s", self.tmp_path, codec,
+                  self.width, self.height, rate, self.time_base, options, spec.options)
+        self.container.start_encoding()  # the header now: a refused stream fails before any frame
+
+    def _discard(self) -> None:
+        for closing in (self.audio.close if self.audio else None, self.container.close):
+            try:
+                if closing is not None:
+                    closing()
+            except (av.error.FFmpegError, OSError):
+                pass
+        self.tmp_path.unlink(missing_ok=True)
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            self.container.mux(packet)
+            if packet.size:
+                self.frames_muxed += 1
 
     def write(self, frame: Frame) -> None:
-        vframe = _video_frame(frame.image, self.width, self.height)
+        image = np.ascontiguousarray(np.rot90(frame.image, k=-self.turns)) if self.turns else frame.image
+        vframe = _video_frame(image, self.width, self.height)
         if frame.pts is not None and frame.time_base is not None:
             pts = int(round(frame.pts * frame.time_base / self.time_base)) - self.start_pts
         else:
@@ -131,125 +205,57 @@ class VideoFileSink(Sink):
         self.last_pts = pts
         self.last_time = float(pts * self.time_base)
         try:
-            for packet in self.stream.encode(vframe):
-                self.container.mux(packet)
+            self._mux_video(self.stream.encode(vframe))
+            if self.audio is not None:
+                self.audio.pump(until=self.last_time)
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.path}: encoding failed ({exc})") from None
+            raise OutputError(f"{self.path}: writing failed ({exc.strerror or exc})") from None
         except OSError as exc:
-            raise OutputError(f"{self.path}: write failed ({exc})") from None
+            raise OutputError(f"{self.path}: write failed ({exc.strerror or exc})") from None
         self.frames_written += 1
-        if self.audio is not None:
-            self.audio.pump(until=self.last_time)
 
     def close(self, success: bool = True) -> Path | None:
+        failure: BaseException | None = None
         try:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
+            self._mux_video(self.stream.encode(None))
             if self.audio is not None:
                 frame_duration = float(1 / self.info.fps) if self.info.fps else 0.0
                 self.audio.pump(until=None if success else self.last_time + frame_duration)
-                self.audio.close()
         except (av.error.FFmpegError, OSError) as exc:
-            log.error("finalizing %s: %s", self.tmp_path, exc)
-            success = False
-        finally:
-            self.container.close()
-        if self.frames_written == 0:
+            failure = exc
+        for closing in (self.audio.close if self.audio else None, self.container.close):
+            try:
+                if closing is not None:
+                    closing()
+            except (av.error.FFmpegError, OSError) as exc:
+                failure = failure or exc
+        if failure is not None:
+            reason = getattr(failure, "strerror", None) or str(failure)
+            if self.frames_muxed and self.path.suffix.lower() in (".mp4", ".mov"):
+                try:
+                    trim_fragments(self.tmp_path)
+                except OSError:
+                    pass
+            self.frames_muxed = _frames_in(self.tmp_path) if self.frames_muxed else 0
+            kept = self.frames_muxed > 0
+            where = f"{self.tmp_path} holds what was written" if kept else "nothing playable was left; removed"
+            self.error = OutputError(f"{self.path}: finishing the file failed ({reason}); {where}")
+            log.debug("closing %s: %r", self.tmp_path, failure)
+            if not kept:
+                self.tmp_path.unlink(missing_ok=True)
+                return None
+            return self.tmp_path
+        if self.frames_muxed == 0:
             self.tmp_path.unlink(missing_ok=True)
             return None
         if success:
-            os.replace(self.tmp_path, self.path)
+            try:
+                os.replace(self.tmp_path, self.path)
+            except OSError as exc:
+                self.error = OutputError(f"{self.path}: cannot rename {self.tmp_path.name} to it ({exc.strerror}); the video is in {self.tmp_path}")
+                return self.tmp_path
             return self.path
         return self.tmp_path
-
-
-class _AudioCarrier:
-    """Copies (or re-encodes) the source's first audio track into the output."""
-
-    def __init__(self, source: str, out: av.container.OutputContainer, suffix: str, start: float, end: float | None):
-        self.input = av.open(source, metadata_errors="replace")
-        self.in_stream = self.input.streams.audio[0]
-        self.start, self.end = start, end
-        name = self.in_stream.codec_context.name
-        self.copy = name in out.supported_codecs and suffix != ".avi"
-        if self.copy:
-            self.out_stream = out.add_stream_from_template(self.in_stream)
-        else:
-            codec = AUDIO_FALLBACK.get(suffix, "aac")
-            rate = self.in_stream.codec_context.sample_rate or 48000
-            if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-                rate = 48000
-            self.out_stream = out.add_stream(codec, rate=rate)
-            self.out_stream.layout = self.in_stream.codec_context.layout.name if self.in_stream.codec_context.layout else "stereo"
-        self.out = out
-        self.packets = self.input.demux(self.in_stream)
-        self.done = False
-        self.written = 0
-        self.time_base = self.in_stream.time_base
-        self.offset = int(round(self.start / self.time_base)) if self.start else 0
-
-    def pump(self, until: float | None) -> None:
-        """Mux audio up to ``until`` seconds of output time (None: all of it)."""
-        while not self.done:
-            if self._pending is not None:
-                packet = self._pending
-                self._pending = None
-            else:
-                try:
-                    packet = next(self.packets)
-                except (StopIteration, av.error.FFmpegError):
-                    self._finish()
-                    return
-            if packet.dts is None and packet.pts is None:
-                if packet.size == 0:  # the final flush packet
-                    self._finish()
-                    return
-                continue
-            t = float(((packet.pts if packet.pts is not None else packet.dts)) * self.time_base)
-            if t < self.start - 1e-6:
-                continue
-            if self.end is not None and t >= self.end:
-                self._finish()
-                return
-            if until is not None and t - self.start > until:
-                self._pending = packet
-                return
-            self._write(packet)
-
-    _pending: av.Packet | None = None
-
-    def _write(self, packet: av.Packet) -> None:
-        if self.copy:
-            if packet.pts is not None:
-                packet.pts -= self.offset
-            if packet.dts is not None:
-                packet.dts -= self.offset
-            packet.stream = self.out_stream
-            self.out.mux(packet)
-            self.written += 1
-            return
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError:
-            return  # a damaged audio packet is skipped, not fatal
-        for aframe in frames:
-            if aframe.pts is not None:
-                aframe.pts -= self.offset
-            for out_packet in self.out_stream.encode(aframe):
-                self.out.mux(out_packet)
-                self.written += 1
-
-    def _finish(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        if not self.copy:
-            for out_packet in self.out_stream.encode(None):
-                self.out.mux(out_packet)
-
-    def close(self) -> None:
-        self._finish()
-        self.input.close()
 
 
 class ImageSink(Sink):
@@ -279,7 +285,7 @@ class ImageSink(Sink):
             target = self.path / name
         else:
             target = self.path
-        tmp = partial_path(target)
+        tmp = claim_partial(target)  # never an existing file (an input may have that name)
         params = [cv2.IMWRITE_JPEG_QUALITY, self.quality] if target.suffix.lower() in (".jpg", ".jpeg") else []
         ok = cv2.imwrite(str(tmp), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), params)
         if not ok:
@@ -381,6 +387,6 @@ def open_sink(output: str | Path, info: SourceInfo, names: list[str] | None = No
         allowed = {k: v for k, v in options.items() if k in ("crf",)}
         return RtspSink(text, info, **allowed)  # type: ignore[arg-type]
     path = Path(text)
-    if path.suffix.lower() in IMAGE_SUFFIXES or (info.kind == "images" and path.suffix.lower() not in VIDEO_CODECS):
+    if path.suffix.lower() in IMAGE_SUFFIXES or (info.kind == "images" and path.suffix.lower() not in CONTAINERS):
         return ImageSink(path, names=names)
     return VideoFileSink(path, info, **options)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import InputError, StreamError
+from .errors import ConfigError, InputError, StreamError
 from .frame import Frame
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,18 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
         return image
     # PyAV's rotation is counter-clockwise degrees to apply for display.
     return np.ascontiguousarray(np.rot90(image, k=turns))
+
+
+def _stream_rotation(path: Path) -> int:
+    """The display-matrix rotation of the first video stream. PyAV shows it on frames
+    only, so one frame is decoded from a second, short-lived demuxer."""
+    try:
+        with av.open(str(path), metadata_errors="replace") as c:
+            for vframe in c.decode(video=0):
+                return int(getattr(vframe, "rotation", 0) or 0)
+    except av.error.FFmpegError:
+        pass  # the real read reports the damage
+    return 0
 
 
 class _TimestampGuesser:
@@ -169,6 +181,12 @@ class VideoFileSource(Source):
         )
         if cc.width <= 0 or cc.height <= 0:
             raise InputError(f"{self.path}: video stream has no picture size (damaged header?)")
+        # The sink is sized before the first frame is read: the rotation must be known now.
+        self.info.rotation = _stream_rotation(self.path)
+        if self.info.rotation % 180:
+            self.info.width, self.info.height = self.info.height, self.info.width
+        log.debug("input %s: %s %dx%d, %s fps, time base %s, rotation %d, %s frames", self.path, cc.name,
+                  cc.width, cc.height, self.info.fps, self.info.time_base, self.info.rotation, self.info.frame_count)
         if start:
             # Seek to the keyframe before start; frames before start are dropped below.
             try:
@@ -178,7 +196,6 @@ class VideoFileSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
-        first_rotation_checked = False
         guess = _TimestampGuesser(prefer_dts="avi" in self.container.format.name)
         packets = self.container.demux(self.stream)
         while True:
@@ -203,11 +220,6 @@ class VideoFileSource(Source):
                     continue
                 if self.end is not None and t is not None and t >= self.end - 1e-6:
                     return
-                if not first_rotation_checked:
-                    self.info.rotation = int(getattr(vframe, "rotation", 0) or 0)
-                    if self.info.rotation % 180:
-                        self.info.width, self.info.height = self.info.height, self.info.width
-                    first_rotation_checked = True
                 image = _upright(vframe.to_ndarray(format="rgb24"), self.info.rotation)
                 self.stats.frames += 1
                 yield Frame(index=index, image=image, pts=guess(vframe.pts, vframe.dts), time_base=vframe.time_base)
@@ -218,38 +230,77 @@ class VideoFileSource(Source):
 
 
 class ImageSource(Source):
-    """A single still image, or a folder of them (sorted by name)."""
+    """A single still image, or a folder of them (sorted by name).
+
+    An image decoded with errors (a truncated JPEG decodes, mostly grey or green, without
+    a word from a lenient decoder) is never passed on half-decoded: it comes out covered
+    whole, counted in ``stats.decode_errors`` with a warning. A file that does not decode
+    at all is left out (counted the same way). Entries of a folder that are not images
+    (other files, subfolders) are listed in ``skipped``.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.stats = SourceStats()
+        self.skipped: list[str] = []
         if self.path.is_dir():
-            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            entries = sorted(self.path.iterdir())
+            self.files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            self.skipped = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in self.files]
             if not self.files:
                 raise InputError(f"{self.path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             kind = "images"
         else:
             self.files = [self.path]
             kind = "image"
-        first = self._read(self.files[0])
-        self._first = first
+        self._first: tuple[int, np.ndarray] | None = None
+        for index, file in enumerate(self.files):  # the first image that decodes gives the size
+            try:
+                self._first = (index, self._read(file))
+                break
+            except InputError as exc:
+                if kind == "image" or index == len(self.files) - 1:
+                    raise
+                self.stats.decode_errors += 1
+                self.stats.note_error(str(exc))
+                log.warning("skipping %s", exc)
+        first = self._first[1]
         self.info = SourceInfo(
             uri=str(self.path), kind=kind, width=first.shape[1], height=first.shape[0], frame_count=len(self.files)
         )
 
-    @staticmethod
-    def _read(path: Path) -> np.ndarray:
+    def _read(self, path: Path) -> np.ndarray:
+        """The image, upright; all black (with the error counted) when it decodes only with errors."""
         try:
-            with av.open(str(path)) as container:
-                vframe = next(container.decode(video=0))
-                return _upright(vframe.to_ndarray(format="rgb24"), int(getattr(vframe, "rotation", 0) or 0))
+            return self._decode(path, strict=True)
+        except (av.error.FFmpegError, StopIteration) as exc:
+            strict_error = exc
+        try:
+            image = self._decode(path, strict=False)
         except (av.error.FFmpegError, StopIteration) as exc:
             raise InputError(f"{path}: not an image FFmpeg can read ({exc})") from None
+        message = f"{path}: damaged image ({getattr(strict_error, 'strerror', None) or strict_error}); covered whole"
+        self.stats.decode_errors += 1
+        self.stats.note_error(message)
+        log.warning("%s", message)
+        return np.zeros_like(image)
+
+    @staticmethod
+    def _decode(path: Path, strict: bool) -> np.ndarray:
+        with av.open(str(path)) as container:
+            if strict:
+                # FFmpeg conceals a damaged picture and says nothing; 'explode' makes it an error.
+                container.streams.video[0].codec_context.options = {"err_detect": "explode"}
+            vframe = next(container.decode(video=0))
+            return _upright(vframe.to_ndarray(format="rgb24"), int(getattr(vframe, "rotation", 0) or 0))
 
     def __iter__(self) -> Iterator[Frame]:
+        assert self._first is not None
         for index, path in enumerate(self.files):
+            if index < self._first[0]:
+                continue  # did not decode at all: counted when it was tried
             try:
-                image = self._first if index == 0 else self._read(path)
+                image = self._first[1] if index == self._first[0] else self._read(path)
             except InputError as exc:
                 self.stats.decode_errors += 1
                 self.stats.note_error(str(exc))
@@ -520,6 +571,10 @@ def _whole_pictures(packets: Iterator[av.Packet], codec: str) -> Iterator[av.Pac
 
 def open_source(uri: str, start: float | None = None, end: float | None = None, **live_options: object) -> Source:
     """Open a file, image, folder of images, ``rtsp://...`` URL or ``webcam:N``."""
+    if uri.startswith("webcam:"):
+        device = uri.split(":", 1)[1]
+        if device and not device.isdigit() and not device.startswith("/dev/"):
+            raise ConfigError(f"{uri}: expected webcam:N (a number) or webcam:/dev/videoN")
     if uri.startswith(STREAM_SCHEMES) or uri.startswith("webcam:"):
         return LiveSource(uri, start=start, end=end, **live_options)  # type: ignore[arg-type]
     path = Path(uri)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from tiny_models import RESOLUTION, one_torch_thread, tiny_config, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.annotators import TinyAnnotatorNet, WeightFreeAnnotator, load_annotators
+from camouflage.annotators import ControlnetAuxAnnotator, WeightFreeAnnotator, load_annotators
 from camouflage.anonymizer import FEATHER, BaseAnonymizer, build_base_anonymizer
 from camouflage.manifest import ModelResolver
 from camouflage.methods import build_method
@@ -79,7 +79,9 @@ def test_annotators_and_captioner_load_through_the_manifest(anonymizer: BaseAnon
         assert control.shape == (RESOLUTION, RESOLUTION, 3) and control.dtype == np.uint8, name
     assert type(anonymizer.annotators["depth"]).__name__ == "DepthAnnotator"  # a real transformers depth model
     assert type(anonymizer.annotators["seg"]).__name__ == "SegAnnotator"
-    assert isinstance(anonymizer.annotators["pose"], TinyAnnotatorNet)
+    # controlnet-aux's own detectors, read from lllyasviel/Annotators' .pth files
+    assert all(isinstance(anonymizer.annotators[c], ControlnetAuxAnnotator) for c in ("normal", "pose", "lineart"))
+    assert type(anonymizer.annotators["pose"].detector).__name__ == "OpenposeDetector"
     assert isinstance(anonymizer.captioner(photo), str)
 
 

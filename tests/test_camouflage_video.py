@@ -199,7 +199,7 @@ def test_failed_or_late_generation_is_covered_by_the_fallback(tiny_models: Path,
     out = run_frames(anonymizer, frames, regions_of(frames[0]))
     anonymizer.close()
     report = anonymizer.report()
-    key = "fallback_failed_regions" if failure == "error" else "fallback_late_regions"
+    key = "fallback_failed_regions" if failure == "error" else "fallback_late_regions"  # late: for a render or a keyframe
     assert report[key] == report["regions"] > 0
     if failure == "error":
         assert broken.calls > 0
@@ -218,6 +218,8 @@ def test_late_regions_reuse_their_identitys_latest_fake_face_then_the_fallback(t
     for i, f in enumerate(frames):
         out.append(anonymizer.anonymize(f.copy(), regions, Frame(i, f.copy())))
         anonymizer._pending.result()  # the render lands before the next frame, which is late again
+        if anonymizer._keying is not None:
+            anonymizer._keying.result()  # and the background keyframe: the identity's face
     report = anonymizer.report()
     assert report["fallback_late_regions"] == n and report["reused_late_regions"] == 7 * n  # frame 0: nothing to reuse yet
     ident = anonymizer.bank.identities[regions[0].track_id]
@@ -257,7 +259,10 @@ def test_realtime_keyframes_run_in_the_background_while_light_renders_the_frame(
         out = [anonymizer.anonymize(frames[0].copy(), regions, Frame(0, frames[0].copy())),
                anonymizer.anonymize(frames[1].copy(), regions, Frame(1, frames[1].copy()))]
         held = anonymizer.report()
-        assert held["generated_regions"] == 2 * n and held["light_regions"] == 2 * n and held["keyframes"] == 0
+        # no identity face yet: never a random target; nothing to reuse yet either: the fallback covers
+        assert held["fallback_waiting_regions"] == held["fallback_late_regions"] == 2 * n
+        assert held["generated_regions"] == held["light_regions"] == 0
+        assert held["keyframes"] == 0
         assert all(anonymizer.bank.identities[r.track_id].embedding is None for r in regions)  # Base still running
     finally:
         release.set()
@@ -267,7 +272,7 @@ def test_realtime_keyframes_run_in_the_background_while_light_renders_the_frame(
     anonymizer.close()
     report = anonymizer.report()
     assert report["keyframes_by_reason"] == {"birth": n}  # asked once per identity, though due on frames 0 and 1
-    assert report["generated_regions"] == report["light_regions"] == 4 * n and report["fallback_late_regions"] == 0
+    assert report["generated_regions"] == report["light_regions"] == 2 * n and report["fallback_late_regions"] == 2 * n
     found, leaked = leaks(frames, out)
     assert found > 0 and leaked == []
 
@@ -311,6 +316,50 @@ def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixtu
     assert "frame 42 (keyframe): ValueError: no landmarks" in caplog.text
 
 
+def test_a_file_frame_waits_for_its_identitys_first_keyframe(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
+    """Quality mode, no birth keyframe asked: the identity's first frame is still rendered by
+    Base, so Light never starts from a random identity; untracked regions (no identity to
+    keep) are rendered by Base too."""
+    anonymizer = build_method("camouflage", camouflage_config(tiny_models, keyframe_on_birth=False, measure=False))
+    frames = megamind[:3]
+    regions = regions_of(frames[0])
+    untracked = Region(box=regions[0].box + 5, track_id=-1, landmarks=None)
+    run_frames(anonymizer, frames, [*regions, untracked])
+    report = anonymizer.report()
+    n = len(regions)
+    assert report["keyframes_by_reason"] == {"birth": n, "untracked": 3}
+    assert report["light_regions"] == 2 * n and report["fallback_waiting_regions"] == 0
+
+
+def test_public_adapters_run_the_in_between_frames(tiny_models: Path, megamind: list[np.ndarray],  # noqa: F811
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """light.adapters: public (the default without trained adapters): Light is IP-Adapter
+    plus-face fed the keyframe face + Base's openpose ControlNet on each crop's pose drawing."""
+    config = camouflage_config(tiny_models, measure=False)
+    config.light.adapters = "public"
+    with caplog.at_level("INFO", logger="camstream"):
+        anonymizer = build_method("camouflage", config)
+    assert "public adapters" in caplog.text
+    assert anonymizer.light.pipe.controlnet is anonymizer.base.pipeline.controlnet.nets[3]  # shared, not loaded twice
+    poses = []
+    pose = anonymizer.light.pose
+    anonymizer.light.pose = lambda crop, res: poses.append(crop.shape) or pose(crop, res)
+    frames = megamind[:3]
+    regions = regions_of(frames[0])
+    out = run_frames(anonymizer, frames, regions)
+    report = anonymizer.report()
+    n = len(regions)
+    assert report["light_adapters"] == "public" and report["keyframes_by_reason"] == {"birth": n}
+    assert report["light_regions"] == 2 * n and len(poses) == 2 * n
+    ident = anonymizer.bank.identities[regions[0].track_id]
+    assert ident.embedding.ndim == 2  # the ViT-H hidden states of the keyframe face, not a projection
+    found, leaked = leaks(frames, out)
+    assert found > 0 and leaked == []
+    config.light.adapters = "bogus"
+    with pytest.raises(ConfigError, match="light.adapters"):
+        build_method("camouflage", config)
+
+
 def test_scene_scope_is_refused(tiny_models: Path) -> None:  # noqa: F811
     config = camouflage_config(tiny_models)
     config.anonymize.scope = "scene"
@@ -348,3 +397,27 @@ def test_camouflage_without_models_names_the_fetch_command_and_pixelate(data: Pa
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "camstream models fetch camouflage" in lines[0] and "--method pixelate" in lines[0]
     assert not (tmp_path / "x.jpg").exists()
+
+
+def test_default_method_from_public_weights_only_with_the_realtime_preset(tiny_models: Path, data: Path,  # noqa: F811
+                                                                          tmp_path: Path) -> None:
+    """A models folder with no trained or hand-supplied file (no IDF, no Light adapters, no
+    FaRL/FACER): `models check` says ready, and the default method runs with the public
+    adapters end to end (-c realtime, a few frames)."""
+    public = tmp_path / "public"
+    public.mkdir()
+    for entry in tiny_models.iterdir():
+        if entry.name not in ("idf_controlnet", "farl", "facer_attributes", "ip_adapter_light", "t2i_adapter_light"):
+            (public / entry.name).symlink_to(entry)
+    r = camstream("models", "check", "--models-dir", public, "--no-load", timeout=300)
+    assert r.returncode == 0 and "camouflage: ready (public Light adapters)" in r.stdout, r.stdout
+    out, report_path = tmp_path / "mm.mp4", tmp_path / "report.json"
+    r = camstream("run", data / "Megamind.avi", "-o", out, "--report", report_path, "-c", "realtime",
+                  *tiny_args(public), "--set", "speed.lcm_steps=2", "--end", "0.8",
+                  env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "no trained IDF ControlNet" in r.stderr and "public adapters" in r.stderr
+    a = json.loads(report_path.read_text())["anonymizer"]
+    assert a["light_adapters"] == "public" and a["keyframes"] > 0 and a["light_regions"] > 0
+    assert a["fallback_failed_regions"] == 0
+    assert probe(out)["frames"] > 0

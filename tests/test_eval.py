@@ -16,8 +16,8 @@ from conftest import camstream, read_image, write_video
 
 from streamer.config import load_config
 from streamer.errors import InputError
-from streamer.evaluation import evaluate
 from streamer.evaluation.compare import compare
+from streamer.evaluation.evaluate import evaluate
 from streamer.evaluation.faces import FaceFinder, TrackLinker, same_place
 from streamer.evaluation.privacy import Gallery
 from streamer.evaluation.utility import psnr

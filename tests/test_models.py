@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,31 +18,69 @@ from streamer.errors import ConfigError, ModelError
 HASH = "0123456789abcdef0123456789abcdef01234567"
 
 
-def test_manifest_names_every_checkpoint_with_repo_revision_files_licence() -> None:
+def test_manifest_names_every_checkpoint_with_a_real_source() -> None:
     manifest = load_manifest()
     base = {"sd15", "vae", "controlnet_depth", "controlnet_normal", "controlnet_seg", "controlnet_pose",
             "controlnet_lineart", "idf_controlnet", "annotator_depth", "annotator_normal", "annotator_seg",
             "annotator_pose", "annotator_lineart", "captioner"}
     assert base <= set(manifest.entries)
     for entry in manifest:
-        assert "/" in entry.repo and entry.revision and entry.files and entry.licence != "unknown", entry
+        assert entry.files and entry.licence != "unknown", entry
+        assert not entry.repo.startswith("camstream/"), entry  # no placeholder repos
+        if entry.source == "hub":
+            assert "/" in entry.repo and entry.revision, entry
+        elif entry.source == "url":
+            assert entry.url.startswith("https://") and len(entry.files) == 1, entry
+        else:
+            assert entry.source in ("manual", "trained") and entry.hint and entry.optional, entry
     for name in base - {n for n in base if n.startswith(("annotator_", "captioner"))}:
         assert manifest[name].format == "safetensors"  # diffusion weights: never pickles
         assert not any(f.endswith((".bin", ".ckpt", ".pt", ".pth")) for f in manifest[name].files)
+    # what the publishers really ship: main's pickles where main has no safetensors, release files by name
+    assert manifest["annotator_seg"].files[1] == "pytorch_model.bin" and manifest["captioner"].format == "pickle"
+    assert manifest["facer_attributes"].files == ("face_attribute.farl.celeba.pt",)
+    assert manifest["farl"].source == "manual" and manifest["farl"].files == ("FaRL-Base-Patch16-LAIONFace20M-ep*.pth",)
+    assert manifest["ip_adapter_plus_face"].repo == "h94/IP-Adapter"
     assert manifest.expand(["base"])[:2] == ["sd15", "vae"]
     assert "annotator_depth" in manifest.expand(["base"])
+    # the default method needs no trained or hand-supplied file
+    assert all(manifest[n].fetchable or manifest[n].optional for n in manifest.expand(["camouflage"]))
+    assert "farl" not in manifest.expand(["camouflage"])
 
 
-def test_make_tiny_writes_every_entry_loudly_marked(tiny_models: Path) -> None:  # noqa: F811
+def test_make_tiny_writes_every_entry_in_the_publishers_file_names(tiny_models: Path) -> None:  # noqa: F811
     assert "RANDOM WEIGHTS" in (tiny_models / RANDOM_MARKER).read_text()
     resolver = ModelResolver(models_dir=tiny_models, offline=True)
     assert resolver.random_weights
-    base = [e.name for e in resolver.manifest if e.section in ("base", "annotators")]
-    paths = resolver.resolve_many(base)
-    assert all(paths[n] == tiny_models / n for n in base)
-    for name in base:
-        for f in json.loads((tiny_models / name / "camstream_tiny.json").read_text())["files"]:
-            assert not f.endswith((".bin", ".pt", ".pth", ".ckpt")), f
+    paths = resolver.resolve_many([e.name for e in resolver.manifest])  # the manifest's own file lists apply
+    assert all(paths[e.name] == tiny_models / e.name for e in resolver.manifest)
+    assert (tiny_models / "facer_attributes" / "face_attribute.farl.celeba.pt").is_file()
+    assert (tiny_models / "farl" / "FaRL-Base-Patch16-LAIONFace20M-ep64.pth").is_file()
+    assert (tiny_models / "ip_adapter_plus_face" / "models" / "ip-adapter-plus-face_sd15.safetensors").is_file()
+    assert {p.name for p in (tiny_models / "annotator_pose").iterdir()} >= {"body_pose_model.pth", "hand_pose_model.pth", "facenet.pth"}
+
+
+@pytest.mark.parametrize("name", [e.name for e in load_manifest()])
+def test_every_entry_loads_through_its_loader(tiny_models: Path, name: str) -> None:  # noqa: F811
+    """The random checkpoint in the publisher's format loads through the code a run uses."""
+    from camouflage.loaders import load_entry
+
+    entry = load_manifest()[name]
+    assert load_entry(entry.kind, tiny_models / name) is not None
+
+
+def test_pickles_are_read_weights_only(tmp_path: Path) -> None:
+    import argparse
+
+    import torch
+
+    from camouflage.manifest import load_pickle
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "ok.pt")
+    assert torch.equal(load_pickle(tmp_path / "ok.pt")["w"], torch.ones(2))
+    torch.save({"w": argparse.Namespace(code=1)}, tmp_path / "code.pt")  # an arbitrary class: refused
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported"):
+        load_pickle(tmp_path / "code.pt")
 
 
 def test_models_dir_wins_then_hf_cache(tiny_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
@@ -51,7 +90,6 @@ def test_models_dir_wins_then_hf_cache(tiny_models: Path, tmp_path: Path, monkey
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(HASH)
     shutil.copytree(tiny_models / "vae", repo / "snapshots" / HASH)
-    (repo / "snapshots" / HASH / "camstream_tiny.json").unlink()  # as on the hub: the manifest's own file list applies
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
 
     from_cache = ModelResolver(offline=True).resolve("vae")
@@ -72,7 +110,11 @@ def test_pickles_are_refused(tiny_models: Path, tmp_path: Path) -> None:  # noqa
     shutil.copytree(tiny_models / "controlnet_depth", bad / "controlnet_depth")
     weights = bad / "controlnet_depth" / "diffusion_pytorch_model.safetensors"
     weights.rename(weights.with_suffix(".bin"))
-    (bad / "controlnet_depth" / "camstream_tiny.json").write_text(json.dumps({"files": ["config.json", "diffusion_pytorch_model.bin"]}))
+    with pytest.raises(ModelError, match="controlnet_depth"):  # not complete: safetensors required
+        ModelResolver(models_dir=bad, offline=True).resolve("controlnet_depth")
+    (bad / "controlnet_depth" / "diffusion_pytorch_model.safetensors").write_bytes(b"")  # a decoy beside a pickle
+    (bad / "controlnet_depth" / "sub").mkdir()
+    weights.with_suffix(".bin").rename(bad / "controlnet_depth" / "sub" / "model.bin")
     with pytest.raises(ModelError, match="pickle"):
         ModelResolver(models_dir=bad, offline=True).resolve("controlnet_depth")
 
@@ -96,6 +138,83 @@ def test_methods_registry() -> None:
 def test_cli_models_list_and_fetch_offline(tiny_models: Path) -> None:  # noqa: F811
     r = camstream("models", "list", "--models-dir", tiny_models, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "RANDOM WEIGHTS" in r.stdout and "SG161222/Realistic_Vision_V5.1_noVAE" in r.stdout
-    r = camstream("models", "fetch", "vae", timeout=120, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert "RANDOM WEIGHTS" in r.stdout and "hub SG161222/Realistic_Vision_V5.1_noVAE@main" in r.stdout
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:] if line.strip()}
+    assert "manual: FaRL-Base-Patch16" in rows["farl"] and "url https://github.com/FacePerceiver/facer" in rows["facer_attributes"]
+    assert " MB " in rows["annotator_pose"] and "non-commercial" in rows["annotator_pose"]  # size and licence
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    r = camstream("models", "fetch", "vae", timeout=120, env=offline)
     assert r.returncode == 5 and "HF_HUB_OFFLINE" in r.stderr
+
+
+def test_fetch_checks_every_entry_before_downloading_any(tmp_path: Path) -> None:
+    """A method needing a file nobody can download fails before the first download; optional
+    ones (trained, manual) are skipped with a note."""
+    resolver = ModelResolver(models_dir=tmp_path, offline=True)
+    with pytest.raises(ModelError) as info:  # light needs FaRL (manual) and the trained adapters
+        resolver.plan_fetch(resolver.manifest.expand(["light"]), explicit=["farl"])
+    assert "nothing fetched" in str(info.value) and "farl" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ModelError, match="HF_HUB_OFFLINE"):  # the default method: only downloadable files
+        resolver.plan_fetch(resolver.manifest.expand(["camouflage"]))
+    todo, skipped = ModelResolver(models_dir=tmp_path, offline=False).plan_fetch(resolver.manifest.expand(["camouflage"]))
+    assert "ip_adapter_plus_face" in todo and "idf_controlnet" not in todo
+    assert any(s.startswith("idf_controlnet") for s in skipped)
+    r = camstream("models", "fetch", "light", "--models-dir", tmp_path, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 5 and "nothing fetched" in r.stderr and not any(tmp_path.iterdir())
+
+
+def test_lock_file_catches_a_changed_file(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
+    from camouflage.manifest import LOCK_NAME, lock_record, read_lock, verify_lock, write_lock
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models / "vae", models / "vae")
+    entry = load_manifest()["vae"]
+    write_lock(models, "vae", lock_record(entry, models / "vae", commit=HASH))
+    record = read_lock(models)["vae"]
+    assert record["commit"] == HASH and set(record["files"]) == {"config.json", "diffusion_pytorch_model.safetensors"}
+    assert verify_lock(entry, models / "vae", record) == "ok"
+    with open(models / "vae" / "diffusion_pytorch_model.safetensors", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01")
+    assert verify_lock(entry, models / "vae", record).startswith("MISMATCH")
+    assert (models / LOCK_NAME).exists()
+
+
+def test_models_check_ready_verdicts_and_exit_codes(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
+    r = camstream("models", "check", "--models-dir", tiny_models, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    verdicts = dict(line.split(": ", 1) for line in r.stdout.splitlines() if line.split(":")[0] in ("base", "light", "camouflage"))
+    assert verdicts["base"] == "ready (a_s 1.25: trained IDF)" and verdicts["camouflage"].startswith("ready")
+    assert "FAILS" not in r.stdout and "MISSING" not in r.stdout
+    # only public weights (no trained IDF, no trained Light adapters, no FaRL/FACER): still ready
+    public = tmp_path / "public"
+    public.mkdir()
+    for entry in tiny_models.iterdir():
+        if entry.name not in ("idf_controlnet", "farl", "facer_attributes", "ip_adapter_light", "t2i_adapter_light"):
+            (public / entry.name).symlink_to(entry)
+    r = camstream("models", "check", "--models-dir", public, "--no-load", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "base: ready (a_s <= 1: no trained IDF)" in r.stdout and "camouflage: ready (public Light adapters)" in r.stdout
+    r = camstream("models", "check", "light", "--models-dir", public, "--no-load", timeout=300)
+    assert r.returncode == 5 and "light: not ready: farl" in r.stdout
+    (public / "ip_adapter_plus_face").unlink()
+    r = camstream("models", "check", "--models-dir", public, "--no-load", timeout=300)
+    assert r.returncode == 5 and "camouflage: not ready" in r.stdout
+
+
+def test_models_import_checks_the_name_and_the_format(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
+    farl = tiny_models / "farl" / "FaRL-Base-Patch16-LAIONFace20M-ep64.pth"
+    models = tmp_path / "models"
+    r = camstream("models", "import", "farl", farl, "--models-dir", models, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (models / "farl" / farl.name).read_bytes() == farl.read_bytes()
+    assert "farl" in json.loads((models / "camstream.lock.json").read_text())
+    wrong = tmp_path / "farl.pth"
+    shutil.copy(farl, wrong)
+    r = camstream("models", "import", "farl", wrong, "--models-dir", models, timeout=120)
+    assert r.returncode == 5 and "FaRL-Base-Patch16-LAIONFace20M-ep*.pth" in r.stderr
+    not_farl = tmp_path / "FaRL-Base-Patch16-LAIONFace20M-ep16.pth"
+    shutil.copy(tiny_models / "facer_attributes" / "face_attribute.farl.celeba.pt", not_farl)
+    r = camstream("models", "import", "farl", not_farl, "--models-dir", models, timeout=120)
+    assert r.returncode == 5 and "not a FaRL checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (models / "farl").iterdir() if p.is_file()) == [farl.name]  # the good one stays

@@ -288,12 +288,17 @@ def test_rtsp_input_to_file_stops_at_end(cameras, tmp_path: Path) -> None:
 
 def test_camouflage_on_a_live_camera_runs_in_realtime_mode(cameras, tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
     """The default method on a live source: ``mode: auto`` turns into the latency budget, and
-    every region is accounted for: Base, Light, a reused fake face or the fallback."""
+    every region is accounted for: Base, Light, a reused fake face or the fallback.
+
+    Which regions land in time depends on the machine's speed, so the budget here is one no
+    render can miss (600 s): every region is then generated, on any machine. Late renders
+    (reuse, fallback) are tested in-process with renders the tests hold back
+    (tests/test_camouflage_video.py)."""
     camera = cameras()
     result = camstream([camera.url, "-o", "out.mkv", "--end", "3", "--report", "r.json", *FAST, "--method", "camouflage",
                         "--models-dir", str(tiny_models), "--set", f"light.resolution={RESOLUTION}",
                         "--set", f"base.resolution={RESOLUTION}", "--set", f"light.steps={STEPS}", "--set", f"base.steps={STEPS}",
-                        "--set", "camouflage.latency=0.2"], tmp_path, timeout=240)
+                        "--set", "camouflage.latency=600"], tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr
     n, size, _ = probe(tmp_path / "out.mkv")
     assert size == (WIDTH, HEIGHT) and 3 * FPS - 5 <= n <= 3 * FPS, n
@@ -302,7 +307,7 @@ def test_camouflage_on_a_live_camera_runs_in_realtime_mode(cameras, tiny_models:
     assert report["status"] == "ok" and a["mode"] == "realtime" and a["regions"] > 0
     assert a["generated_regions"] + a["reused_late_regions"] + a["fallback_late_regions"] \
         + a["fallback_failed_regions"] == a["regions"]
-    assert a["fallback_failed_regions"] == 0 and a["generated_regions"] > 0
+    assert a["generated_regions"] == a["regions"] and a["fallback_failed_regions"] == 0
 
 
 def test_unreachable_rtsp_exits_6_at_once(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -319,7 +324,7 @@ def test_unreachable_rtsp_exits_6_at_once(tmp_path: Path, capsys, monkeypatch) -
 
 def test_silent_rtsp_server_times_out_within_open_timeout(tmp_path: Path, capsys, monkeypatch) -> None:
     """Something accepts TCP but never answers RTSP: the open timeout must end the wait."""
-    cli(["webcam:99999", "-o", "out.mkv", "-q"], tmp_path, capsys, monkeypatch)  # imports done: time the open only
+    import streamer.runner  # noqa: F401 - imports done: time the open only (a missing webcam no longer imports it)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)

@@ -3,7 +3,6 @@ their tiny stand-ins, the config switches and the realtime preset, on the tiny m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +80,9 @@ def test_make_tiny_writes_taesd_and_lcm_lora(tiny_models: Path) -> None:  # noqa
 
     paths = ModelResolver(models_dir=tiny_models, offline=True).resolve_many([LCM_LORA, TINY_VAE])
     assert paths == {LCM_LORA: tiny_models / LCM_LORA, TINY_VAE: tiny_models / TINY_VAE}
-    for name in (LCM_LORA, TINY_VAE):
-        declared = json.loads((tiny_models / name / "camstream_tiny.json").read_text())
-        assert declared["random_weights"] and all(f.endswith((".json", ".safetensors")) for f in declared["files"])
+    for name in (LCM_LORA, TINY_VAE):  # the published files, safetensors only
+        files = [p.name for p in (tiny_models / name).rglob("*") if p.is_file()]
+        assert files and all(f.endswith((".json", ".safetensors")) for f in files), files
     lora = load_file(tiny_models / LCM_LORA / LCM_LORA_WEIGHTS)
     # the real file's kohya layout, on the real file's target modules (convolutions too)
     assert lora and all(k.startswith("lora_unet_") and k.endswith((".lora_down.weight", ".lora_up.weight", ".alpha")) for k in lora)
@@ -107,8 +106,8 @@ def test_cli_models_list_shows_both_present(tiny_models: Path) -> None:  # noqa:
     r = camstream("models", "list", "--models-dir", tiny_models, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
-    assert rows[LCM_LORA].rstrip().endswith(str(tiny_models / LCM_LORA)) and "latent-consistency/lcm-lora-sdv1-5" in rows[LCM_LORA]
-    assert rows[TINY_VAE].rstrip().endswith(str(tiny_models / TINY_VAE)) and "madebyollin/taesd" in rows[TINY_VAE]
+    assert f" {tiny_models / LCM_LORA} " in rows[LCM_LORA] and "hub latent-consistency/lcm-lora-sdv1-5@" in rows[LCM_LORA]
+    assert f" {tiny_models / TINY_VAE} " in rows[TINY_VAE] and "hub madebyollin/taesd@" in rows[TINY_VAE]
 
 
 # -- the pipelines ----------------------------------------------------------------------

@@ -11,10 +11,16 @@ Scopes (``anonymize.scope``):
                  longer side) with every face in the map; every pixel changes.
 
 Identity over time: each track gets its own seed (same initial noise for its whole
-life) and, after its first generated frame, the FaRL embedding of its own generated
-face as the IP-Adapter's target identity; so a track keeps one fake face. A new track
-starts from a random target embedding drawn from its seed (scaled to the norm of the
-original's embedding). The negative branch always uses the original face's embedding.
+life) and, after its first generated frame, the embedding of its own generated face as
+the IP-Adapter's target identity; so a track keeps one fake face. A track's first frame
+has no target: the IP-Adapter gets its own unconditional input (a blank image, as in its
+training), never a random vector off the embedding manifold; the negative branch always
+uses the original face's embedding.
+
+Adapters: ``camouflage`` (trained: FaRL IP-Adapter + 41-channel T2I-Adapter on FACER's
+attribute map) or ``public`` (IP-Adapter plus-face + the openpose ControlNet on this
+crop's pose drawing, ``pose``: Base's openpose annotator); ``build_light_anonymizer``
+builds the first (``--method light``), the video method either.
 Person regions carry no face box: the head is taken as the top-centre of the box.
 """
 
@@ -35,7 +41,7 @@ from ..compositor import crop_window, paste
 from ..speed import apply_speed, speed_models
 from . import loading
 from .attribute_map import build_attribute_map
-from .attributes import FaceAttributes, FacerAttributeModel, face_crops, face_keypoints
+from .attributes import NUM_ATTRIBUTES, FaceAttributes, FacerAttributeModel, face_crops, face_keypoints
 from .pipeline import CamouflageLightPipeline
 
 log = logging.getLogger("camstream")
@@ -58,7 +64,7 @@ class LightAnonymizer:
     def __init__(
         self,
         pipe: CamouflageLightPipeline,
-        attributes: FacerAttributeModel,
+        attributes: FacerAttributeModel | None,
         resolution: int = 768,
         steps: int = 25,
         strength: float = 0.75,
@@ -72,10 +78,15 @@ class LightAnonymizer:
         context: float = 0.5,
         feather: float = 0.25,
         max_tracks: int = 256,
+        pose=None,  # noqa: ANN001 - an Annotator (public adapters: the ControlNet's pose drawing)
     ) -> None:
         if scope not in ("face", "person", "scene"):
             raise ValueError(f"scope {scope!r}: use face, person or scene")
-        self.pipe, self.attributes = pipe, attributes
+        if pipe.adapters == "public" and pose is None:
+            raise ValueError("public Light adapters need a pose annotator")
+        if pipe.adapters == "camouflage" and attributes is None:
+            raise ValueError("the CAMOUFLaGE-Light adapters need FACER's attribute model")
+        self.pipe, self.attributes, self.pose = pipe, attributes, pose
         m = pipe.size_multiple
         self.resolution = max(m, resolution // m * m)
         self.steps, self.strength, self.seed, self.prompt = steps, strength, seed, prompt
@@ -88,30 +99,39 @@ class LightAnonymizer:
         self.max_tracks = max_tracks
 
     # ---------------------------------------------------------------- helpers
+    @property
+    def adapters(self) -> str:
+        return self.pipe.adapters
+
     def _faces(self, image: np.ndarray, regions: Sequence[Region]) -> list[FaceAttributes]:
         boxes = [r.box if r.kind == "face" else head_box(r.box) for r in regions]
-        probs = self.attributes.predict_faces(image, boxes)
-        return [FaceAttributes(np.asarray(b, np.float32), probs[i],
-                               face_keypoints(b, r.landmarks if r.kind == "face" else None))
-                for i, (b, r) in enumerate(zip(boxes, regions, strict=True))]
+        landmarks = [r.landmarks if r.kind == "face" else None for r in regions]
+        if self.attributes is not None:
+            probs = self.attributes.predict_faces(image, boxes, landmarks)
+        else:  # public adapters: no attribute map
+            probs = np.zeros((len(boxes), NUM_ATTRIBUTES), np.float32)
+        return [FaceAttributes(np.asarray(b, np.float32), probs[i], face_keypoints(b, lm))
+                for i, (b, lm) in enumerate(zip(boxes, landmarks, strict=True))]
 
     def _embed(self, image: np.ndarray, box: np.ndarray) -> torch.Tensor:
-        size = self.pipe.image_encoder.config.image_size
-        crops = face_crops(image, [box], size)
-        p = next(self.pipe.image_encoder.parameters())
-        with torch.no_grad():
-            return self.pipe.image_encoder(pixel_values=crops.to(p.device, p.dtype)).image_embeds[0].float().cpu()
+        crops = face_crops(image, [box], self.pipe.image_encoder.config.image_size)
+        return self.pipe.identity_embeddings(crops)[0].float().cpu()
+
+    def conditioning(self, crop: np.ndarray, amap: np.ndarray | None) -> dict:
+        """The spatial control for a crop: the attribute map (T2I) or the pose drawing (ControlNet)."""
+        if self.adapters == "public":
+            return {"control_image": self.pose(crop, crop.shape[0])}
+        return {"attribute_map": amap}
 
     def _track_seed(self, track_id: int) -> int:
         return self.seed + 1009 * max(track_id, 0)
 
-    def _target_identity(self, track_id: int, original: torch.Tensor) -> torch.Tensor:
+    def _target_identity(self, track_id: int, original: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The track's fake identity; None before its first frame (the IP-Adapter's blank input)."""
         if track_id >= 0 and track_id in self.identities:
             self.identities.move_to_end(track_id)
             return self.identities[track_id]
-        g = torch.Generator().manual_seed(self._track_seed(track_id) + 1)
-        target = torch.randn(original.shape, generator=g)
-        return target / target.norm().clamp_min(1e-6) * original.norm()
+        return None
 
     def set_keyframe(self, track_id: int, anonymized: np.ndarray, box: np.ndarray) -> None:
         """Make the face at ``box`` of an already anonymized frame (e.g. a Base keyframe)
@@ -129,10 +149,11 @@ class LightAnonymizer:
         while len(self.identities) > self.max_tracks:
             self.identities.popitem(last=False)
 
-    def _generate(self, crop: np.ndarray, amap: np.ndarray, target: torch.Tensor, original: torch.Tensor,
+    def _generate(self, crop: np.ndarray, amap: np.ndarray, target: torch.Tensor | None, original: torch.Tensor,
                   seed: int) -> np.ndarray:
         out = self.pipe(
-            crop, amap, prompt=self.prompt, identity_embeds=target[None], original_embeds=original[None],
+            crop, prompt=self.prompt, identity_embeds=None if target is None else target[None],
+            original_embeds=original[None], **self.conditioning(crop, amap),
             strength=self.strength, num_inference_steps=self.steps, anonymization_scale=self.anonymization_scale,
             adapter_conditioning_scale=self.adapter_scale, ip_adapter_scale=self.ip_adapter_scale,
             generator=torch.Generator().manual_seed(seed),
@@ -198,19 +219,48 @@ class LightAnonymizer:
 
 
 def build_light_anonymizer(config) -> LightAnonymizer:  # noqa: ANN001 - streamer.config.Config
-    """``camstream run --method light``: models from ``models.*``, settings from ``light.*``."""
+    """``camstream run --method light``: models from ``models.*``, settings from ``light.*``.
+    Light on its own runs the trained CAMOUFLaGE-Light adapters (the public ones need the
+    video method's keyframes for an identity)."""
     from camouflage.device import resolve_device, resolve_dtype
+    from streamer.errors import ConfigError
 
+    light, speed = config.light, config.speed
+    if light.adapters == "public":
+        raise ConfigError("--method light runs the trained Light adapters; the public ones (light.adapters: public) "
+                          "need keyframes: use --method camouflage")
     device = resolve_device(config.models.device)
     dtype = resolve_dtype(config.models.dtype, device)
-    light, ano, speed = config.light, config.anonymize, config.speed
     paths = loading.resolve_models(config.models.dir, (*loading.LIGHT_MODELS, *speed_models(speed.lcm, speed.tiny_vae)),
                                    config.models.offline)
     pipe = CamouflageLightPipeline.from_paths(paths, scheduler=light.scheduler, device=device, dtype=dtype)
     apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)
     attributes = FacerAttributeModel.from_pretrained(paths[loading.FACER_ATTRIBUTES]).to(device, dtype)
+    return light_anonymizer(config, pipe, attributes)
+
+
+def build_public_light(config, pose_controlnet, pose) -> LightAnonymizer:  # noqa: ANN001 - Config, ControlNetModel, Annotator
+    """Light with the public adapters for the video method: h94's IP-Adapter plus-face (its
+    CLIP ViT-H encoder reads the keyframe's fake face) and the openpose ControlNet and
+    annotator Base already loaded (shared, not loaded twice)."""
+    from camouflage.device import resolve_device, resolve_dtype
+
+    device = resolve_device(config.models.device)
+    dtype = resolve_dtype(config.models.dtype, device)
+    speed = config.speed
+    paths = loading.resolve_models(config.models.dir, (loading.SD15, loading.VAE, loading.IP_ADAPTER_PLUS,
+                                                       *speed_models(speed.lcm, speed.tiny_vae)), config.models.offline)
+    pipe = CamouflageLightPipeline.from_public_paths(paths, scheduler=config.light.scheduler, device=device, dtype=dtype,
+                                                     controlnet=pose_controlnet)
+    apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)
+    return light_anonymizer(config, pipe, None, pose)
+
+
+def light_anonymizer(config, pipe: CamouflageLightPipeline, attributes: FacerAttributeModel | None,  # noqa: ANN001
+                     pose=None) -> LightAnonymizer:  # noqa: ANN001
+    light, ano, speed = config.light, config.anonymize, config.speed
     return LightAnonymizer(
-        pipe, attributes, resolution=light.resolution, steps=speed.lcm_steps if speed.lcm else light.steps, strength=light.strength,
+        pipe, attributes, pose=pose, resolution=light.resolution, steps=speed.lcm_steps if speed.lcm else light.steps, strength=light.strength,
         anonymization_scale=light.anonymization_scale, ip_adapter_scale=light.ip_adapter_scale,
         adapter_scale=light.adapter_scale, seed=light.seed, prompt=light.prompt, scope=ano.scope,
         shape=Shape(kind=ano.shape, margin=ano.margin), context=light.context, feather=light.feather,

@@ -1,32 +1,26 @@
 """Per-face attributes for Light's conditioning.
 
-* :class:`FaRLEncoder` — FaRL's visual encoder: the CLIP ViT-B/16 architecture
-  (``transformers.CLIPVisionModelWithProjection``) with FaRL's weights. Its
-  projected embedding feeds the IP-Adapter.
-* :class:`FacerAttributeModel` — FACER's face-attribute model: a FaRL backbone plus a
-  linear head giving 40 CelebA attribute probabilities (sigmoid, multi-label).
+* :class:`FaRLEncoder` — FaRL's visual encoder (``transformers.CLIPVisionModelWithProjection``
+  mapped at load time from FaRL's published ``.pth``, see :mod:`.farl`). Its projected
+  embedding feeds the trained Light IP-Adapter.
+* :class:`FacerAttributeModel` — FACER's face-attribute model, built with pyfacer from
+  FACER's published ``face_attribute.farl.celeba.pt`` (see :mod:`.facer`): 40 CelebA
+  attribute probabilities (sigmoid, multi-label) of the face aligned on its 5 landmarks.
 * :func:`face_keypoints` — the 5 keypoints of a face: the detector's landmarks when
   present, else the standard 5-point template placed in the box.
-
-Upstream FACER ships its attribute model as TorchScript on GitHub and FaRL as a
-``.pth`` of OpenAI-CLIP keys; neither downloads here. Both loaders read the
-diffusers/transformers layout (``config.json`` + ``model.safetensors``), which is what
-``camstream models fetch`` writes after conversion and what ``make-tiny`` writes.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+from transformers import CLIPVisionModelWithProjection
 
-from streamer.errors import ModelError
+from .facer import FacerAttributeModel
 
 # The 40 CelebA attributes, in CelebA's (and FACER's) order.
 CELEBA_ATTRIBUTES: tuple[str, ...] = (
@@ -116,67 +110,10 @@ class FaRLEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> FaRLEncoder:
-        try:
-            model = CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"FaRL encoder at {path}: cannot load ({str(exc).splitlines()[0]})") from None
-        return cls(model.eval())
+        """``path``: the folder holding FaRL's published ``.pth``."""
+        from .farl import load_farl_vision
 
-
-class FacerAttributeModel(nn.Module):
-    """FACER-style attribute classifier: FaRL backbone -> pooled CLS -> Linear(40) -> sigmoid.
-
-    On disk: ``backbone/`` (a ``CLIPVisionModel`` folder) and ``head.safetensors``
-    (``weight`` (40, hidden), ``bias`` (40,)) plus ``attributes.json`` (names, in order).
-    """
-
-    def __init__(self, backbone: CLIPVisionModel, head: nn.Linear) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    @property
-    def image_size(self) -> int:
-        return self.backbone.config.image_size
-
-    @torch.no_grad()
-    def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 40) attribute probabilities for CLIP-normalised face crops."""
-        p = next(self.backbone.parameters())
-        pooled = self.backbone(pixel_values=pixels.to(p.device, p.dtype)).pooler_output
-        return torch.sigmoid(self.head(pooled)).float()
-
-    def predict_faces(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
-        if not boxes:
-            return np.zeros((0, NUM_ATTRIBUTES), np.float32)
-        return self.probabilities(face_crops(image, boxes, self.image_size)).cpu().numpy()
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> FacerAttributeModel:
-        path = Path(path)
-        try:
-            backbone = CLIPVisionModel.from_pretrained(str(path / "backbone"), local_files_only=True)
-            state = load_file(str(path / "head.safetensors"))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"FACER attribute model at {path}: cannot load ({str(exc).splitlines()[0]})") from None
-        names = json.loads((path / "attributes.json").read_text()) if (path / "attributes.json").exists() else None
-        if state["weight"].shape[0] != NUM_ATTRIBUTES or (names is not None and tuple(names) != CELEBA_ATTRIBUTES):
-            raise ModelError(f"FACER attribute model at {path}: expected the 40 CelebA attributes in CelebA order")
-        head = nn.Linear(state["weight"].shape[1], NUM_ATTRIBUTES)
-        head.load_state_dict(state)
-        return cls(backbone.eval(), head.eval())
-
-    def save_pretrained(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(str(path / "backbone"))
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))
-        (path / "attributes.json").write_text(json.dumps(list(CELEBA_ATTRIBUTES)))
-
-    @classmethod
-    def random(cls, config: CLIPVisionConfig, seed: int = 0) -> FacerAttributeModel:
-        torch.manual_seed(seed)
-        return cls(CLIPVisionModel(config).eval(), nn.Linear(config.hidden_size, NUM_ATTRIBUTES).eval())
+        return cls(load_farl_vision(path))
 
 
 @dataclass
@@ -189,6 +126,9 @@ class FaceAttributes:
     embedding: torch.Tensor | None = None  # FaRL embedding of the original face (negative identity)
 
 
+__all__ = ["CELEBA_ATTRIBUTES", "FaRLEncoder", "FaceAttributes", "FacerAttributeModel", "face_crops", "face_keypoints"]
+
+
 class AttributeExtractor:
     """FACER attributes + keypoints (+ optional FaRL embeddings) for the faces of a frame."""
 
@@ -199,7 +139,7 @@ class AttributeExtractor:
     def __call__(self, image: np.ndarray, boxes: list[np.ndarray], landmarks: list[np.ndarray | None] | None = None,
                  embeddings: bool = False) -> list[FaceAttributes]:
         landmarks = landmarks if landmarks is not None else [None] * len(boxes)
-        probs = self.attributes.predict_faces(image, boxes)
+        probs = self.attributes.predict_faces(image, boxes, landmarks)
         embeds = self.farl.embed_faces(image, boxes) if embeddings and self.farl is not None and boxes else None
         return [
             FaceAttributes(

@@ -1,5 +1,10 @@
-"""CamouflageLightPipeline: img2img on a frozen SD1.5 with a 41-channel T2I-Adapter and
-an IP-Adapter fed by FaRL embeddings, plus negative identity guidance.
+"""CamouflageLightPipeline: img2img on a frozen SD1.5 with an IP-Adapter for the identity and
+a spatial control for the pose, plus negative identity guidance. Two sets of adapters:
+
+* ``camouflage`` (trained by ``camstream train light``): the IP-Adapter fed FaRL's projected
+  embedding, the 41-channel T2I-Adapter on the FACER attribute/keypoint map;
+* ``public`` (no training): h94's IP-Adapter plus-face SD1.5 fed the penultimate hidden states
+  of its CLIP ViT-H/14 image encoder, and the openpose ControlNet (Base's) on the pose image.
 
 The loop (``__call__``), top to bottom:
   1. encode the prompt (empty at inference: captions are a training-time signal only),
@@ -28,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     DDIMScheduler,
     DiffusionPipeline,
     DPMSolverMultistepScheduler,
@@ -103,22 +109,34 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
         scheduler,
-        adapter: T2IAdapter,
+        adapter: T2IAdapter | None = None,
         image_encoder: CLIPVisionModelWithProjection | None = None,
         feature_extractor=None,
+        controlnet: ControlNetModel | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-            adapter=adapter, image_encoder=image_encoder, feature_extractor=feature_extractor,
+            adapter=adapter, image_encoder=image_encoder, feature_extractor=feature_extractor, controlnet=controlnet,
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def adapters(self) -> str:
+        """``camouflage`` (T2I-Adapter + FaRL IP-Adapter) or ``public`` (ControlNet + IP-Adapter plus)."""
+        return "public" if self.controlnet is not None else "camouflage"
+
+    @property
+    def identity_from_hidden_states(self) -> bool:
+        """IP-Adapter plus reads the encoder's penultimate hidden states, not its projection."""
+        proj = self.unet.encoder_hid_proj.image_projection_layers[0]
+        return not hasattr(proj, "image_embeds")
 
     @property
     def size_multiple(self) -> int:
         """Generated sizes must be multiples of this (64 for SD1.5: VAE 8 x U-Net/adapter 8)."""
         unet = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
-        return max(unet, self.adapter.total_downscale_factor)
+        return max(unet, self.adapter.total_downscale_factor if self.adapter is not None else 1)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -169,6 +187,43 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device)
 
+    @classmethod
+    def from_public_paths(
+        cls,
+        paths: dict[str, Path],
+        scheduler: str = "dpmpp_sde_karras",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        controlnet: ControlNetModel | None = None,
+    ) -> CamouflageLightPipeline:
+        """sd15 + vae + h94's IP-Adapter plus-face (with its CLIP ViT-H encoder, read from the
+        repo's own layout) + the openpose ControlNet (``controlnet``, e.g. Base's, or loaded
+        from ``paths[controlnet_pose]``)."""
+        sd = paths[loading.SD15]
+        kw = {"local_files_only": True, "torch_dtype": dtype}
+        try:
+            pipe = cls(
+                vae=AutoencoderKL.from_pretrained(paths[loading.VAE], **kw),
+                text_encoder=CLIPTextModel.from_pretrained(sd / "text_encoder", local_files_only=True, dtype=dtype),
+                tokenizer=CLIPTokenizer.from_pretrained(sd / "tokenizer"),
+                unet=UNet2DConditionModel.from_pretrained(sd / "unet", **kw),
+                scheduler=make_scheduler(scheduler, DDIMScheduler.load_config(sd / "scheduler")),
+                controlnet=controlnet or ControlNetModel.from_pretrained(paths[loading.POSE_CONTROLNET], use_safetensors=True, **kw),
+            )
+            verbosity = diffusers_logging.get_verbosity()
+            diffusers_logging.set_verbosity_error()
+            try:
+                pipe.load_ip_adapter(str(paths[loading.IP_ADAPTER_PLUS]), subfolder=loading.IP_ADAPTER_PLUS_SUBFOLDER,
+                                     weight_name=loading.IP_ADAPTER_PLUS_WEIGHTS,
+                                     image_encoder_folder=loading.IP_ADAPTER_PLUS_ENCODER, local_files_only=True,
+                                     torch_dtype=dtype)
+            finally:
+                diffusers_logging.set_verbosity(verbosity)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"Light with public adapters: cannot load models ({str(exc).splitlines()[0]})") from None
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
+
     # ------------------------------------------------------------------ pieces
     def encode_prompt(self, prompt: str | list[str], batch: int) -> torch.Tensor:
         prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
@@ -190,15 +245,23 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         return self.text_encoder(ids.to(self.text_encoder.device))[0]
 
     def encode_identity(self, images: torch.Tensor) -> torch.Tensor:
-        """FaRL embeddings of (B, 3, H, W) [0, 1] images (already face crops)."""
+        """Identity embeddings of (B, 3, H, W) [0, 1] images (already face crops)."""
         if self.image_encoder is None:
-            raise ModelError("CAMOUFLaGE-Light: no FaRL image encoder loaded")
+            raise ModelError("CAMOUFLaGE-Light: no image encoder loaded")
         size = self.image_encoder.config.image_size
         x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
         x = (x - mean) / torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        return self.identity_embeddings(x)
+
+    def identity_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
+        """What the installed IP-Adapter takes for CLIP-normalised crops at the encoder's size:
+        the projected embedding (B, D), or for IP-Adapter plus the penultimate hidden states (B, T, D)."""
         p = next(self.image_encoder.parameters())
-        return self.image_encoder(pixel_values=x.to(p.device, p.dtype)).image_embeds
+        with torch.no_grad():
+            out = self.image_encoder(pixel_values=pixels.to(p.device, p.dtype),
+                                     output_hidden_states=self.identity_from_hidden_states)
+        return out.hidden_states[-2] if self.identity_from_hidden_states else out.image_embeds
 
     def get_timesteps(self, steps: int, strength: float) -> torch.Tensor:
         self.scheduler.set_timesteps(steps, device=self._execution_device)
@@ -218,20 +281,25 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         """Pixels in about [-1, 1] from scaled latents, with either VAE."""
         return decode_latents(self.vae, latents)
 
-    def predict_noise(self, latents, t, text, identity, residuals) -> torch.Tensor:
-        """One U-Net call; ``residuals`` are copied because the U-Net pops from the list."""
-        return self.unet(
-            latents, t, encoder_hidden_states=text,
-            added_cond_kwargs={"image_embeds": [identity[:, None]]},
-            down_intrablock_additional_residuals=[r.clone() for r in residuals],
-        ).sample
+    def predict_noise(self, latents, t, text, identity, residuals, control=None, control_scale=1.0) -> torch.Tensor:  # noqa: ANN001
+        """One U-Net call (after the ControlNet's, when ``control`` is given); T2I ``residuals``
+        are copied because the U-Net pops from the list."""
+        extra = {}
+        if residuals is not None:
+            extra["down_intrablock_additional_residuals"] = [r.clone() for r in residuals]
+        if control is not None:
+            down, mid = self.controlnet(latents, t, encoder_hidden_states=text, controlnet_cond=control,
+                                        conditioning_scale=control_scale, return_dict=False)
+            extra |= {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        return self.unet(latents, t, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [identity[:, None]]},
+                         **extra).sample
 
     # ------------------------------------------------------------------ the algorithm
     @torch.no_grad()
     def __call__(
         self,
         image: np.ndarray | torch.Tensor,
-        attribute_map: np.ndarray | torch.Tensor,
+        attribute_map: np.ndarray | torch.Tensor | None = None,
         prompt: str | list[str] = "",
         identity_embeds: torch.Tensor | None = None,
         original_embeds: torch.Tensor | None = None,
@@ -242,25 +310,27 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         ip_adapter_scale: float | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "np",
+        control_image: np.ndarray | torch.Tensor | None = None,
+        controlnet_conditioning_scale: float = 1.0,
     ) -> LightPipelineOutput:
+        """``attribute_map`` (B, 41, H, W) feeds the T2I-Adapter (camouflage adapters);
+        ``control_image`` (B, H, W, 3 uint8, e.g. an openpose drawing) the ControlNet (public)."""
         device, dtype = self._execution_device, self.unet.dtype
         pixels = _to_tensor(image).to(device)
         batch, _, height, width = pixels.shape
         multiple = self.size_multiple
         if height % multiple or width % multiple:
             raise ValueError(f"image size {width}x{height} must be a multiple of {multiple}")
-        cond = torch.as_tensor(np.asarray(attribute_map) if not isinstance(attribute_map, torch.Tensor)
-                               else attribute_map)
-        cond = (cond if cond.ndim == 4 else cond[None]).to(device, self.adapter.dtype)
+        if (self.adapter is None) != (attribute_map is None) or (self.controlnet is None) != (control_image is None):
+            raise ValueError("give attribute_map for a T2I-Adapter and control_image for a ControlNet, as loaded")
         if ip_adapter_scale is not None:
             self.set_ip_adapter_scale(ip_adapter_scale)
-        embed_dim = self.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.in_features
 
         # 1. prompt
         text = self.encode_prompt(prompt, batch).to(dtype)
         # identities: the target (positive) and the original's own (negative)
-        if identity_embeds is None:
-            identity_embeds = torch.zeros(batch, embed_dim)
+        if identity_embeds is None:  # the IP-Adapter's own unconditional input: a blank image
+            identity_embeds = self.encode_identity(torch.zeros_like(pixels))
         identity_embeds = identity_embeds.to(device, dtype)
         guided = anonymization_scale != 1.0
         if guided and original_embeds is None:
@@ -278,23 +348,33 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
             self.scheduler.noise_sampler_seed = brownian_seed(generator)
         # ancestral / SDE multistep schedulers draw step noise: from our generator too
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
-        # 3. the attribute/keypoint residuals, once
-        residuals = [f * adapter_conditioning_scale for f in self.adapter(cond)]
-        residuals = [r.to(dtype) for r in residuals]
+        # 3. the attribute/keypoint residuals, once (T2I-Adapter); the pose image (ControlNet)
+        residuals = control = None
+        if self.adapter is not None:
+            cond = torch.as_tensor(np.asarray(attribute_map) if not isinstance(attribute_map, torch.Tensor)
+                                   else attribute_map)
+            cond = (cond if cond.ndim == 4 else cond[None]).to(device, self.adapter.dtype)
+            residuals = [(f * adapter_conditioning_scale).to(dtype) for f in self.adapter(cond)]
+        if self.controlnet is not None:
+            control = _to_tensor(control_image).to(device, dtype)
+            if control.shape[-2:] != (height, width):
+                control = F.interpolate(control, size=(height, width), mode="bilinear", align_corners=False)
         if guided:
             text2 = torch.cat([text, text])
             identity2 = torch.cat([original_embeds.to(device, dtype), identity_embeds])
-            residuals2 = [torch.cat([r, r]) for r in residuals]
+            residuals2 = [torch.cat([r, r]) for r in residuals] if residuals is not None else None
+            control2 = torch.cat([control, control]) if control is not None else None
         # 4. denoise
         for t in self.progress_bar(timesteps):
             model_in = self.scheduler.scale_model_input(latents, t)
             if guided:
                 eps_neg, eps_pos = self.predict_noise(torch.cat([model_in, model_in]), t, text2, identity2,
-                                                      residuals2).chunk(2)
+                                                      residuals2, control2, controlnet_conditioning_scale).chunk(2)
                 # Negative identity guidance: away from the original face's own embedding.
                 eps = eps_neg + anonymization_scale * (eps_pos - eps_neg)
             else:
-                eps = self.predict_noise(model_in, t, text, identity_embeds, residuals)
+                eps = self.predict_noise(model_in, t, text, identity_embeds, residuals, control,
+                                         controlnet_conditioning_scale)
             latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
         # 5. decode
         decoded = self._decode_latents(latents)

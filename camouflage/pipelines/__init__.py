@@ -5,4 +5,5 @@ import torch or diffusers.
 """
 
 CONTROLS = ("depth", "normal", "seg", "pose", "lineart")  # the five positive controls of Base, in order
-BASE_MODELS = ("sd15", "vae", *(f"controlnet_{c}" for c in CONTROLS), "idf_controlnet")
+IDF = "idf_controlnet"  # trained by `camstream train idf`; optional: without it Base runs at a_s = 1
+BASE_MODELS = ("sd15", "vae", *(f"controlnet_{c}" for c in CONTROLS))  # required

@@ -9,7 +9,9 @@ ControlNet conditioned on the original's VAE latents gives the negative branch, 
     eps = eps_idf + a_s * (eps_pos - eps_idf)
 
 a_s = 0 reproduces the original, 1 follows the positive controls, > 1 pushes away from it.
-All branches run in ONE batched UNet call per step.
+All branches run in ONE batched UNet call per step. Nobody publishes an IDF ControlNet
+(``camstream train idf`` trains one): without it, or at a_s = 1, the IDF branch is not run
+and the pipeline is the positive controls alone (the paper's a_s = 1).
 
 >>> pipe = CamouflageBasePipeline.from_manifest(ModelResolver(models_dir="models"))  # doctest: +SKIP
 >>> out = pipe(image, controls, prompt="a woman in a room", generator=torch.Generator().manual_seed(0))
@@ -45,7 +47,7 @@ from streamer.errors import ConfigError, ModelError
 
 from ..device import brownian_seed
 from ..speed import decode_latents, encode_latents
-from . import BASE_MODELS, CONTROLS
+from . import BASE_MODELS, CONTROLS, IDF
 
 DEFAULT_SCALES = {"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart": 0.5}
 __all__ = ["BASE_MODELS", "CONTROLS", "CamouflageBasePipeline", "CamouflageBasePipelineOutput", "identity_guidance"]
@@ -89,10 +91,11 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """Multi-ControlNet img2img with identity-function negative guidance (CAMOUFLaGE-Base)."""
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
-    _optional_components: list[str] = []
+    _optional_components: list[str] = ["idf_controlnet"]
 
     def __init__(self, vae: AutoencoderKL, text_encoder, tokenizer, unet: UNet2DConditionModel,  # noqa: ANN001
-                 controlnet: MultiControlNetModel | Sequence[ControlNetModel], idf_controlnet: ControlNetModel, scheduler) -> None:  # noqa: ANN001
+                 controlnet: MultiControlNetModel | Sequence[ControlNetModel], idf_controlnet: ControlNetModel | None,
+                 scheduler) -> None:  # noqa: ANN001
         super().__init__()
         if isinstance(controlnet, (list, tuple)):
             controlnet = MultiControlNetModel(list(controlnet))
@@ -109,10 +112,12 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     @classmethod
     def from_manifest(cls, resolver, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,  # noqa: ANN001
                       scheduler: str = "dpmpp_sde_karras") -> CamouflageBasePipeline:
-        """Load every component through the manifest resolver (safetensors only)."""
+        """Load every component through the manifest resolver (safetensors only); the IDF
+        ControlNet when the models folder has one."""
         from transformers import CLIPTextModel, CLIPTokenizer
 
         paths = resolver.resolve_many(BASE_MODELS)
+        idf = resolver.find(IDF)
         try:
             sd = paths["sd15"]
             pipe = cls(
@@ -123,7 +128,7 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 controlnet=MultiControlNetModel([
                     ControlNetModel.from_pretrained(paths[f"controlnet_{c}"], use_safetensors=True, torch_dtype=dtype) for c in CONTROLS
                 ]),
-                idf_controlnet=ControlNetModel.from_pretrained(paths["idf_controlnet"], use_safetensors=True, torch_dtype=dtype),
+                idf_controlnet=None if idf is None else ControlNetModel.from_pretrained(idf, use_safetensors=True, torch_dtype=dtype),
                 scheduler=make_scheduler(scheduler, DPMSolverSDEScheduler.load_config(sd / "scheduler")),
             )
         except ModelError:
@@ -216,6 +221,9 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         missing = [c for c in CONTROLS if c not in control_images]
         if missing:
             raise ValueError(f"control images missing: {', '.join(missing)}")
+        use_idf = anonymization_scale != 1.0
+        if use_idf and self.idf_controlnet is None:
+            raise ValueError(f"anonymization_scale {anonymization_scale} needs the IDF ControlNet (none loaded: use 1.0)")
 
         # 1. the original, its latents (img2img start AND the IDF condition), the controls
         original = self.image_processor.preprocess(self._as_pil(image))
@@ -248,23 +256,24 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             x = self.scheduler.scale_model_input(latents, t).to(self.unet.dtype)
             x_pos = x.repeat(n_pos, 1, 1, 1)
             step_scales = self.control_scales(scales, i, len(timesteps), lineart_stop)
-            down_pos, mid_pos = self.controlnet(x_pos, t, encoder_hidden_states=positive_text, controlnet_cond=controls,
-                                                conditioning_scale=step_scales, return_dict=False)
-            down_idf, mid_idf = self.idf_controlnet(x, t, encoder_hidden_states=text, controlnet_cond=idf_condition,
-                                                    conditioning_scale=1.0, return_dict=False)
+            down, mid = self.controlnet(x_pos, t, encoder_hidden_states=positive_text, controlnet_cond=controls,
+                                        conditioning_scale=step_scales, return_dict=False)
+            sample, hidden = x_pos, positive_text
+            if use_idf:
+                down_idf, mid_idf = self.idf_controlnet(x, t, encoder_hidden_states=text, controlnet_cond=idf_condition,
+                                                        conditioning_scale=1.0, return_dict=False)
+                down = [torch.cat([p, q]) for p, q in zip(down, down_idf, strict=True)]
+                mid, sample, hidden = torch.cat([mid, mid_idf]), torch.cat([x_pos, x]), torch.cat([positive_text, text])
             # one UNet call for all branches: [negative+controls, caption+controls, caption+IDF]
-            eps = self.unet(
-                torch.cat([x_pos, x]), t, encoder_hidden_states=torch.cat([positive_text, text]),
-                down_block_additional_residuals=[torch.cat([p, q]) for p, q in zip(down_pos, down_idf, strict=True)],
-                mid_block_additional_residual=torch.cat([mid_pos, mid_idf]),
-                return_dict=False,
-            )[0]
+            eps = self.unet(sample, t, encoder_hidden_states=hidden, down_block_additional_residuals=down,
+                            mid_block_additional_residual=mid, return_dict=False)[0]
+            eps_idf = eps[-batch:] if use_idf else None
             if do_cfg:
-                eps_uncond, eps_text, eps_idf = eps.chunk(3)
+                eps_uncond, eps_text = eps[:batch], eps[batch:2 * batch]
                 eps_pos = eps_uncond + guidance_scale * (eps_text - eps_uncond)
             else:
-                eps_pos, eps_idf = eps.chunk(2)
-            noise_pred = identity_guidance(eps_pos, eps_idf, anonymization_scale)
+                eps_pos = eps[:batch]
+            noise_pred = identity_guidance(eps_pos, eps_idf, anonymization_scale) if use_idf else eps_pos
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {"latents": latents, "model_input": x, "eps_pos": eps_pos, "eps_idf": eps_idf,
                                                   "noise_pred": noise_pred, "control_scales": step_scales})

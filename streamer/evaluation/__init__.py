@@ -8,8 +8,8 @@ for identities), so that the pipeline is not graded by its own detector:
 * :mod:`.utility` - temporal flicker (warping error), background PSNR/SSIM.
 * :mod:`.evaluate` - one pass over the original and any number of outputs.
 * :mod:`.compare` - run several methods on one clip and evaluate them side by side.
+
+Import from the modules (``from streamer.evaluation.evaluate import evaluate``): this
+package is loaded to register ``camstream eval`` on every call, and .evaluate pulls in
+the tracker and SciPy (half a second).
 """
-
-from .evaluate import EvalResult, evaluate
-
-__all__ = ["EvalResult", "evaluate"]

@@ -1,0 +1,21 @@
+"""Which extra a missing package belongs to, for a one-line 'pip install' answer (exit 5)."""
+
+from __future__ import annotations
+
+# The top-level package each extra brings, for the 'pip install' line of a missing one.
+EXTRAS = {
+    "diffusion": ("torch", "torchvision", "diffusers", "transformers", "controlnet_aux", "accelerate", "peft", "torchsde",
+                  "safetensors", "huggingface_hub", "webdataset"),
+    "light": ("facer", "validators"),
+    "eval": ("dlib", "face_recognition_models", "matplotlib"),
+    "yolo": ("ultralytics", "lap"),
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """'... needs camstream[diffusion]: pip install ...' when ``exc`` is a package of an extra."""
+    top = (exc.name or "").split(".")[0]
+    for extra, packages in EXTRAS.items():
+        if top in packages:
+            return f"this needs the {extra} extra ({top} is not installed): pip install 'camstream[{extra}]'"
+    return None

@@ -1,0 +1,234 @@
+"""``camstream serve CAMERAS.yaml``: every camera a supervised Ray actor, with metrics.
+
+The file::
+
+    defaults:                     # optional, for every camera
+      method: pixelate
+      segment_seconds: 60
+      set: {detection.threshold: 0.3}
+    cameras:
+      - name: gate                # letters, digits, - and _; names the actor and the segments
+        input: rtsp://10.0.0.5/stream
+        output: segments/gate     # a folder (segments) or rtsp://relay/gate
+        method: solid             # overrides
+        set: {stream.read_timeout: 5}
+
+The supervisor (this process) starts one actor per camera (``max_restarts``: Ray
+brings a dead process back), calls its ``run`` again after a backoff when the process
+died, polls every camera's figures for ``/metrics`` and ``/healthz`` and, on SIGTERM or
+Ctrl-C, stops every camera so that each finishes its open segment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..anonymizers import CLASSICAL
+from ..config import Config, load_config
+from ..errors import ConfigError
+from .cluster import connect, import_ray, runtime_env
+from .metrics import CameraFigures, start_server
+
+log = logging.getLogger("camstream")
+
+CAMERA_KEYS = {"name", "input", "output", "method", "segment_seconds", "set", "cpus", "gpus", "max_restarts"}
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+POLL = 1.0  # seconds between figures from the cameras
+
+
+def load_cameras(path: str | Path, files: list[str] = (), overrides: list[str] = ()) -> list[tuple[dict[str, Any], Config]]:
+    """Each camera's spec and its full config (defaults < --config < --set < camera's own)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cameras"), list) or not data["cameras"]:
+        raise ConfigError(f"{path}: expected 'cameras:' with a list of cameras")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict) or set(defaults) - (CAMERA_KEYS - {"name", "input", "output"}):
+        raise ConfigError(f"{path}: defaults: unknown keys {sorted(set(defaults) - CAMERA_KEYS) if isinstance(defaults, dict) else defaults}")
+    cameras, names = [], set()
+    base = Path(path).resolve().parent
+    for i, raw in enumerate(data["cameras"]):
+        where = f"{path}: cameras[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        unknown = set(raw) - CAMERA_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))} (known: {', '.join(sorted(CAMERA_KEYS))})")
+        cam = {"method": None, "segment_seconds": 60.0, "cpus": 1.0, "gpus": None, "max_restarts": -1,
+               **{k: v for k, v in defaults.items() if k != "set"}, **{k: v for k, v in raw.items() if k != "set"}}
+        for key in ("name", "input", "output"):
+            if not isinstance(cam.get(key), str) or not cam[key]:
+                raise ConfigError(f"{where}: '{key}' is required")
+        if not NAME.match(cam["name"]) or cam["name"] in names:
+            raise ConfigError(f"{where}: name {cam['name']!r} must be unique, letters, digits, - and _")
+        names.add(cam["name"])
+        if "://" not in cam["output"]:
+            cam["output"] = str((base / cam["output"]).resolve())  # relative to the YAML file
+        sets = {**(defaults.get("set") or {}), **(raw.get("set") or {})}
+        # JSON is YAML: each value goes through the same parsing and checks as --set
+        config = load_config(list(files), [*overrides, *(f"{k}={json.dumps(v)}" for k, v in sets.items())])
+        if cam["method"]:
+            config.anonymize.method = cam["method"]
+        if config.anonymize.method not in _methods():  # else each start of the camera would fail the same way
+            raise ConfigError(f"{where}: method {config.anonymize.method!r}: use one of {', '.join(_methods())}")
+        try:
+            cam["segment_seconds"], cam["cpus"] = float(cam["segment_seconds"]), float(cam["cpus"])
+            cam["max_restarts"] = int(cam["max_restarts"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: segment_seconds and cpus are numbers, max_restarts an integer") from None
+        if cam["segment_seconds"] <= 0:
+            raise ConfigError(f"{where}: segment_seconds must be > 0")
+        cameras.append((cam, config))
+    return cameras
+
+
+def _methods() -> list[str]:
+    try:
+        from camouflage.methods import METHODS
+    except ModuleNotFoundError:
+        METHODS = {}  # noqa: N806 - the diffusion methods are not installed
+    return [*CLASSICAL, *METHODS]
+
+
+def _resources(cam: dict[str, Any], config: Config) -> dict[str, float]:
+    gpus = cam["gpus"] if cam["gpus"] is not None else (0 if config.anonymize.method in CLASSICAL or config.models.device == "cpu" else 1)
+    return {"num_cpus": float(cam["cpus"]), "num_gpus": float(gpus)}
+
+
+class Supervisor:
+    """Starts, watches and restarts the camera actors; keeps their figures."""
+
+    def __init__(self, ray: Any, cameras: list[tuple[dict[str, Any], Config]], restart_backoff: float = 1.0,
+                 max_backoff: float = 30.0) -> None:
+        from .camera import CameraWorker
+
+        self.ray, self.lock = ray, threading.Lock()
+        self.figures = {cam["name"]: CameraFigures(cam["name"]) for cam, _ in cameras}
+        self.backoff, self.max_backoff = restart_backoff, max_backoff
+        remote = ray.remote(CameraWorker)
+        self.actors, self.runs, self.next_start, self.failures = {}, {}, {}, {}
+        self.max_restarts = {cam["name"]: int(cam["max_restarts"]) for cam, _ in cameras}
+        for cam, config in cameras:
+            self.actors[cam["name"]] = remote.options(
+                name=f"camstream-camera-{cam['name']}-{os.getpid()}", max_restarts=cam["max_restarts"], max_task_retries=0,
+                max_concurrency=4, runtime_env=runtime_env(), **_resources(cam, config)).remote(cam, config)
+            self.failures[cam["name"]] = 0
+            self._start(cam["name"])
+
+    def _start(self, name: str) -> None:
+        self.runs[name] = self.actors[name].run.remote()
+        self.next_start.pop(name, None)
+
+    def step(self) -> None:
+        """One round: restarts due, deaths noticed, figures polled."""
+        ray, now = self.ray, time.monotonic()
+        for name, due in list(self.next_start.items()):
+            if now >= due:
+                self._start(name)
+        refs = {ref: name for name, ref in self.runs.items()}
+        if refs:
+            done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+            for ref in done:
+                name = refs[ref]
+                del self.runs[name]
+                try:
+                    ray.get(ref)
+                    with self.lock:
+                        self.figures[name].state = "stopped"
+                    continue
+                except Exception as exc:  # noqa: BLE001 - the process died (or run raised): restart
+                    error = exc
+                self.failures[name] += 1
+                limit = self.max_restarts[name]
+                if 0 <= limit < self.figures[name].restarts + 1:
+                    log.error("camera %s: died %d times, more than max_restarts %d: given up", name, limit + 1, limit)
+                    with self.lock:
+                        self.figures[name].state = "dead"
+                    continue
+                delay = min(self.backoff * 2 ** (self.failures[name] - 1), self.max_backoff)
+                log.warning("camera %s: its process died (%s); run again in %.1f s", name, type(error).__name__, delay)
+                with self.lock:
+                    self.figures[name].restarted()
+                self.next_start[name] = now + delay
+        polls = {self.actors[n].stats.remote(): n for n in self.runs}
+        if polls:
+            ready, _ = ray.wait(list(polls), num_returns=len(polls), timeout=POLL)
+            for ref in ready:
+                try:
+                    stats = ray.get(ref)
+                except Exception:  # noqa: BLE001 - dying right now: the run's ref will say so
+                    continue
+                name = polls[ref]
+                with self.lock:
+                    if name in self.runs:
+                        self.figures[name].update(stats)
+                if stats["state"] == "running" and stats.get("frames", 0) > 0:
+                    self.failures[name] = 0  # it works again: the next death waits the shortest backoff
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Every camera finishes its open segment; actors that do not stop in time are killed."""
+        for name in list(self.runs):
+            self.actors[name].stop.remote()
+        if self.runs:
+            self.ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=timeout)
+        for actor in self.actors.values():
+            self.ray.kill(actor, no_restart=True)
+
+
+def serve(cameras: list[tuple[dict[str, Any], Config]], *, address: str | None = None, host: str = "127.0.0.1", port: int = 9108,
+          duration: float | None = None, debug: bool = False, stop: threading.Event | None = None) -> int:
+    ray = import_ray()
+    cpus = sum(float(cam["cpus"]) for cam, _ in cameras)
+    # A local cluster of its own by default, with a logical CPU per camera at least
+    owner = connect(address or "local", debug=debug, num_cpus=None if address else max(os.cpu_count() or 1, int(cpus + 0.999)),
+                    worker_logs=True)
+    stop = stop or threading.Event()
+    signalled: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum: int, _frame: object) -> None:
+            signalled.append(signum)
+            stop.set()
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    server = None
+    try:
+        supervisor = Supervisor(ray, cameras)
+        server = start_server(host, port, supervisor.figures, supervisor.lock)
+        log.info("serving %d camera(s); metrics on http://%s:%d/metrics, health on /healthz", len(cameras), host, server.server_port)
+        ends = time.monotonic() + duration if duration else None
+        while not stop.is_set() and (ends is None or time.monotonic() < ends):
+            supervisor.step()
+        log.info("stopping: every camera finishes its open segment")
+        supervisor.stop()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if server is not None:
+            server.shutdown()
+        if owner:
+            ray.shutdown()
+    return 128 + signalled[0] if signalled else 0
+
+
+def cmd_serve(args: Any) -> int:
+    cameras = load_cameras(args.cameras, args.config, args.set)
+    for cam, _ in cameras:
+        if "://" not in cam["output"] and Path(cam["output"]).exists() and not Path(cam["output"]).is_dir():
+            raise ConfigError(f"camera {cam['name']}: output {cam['output']} is a file; give a folder for segments")
+    return serve(cameras, address=args.address, host=args.metrics_host, port=args.metrics_port, duration=args.duration,
+                 debug=args.debug)
