@@ -143,7 +143,7 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
             speed = float(np.hypot(*(_centre(a.box) - _centre(r.box)))) / (n + 1)
             box = _pad(enlarge((1 - alpha) * r.box + alpha * a.box, growth), 0.5 * speed * min(k, n + 1 - k))
             cover.append(Region(box=box, track_id=r.track_id, kind=r.kind, state="interpolated", confidence=r.confidence))
-            back = Region(box=enlarge(_moved(a, k - n - 1), min(growth * (n + 1 - k), max_growth)), track_id=a.track_id,
+            back = Region(box=enlarge(_moved(a, k - n - 1), min(growth * (n + 1 - k), max_growth)), track_id=r.track_id,
                           kind=a.kind, state="backfilled", confidence=a.confidence)
             cover += [x for x in (held, back) if _inside(x.box, box) < 0.9]
         for j, r in enumerate(after):
