@@ -75,12 +75,14 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("detection")
     g.add_argument("-t", "--threshold", type=float, help="face detection threshold, 0-1 (default 0.2; lower covers more)")
     g.add_argument("--detector", choices=["libfacedetection", "centerface"], help="face detector (default libfacedetection)")
-    g.add_argument("--detect-every", type=int, metavar="K", help="run the detector on every K-th frame (default 4)")
-    g.add_argument("--margin", type=float, help="enlarge each covered region by this fraction per side (default 0.3)")
+    g.add_argument("--detect-every", type=int, metavar="K", help="run the detector on every K-th frame, 1-30 (default 4)")
+    g.add_argument("--margin", type=float, help="enlarge each covered region by this fraction per side, 0-2 (default 0.3)")
     g.add_argument("--shape", choices=["ellipse", "box"], help="covered shape (default ellipse)")
-    g.add_argument("--hold", type=int, metavar="FRAMES", help="keep a lost face covered this many frames (default 12)")
+    g.add_argument("--hold", type=int, metavar="FRAMES", help="keep a lost face covered this many frames, 0-300 (default 12)")
     g.add_argument("--persons", action="store_true", help="also detect persons with YOLO (needs camstream[yolo] and weights)")
     g.add_argument("--person-weights", metavar="PT", help="local YOLO weights file for --persons")
+    g.add_argument("--persons-optional", action="store_true", help="with --persons: go on with faces only if YOLO cannot load (default: exit 5)")
+    g.add_argument("--allow-sparse-detection", action="store_true", help="allow --detect-every above 30 (faces can stay visible between detections)")
     o = p.add_argument_group("output")
     o.add_argument("--no-audio", dest="keep_audio", action="store_false", default=None, help="drop the audio track")
     o.add_argument("--keep-metadata", action="store_true", default=None, help="keep container metadata (GPS, dates, device); stripped by default")
@@ -205,6 +207,8 @@ def run_config(args: argparse.Namespace):  # noqa: ANN201 - a streamer.config.Co
             setattr(obj, attr, value)
     if args.persons:
         det.persons = True
+    det.persons_optional = det.persons_optional or getattr(args, "persons_optional", False)
+    det.allow_sparse = det.allow_sparse or getattr(args, "allow_sparse_detection", False)
     if config.anonymize.method == "image" and not config.anonymize.replace_with:
         raise ConfigError("--method image needs --replace-with IMAGE")
     return config

@@ -28,6 +28,9 @@ class DetectionConfig:
     every: int = 4  # run the detector on every k-th frame; the tracker predicts between
     scene_cut: float = 0.25  # mean abs difference (0..1) of tiny thumbnails forcing a detection
     persons: bool = False  # also detect persons (YOLO, optional extra) for --scope person
+    persons_optional: bool = False  # persons: go on with faces only when YOLO cannot load (else exit 5)
+    allow_sparse: bool = False  # allow every > 30 (a face can stay visible between detections)
+    rotated: bool = False  # also detect on the frame turned +-45 degrees (tilted heads; ~3x detection cost)
     person_weights: str = "yolo11n.pt"
     person_threshold: float = 0.35
 

@@ -57,6 +57,7 @@ class _Group:
     skipped: list[Frame] = field(default_factory=list)
     regions: list[Region] | None = None  # the tracker's regions for ``frame``
     failed: bool = False
+    cut: bool = False  # ``frame`` starts a new shot: nothing before it is carried over
 
 
 def _dedupe(regions: list[Region]) -> list[Region]:
@@ -80,13 +81,49 @@ def _dedupe(regions: list[Region]) -> list[Region]:
     return keep
 
 
-def _between(before: list[Region], after: list[Region] | None, n: int, growth: float) -> list[list[Region]]:
-    """Regions for the ``n`` frames between two detection runs.
+def _centre(box: np.ndarray) -> np.ndarray:
+    return (box[:2] + box[2:]) / 2
 
-    A face found by both runs is covered at its linearly interpolated box (grown by
-    ``growth``): the motion between runs can be several face widths for small, fast
-    faces, so neither end's box alone would do. A face found by one run only is covered
-    from that side, grown per frame of distance (held forward / backfilled backward).
+
+def _moved(r: Region, frames: int) -> np.ndarray:
+    """``r``'s box ``frames`` frames later (earlier when negative), at its measured speed."""
+    return r.box + r.velocity * frames if r.velocity is not None else r.box
+
+
+def _inside(box: np.ndarray, cover: np.ndarray) -> float:
+    """Fraction of ``box``'s area that lies inside ``cover``."""
+    w = max(0.0, float(min(box[2], cover[2]) - max(box[0], cover[0])))
+    h = max(0.0, float(min(box[3], cover[3]) - max(box[1], cover[1])))
+    area = float((box[2] - box[0]) * (box[3] - box[1]))
+    return w * h / area if area > 0 else 1.0
+
+
+def _pad(box: np.ndarray, px: float) -> np.ndarray:
+    return box + np.array([-px, -px, px, px], np.float32)
+
+
+def in_frame(regions: list[Region], width: int, height: int, keep: float = 0.25) -> list[Region]:
+    """Drop held and backfilled regions with less than ``keep`` of their box inside the
+    frame: a face that walked out needs no cover, and its extrapolated box, clipped to
+    the border, was a ghost block. Detected regions always stay."""
+    frame = np.array([0, 0, width, height], np.float32)
+    return [r for r in regions if r.state == "detected" or _inside(r.box, frame) >= keep]
+
+
+def _between(before: list[Region], after: list[Region] | None, n: int, growth: float,
+             max_growth: float = 0.6) -> list[list[Region]]:
+    """Regions for the ``n`` frames between two detection runs (``after`` None: a scene
+    cut or the end follows, so only ``before`` says anything).
+
+    A face found by both runs is covered at its linearly interpolated box, grown by
+    ``growth`` and by half its measured speed times the distance to the nearer run (a
+    face that turns or stops leaves the straight line by about that much). Where the
+    two runs disagree (the box held forward from before at its own speed, or the box
+    backfilled from after, is not inside the interpolated cover: a wrong pairing of
+    crossing faces, a sudden turn), those boxes are covered too: a skipped frame is
+    never covered less than either neighbouring detection implies. A face found by one
+    run only is covered from that side at its speed, grown per frame of distance up to
+    ``max_growth``.
     """
     after = [r for r in (after or []) if r.state == "detected"]
     pairs = match_regions(before, after, n + 1)
@@ -97,19 +134,24 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
         cover: list[Region] = []
         for i, r in enumerate(before):
             j = pairs.get(i)
-            if j is not None:
-                box = (1 - alpha) * r.box + alpha * after[j].box
-                cover.append(Region(box=enlarge(box, growth), track_id=r.track_id, kind=r.kind, state="interpolated", confidence=r.confidence))
-            else:
-                moved = r.box + r.velocity * k if r.velocity is not None else r.box
-                cover.append(Region(box=enlarge(moved, growth * k), track_id=r.track_id, kind=r.kind, state="held", confidence=r.confidence))
+            held = Region(box=enlarge(_moved(r, k), min(growth * k, max_growth)), track_id=r.track_id, kind=r.kind,
+                          state="held", confidence=r.confidence, velocity=r.velocity)
+            if j is None:
+                cover.append(held)
+                continue
+            a = after[j]
+            speed = float(np.hypot(*(_centre(a.box) - _centre(r.box)))) / (n + 1)
+            box = _pad(enlarge((1 - alpha) * r.box + alpha * a.box, growth), 0.5 * speed * min(k, n + 1 - k))
+            cover.append(Region(box=box, track_id=r.track_id, kind=r.kind, state="interpolated", confidence=r.confidence))
+            back = Region(box=enlarge(_moved(a, k - n - 1), min(growth * (n + 1 - k), max_growth)), track_id=r.track_id,
+                          kind=a.kind, state="backfilled", confidence=a.confidence)
+            cover += [x for x in (held, back) if _inside(x.box, box) < 0.9]
         for j, r in enumerate(after):
             if j not in matched_after:
-                cover.append(Region(box=enlarge(r.box, growth * (n + 1 - k)), track_id=r.track_id, kind=r.kind, state="backfilled"))
+                cover.append(Region(box=enlarge(_moved(r, k - n - 1), min(growth * (n + 1 - k), max_growth)),
+                                    track_id=r.track_id, kind=r.kind, state="backfilled"))
         out.append(cover)
     return out
-
-
 
 
 @dataclass
@@ -131,6 +173,7 @@ class Pipeline:
     queue_size: int = 16
     detect_workers: int = 2
     preview: Callable[[np.ndarray, np.ndarray], None] | None = None  # on-screen only
+    stills: bool = False  # unrelated images (a folder of photos): every frame is a scene cut
 
     def __post_init__(self) -> None:
         self.timers = {name: StageTimer() for name in ("decode", "detect", "track", "anonymize", "encode")}
@@ -138,7 +181,9 @@ class Pipeline:
         self._interrupted = 0  # the signal that asked the run to stop (0: none)
         self._lock = threading.Lock()
         self.memory = CoverageMemory(self.tracker.hold_frames, self.hold_growth, self.tracker.hold_max_growth)
+        self.max_growth = self.tracker.hold_max_growth
         self._thumb: np.ndarray | None = None
+        self._size: tuple[int, ...] | None = None
         self._covered: dict[int, list[int]] = {}  # track id (-1: none confirmed) -> [first, last, frames covered]
 
     # -- stages ---------------------------------------------------------------------
@@ -225,7 +270,8 @@ class Pipeline:
     def _is_scene_cut(self, image: np.ndarray) -> bool:
         thumb = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).astype(np.int16)
         previous, self._thumb = self._thumb, thumb
-        if previous is None:
+        size, self._size = self._size, image.shape[:2]
+        if previous is None or size != self._size:  # a frame of another size is another shot
             return True
         return float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
 
@@ -297,8 +343,8 @@ class Pipeline:
     def process(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         """Detect/track/anonymize; yields anonymized frames in order.
 
-        With ``detect_every = k`` the detector runs on every k-th frame and on scene cuts,
-        in worker threads, so that detection of the next group overlaps with the current
+        With ``detect_every = k`` the detector runs on every k-th frame, on scene cuts and
+        on the frame before a cut, in worker threads, so that detection of the next group overlaps with the current
         one. A skipped frame is covered by the regions of the detection before it (grown
         a little per frame) and by the detections of the run after it ("backfill"): a
         face that appears between two detection runs is covered from its first frame.
@@ -320,10 +366,14 @@ class Pipeline:
                     group.failed = True
                     return
                 t = time.perf_counter()
+                if group.cut:  # velocities and held boxes of the last shot mean nothing here
+                    self.tracker.cut()
+                    self.memory.cut()
                 regions = self.tracker.update(detections, group.frame.index, group.frame.time)
                 detected = [r for r in regions if r.state == "detected"]
                 tracker_held = [r for r in regions if r.state != "detected"]
-                group.regions = self.memory.update(detected, group.frame.index) + tracker_held
+                h, w = group.frame.image.shape[:2]
+                group.regions = in_frame(self.memory.update(detected, group.frame.index) + tracker_held, w, h)
                 self.timers["track"].add(time.perf_counter() - t)
 
             def finalize(group: _Group, following: _Group | None) -> Iterator[Frame]:
@@ -342,21 +392,29 @@ class Pipeline:
                     return
                 yield self._anonymize(group.frame, group.regions)
                 if group.skipped:
-                    after = following.regions if following is not None else None
-                    for f, cover in zip(group.skipped, _between(group.regions, after, len(group.skipped), self.hold_growth), strict=True):
-                        yield self._anonymize(f, cover)
+                    # No interpolation or backfill across a cut: the next shot's faces are elsewhere.
+                    after = following.regions if following is not None and not following.cut else None
+                    h, w = group.frame.image.shape[:2]
+                    covers = _between(group.regions, after, len(group.skipped), self.hold_growth, self.max_growth)
+                    for f, cover in zip(group.skipped, covers, strict=True):
+                        yield self._anonymize(f, in_frame(cover, w, h))
 
             since_detect = self.detect_every  # detect on the first frame
             for frame in frames:
                 self.report.frames_in += 1
-                cut = self._is_scene_cut(frame.image) if self.detect_every > 1 else False
+                cut = self.stills or self._is_scene_cut(frame.image)
                 if groups and not (since_detect >= self.detect_every or cut):
                     since_detect += 1
                     groups[-1].skipped.append(frame)
                     continue
+                if cut and groups and groups[-1].skipped:
+                    # The last frame of a shot is detected, not held: frames before the
+                    # cut are covered from detections on this side of it only.
+                    last = groups[-1].skipped.pop()
+                    groups.append(_Group(last, pool.submit(self._detect, last)))
                 since_detect = 1
                 future: Future = pool.submit(self._detect, frame)
-                groups.append(_Group(frame, future))
+                groups.append(_Group(frame, future, cut=cut))
                 # A group is final once the next group's detection is known (backfill).
                 while len(groups) >= 2 and (groups[1].future.done() or len(groups) > self.detect_workers + 1):
                     groups[1].future.exception()  # wait

@@ -23,6 +23,8 @@ from .pipeline import Pipeline
 from .report import RunReport
 from .sinks import open_sink
 from .sources import ImageSource, open_source
+from .stills import numbered_sequence
+from .validate import validate
 from .words import plural
 
 log = logging.getLogger("camstream")
@@ -136,8 +138,7 @@ def run(
     """``on_frame(frames written, frames expected or None)`` after each written frame
     (progress for a caller that runs many files, e.g. a Ray worker)."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
-    if det.every < 1:
-        raise ConfigError("detection.every must be >= 1")
+    validate(config)
     check_paths(input_uri, output, report_path)  # before any work: a bad path fails now, not at the end
     show = _preview_window() if preview else None  # no display: exit 2 before anything is printed
     source = open_source(
@@ -163,13 +164,13 @@ def run(
         # then the models: a missing model fails before any output is created.
         anonymizer = build_anonymizer(ano.method, config)
         fallback = build_classical(ano.fallback, config)
-        detector = build_detector(det.detector, det.threshold, det.max_side)
+        detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
         extra = []
         if det.persons or ano.scope == "person":
             try:
                 extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
             except ModelError as exc:
-                if ano.scope == "person":
+                if ano.scope == "person" or not det.persons_optional:
                     raise
                 log.warning("%s; continuing with faces only", exc)
         target = output or default_output(input_uri, info.kind)
@@ -220,6 +221,7 @@ def run(
         report=report,
         on_frame=bar if on_frame is None else lambda n: (bar(n), on_frame(n, info.frame_count)),
         extra_detectors=extra,
+        stills=info.kind == "images" and not numbered_sequence(list(source.files)),
     )
     pipeline.preview = show
     if preview_sink is not None:

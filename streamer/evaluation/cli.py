@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="evaluate the first N frames only")
     p.add_argument("--reid-every", type=int, metavar="K",
                    help="embed faces on every K-th frame for re-id (default: ~4 frames a second, every image; 0 = no re-id)")
+    p.add_argument("--reference-every", type=int, metavar="K",
+                   help="reference faces (several detectors) and the pixel measure on every K-th frame (0: off; default: as --reid-every)")
     p.add_argument("-t", "--threshold", type=float, default=0.5, help="CenterFace threshold of the evaluation (default 0.5)")
     p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help="--compare: run config or preset (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="--compare: override one config value")
@@ -84,8 +86,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--reid-every must be 0 or more")
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise ConfigError("--end must be after --start")
+    if args.reference_every is not None and args.reference_every < 0:
+        raise ConfigError("--reference-every must be 0 or more")
     common = dict(start=args.start, end=args.end, max_frames=args.max_frames, reid_every=args.reid_every,
-                  threshold=args.threshold, progress=not args.quiet)
+                  threshold=args.threshold, progress=not args.quiet, reference_every=args.reference_every)
     if args.compare:
         if args.original or args.anonymized:
             raise ConfigError("--compare INPUT takes no other positional file (use --extra NAME=PATH)")

@@ -45,6 +45,7 @@ def compare(
     threshold: float = 0.5,
     progress: bool = False,
     thumbnails: int = 4,
+    reference_every: int | None = None,
 ) -> Evaluation:
     """Anonymize ``input_uri`` with each method, then evaluate all outputs in one pass.
 
@@ -89,6 +90,7 @@ def compare(
         evaluation = evaluate(
             input_uri, outputs, start=start, end=end, max_frames=max_frames, reid_every=reid_every,
             threshold=threshold, progress=progress, thumbnails=thumbnails, trim_outputs=False,
+            reference_every=reference_every,
         )
     for result in evaluation.results:
         result.fps = speeds.get(result.name)

@@ -17,6 +17,7 @@ import numpy as np
 from .faces import FaceEmbedder, FaceFinder, TrackLinker, identifiable, same_place
 from .media import MediaInfo, TimedReader
 from .privacy import Gallery, PrivacyMeter, PrivacyResult
+from .reference import CoverageCount, ReferenceFinder, covered_fraction
 from .utility import OriginalFlow, UtilityMeter, UtilityResult, covered_mask, warp_error_map
 
 log = logging.getLogger("camstream")
@@ -54,6 +55,7 @@ class _Output:
     def __init__(self, name: str, path: str, reader: TimedReader | None) -> None:
         self.name, self.path, self.reader = name, path, reader  # reader None: the original itself
         self.privacy, self.utility = PrivacyMeter(), UtilityMeter()
+        self.coverage = CoverageCount()  # reference faces and how much of each the output replaced
         self.previous: tuple[np.ndarray, np.ndarray] | None = None  # output image, covered mask
         self.unpaired_original = 0
         self.paired = 0
@@ -77,6 +79,7 @@ def evaluate(
     progress: bool = False,
     thumbnails: int = 0,
     trim_outputs: bool = True,
+    reference_every: int | None = None,
 ) -> Evaluation:
     """Measure privacy and utility of each ``outputs`` file (name -> path) against ``original``.
 
@@ -85,11 +88,18 @@ def evaluate(
     only (``trim_outputs=False``) lines up too: frames pair by time from the first frame.
     Every ``reid_every``-th frame is embedded for re-identification (0: never; None:
     about 4 frames a second of video, every image): an embedding costs ~0.1 s a face.
+    Every ``reference_every``-th frame (0: never; None: as re-identification, or about 4
+    a second) gets the reference faces of several detectors
+    (:class:`~.reference.ReferenceFinder`, ~1 s a frame) and each output the share of
+    each face's inner box it replaced: the detector-independent leak figure.
     """
     source = TimedReader(original, start=start, end=end)
     if reid_every is None:
         reid_every = max(1, round(source.info.fps / 4)) if source.info.fps else 1
+    if reference_every is None:
+        reference_every = reid_every or (max(1, round(source.info.fps / 4)) if source.info.fps else 1)
     finder = FaceFinder(threshold)
+    references = ReferenceFinder() if reference_every else None
     embedder = FaceEmbedder() if reid_every else None
     linker, gallery, flow = TrackLinker(), Gallery(), OriginalFlow()
     outs: list[_Output] = []
@@ -128,6 +138,7 @@ def evaluate(
                 shapes = [shape for shape, k in zip(shapes, keep, strict=True) if k]
                 for track_id, e in zip(reid_ids.tolist(), emb_original, strict=True):
                     gallery.add(track_id, e)
+            reference = references(image) if references is not None and n % reference_every == 0 else []
             motion = None  # original flow t-1 -> t, computed when some output needs it
             thumbs: dict[str, np.ndarray] | None = None
             if thumbnails and len(boxes) and n % stride == 0:
@@ -145,6 +156,8 @@ def evaluate(
                     if out_image.shape != image.shape:
                         out_image = cv2.resize(out_image, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
                 out.paired += 1
+                for face in reference:
+                    out.coverage.add(frame.index, face, covered_fraction(image, out_image, face.inner))
                 found = boxes if out.reader is None else finder(out_image)
                 leaked = [same_place(b, found) for b in boxes]
                 out.privacy.add_frame(frame.index, ids, leaked)
@@ -187,6 +200,11 @@ def evaluate(
         for out in outs:
             results.append(_result(out, source, gallery, drain=not limited))
             results[-1].privacy.reid_faces_unidentifiable = unidentifiable
+            c, p = out.coverage, results[-1].privacy
+            p.reference_faces, p.reference_exposed, p.reference_bare = c.faces, c.exposed, c.bare
+            p.reference_faces_24, p.reference_exposed_24 = c.faces_24, c.exposed_24
+            p.reference_exposed_examples = c.worst or []
+            p.reference_detectors = references.detectors if references is not None else []
         if thumbnails and kept:
             picks = np.linspace(0, len(kept) - 1, min(thumbnails, len(kept))).round().astype(int)
             kept = [kept[i] for i in sorted(set(picks.tolist()))]

@@ -85,6 +85,15 @@ class PrivacyResult:
     identities: int = 0
     leaked_frames: list[int] = field(default_factory=list)  # first 200
     leaked_tracks: list[dict] = field(default_factory=list)  # id, first/last frame, frames leaked
+    # The reference set (several detectors, run hard) and the pixel measure: a face is
+    # exposed when the output replaced less than 90 % of its inner box, bare under 50 %.
+    reference_detectors: list[str] = field(default_factory=list)
+    reference_faces: int = 0
+    reference_exposed: int = 0
+    reference_bare: int = 0
+    reference_faces_24: int = 0  # faces of 24 px or more ...
+    reference_exposed_24: int = 0  # ... and those exposed
+    reference_exposed_examples: list = field(default_factory=list)  # (frame, fraction, box), first 50
 
 
 class PrivacyMeter:

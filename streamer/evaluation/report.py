@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import OutputError
 from .evaluate import EvalResult, Evaluation
 
-COLUMNS = ["method", "leak rate", "tracks leaked", "re-id rate", "top-1", "median dist", "warp err", "PSNR out", "fps"]
+COLUMNS = ["method", "leak rate", "exposed", "bare", "tracks leaked", "re-id rate", "top-1", "median dist", "warp err", "PSNR out", "fps"]
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -24,6 +24,8 @@ def table_rows(results: list[EvalResult]) -> list[list[str]]:
         rows.append([
             r.name,
             _num(p.leak_rate if p.faces else None, ".1%"),
+            f"{p.reference_exposed}/{p.reference_faces}" if p.reference_faces else "-",
+            f"{p.reference_bare}/{p.reference_faces}" if p.reference_faces else "-",
             f"{p.tracks_leaked}/{p.tracks}",
             _num(p.reid_rate if p.reid_faces else None, ".1%"),
             _num(p.gallery_top1 if p.reid_faces else None, ".1%"),
