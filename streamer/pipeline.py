@@ -154,6 +154,17 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
     return out
 
 
+@contextmanager
+def _signal_handler(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM inside the block; the previous handlers after it."""
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @dataclass
 class Pipeline:
     """Everything one run needs; :meth:`run` drives it."""
@@ -260,12 +271,8 @@ class Pipeline:
             if callable(stop):
                 stop()
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with _signal_handler(handler):
             yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
     def _is_scene_cut(self, image: np.ndarray) -> bool:
         thumb = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).astype(np.int16)
@@ -521,12 +528,8 @@ class Pipeline:
             self._interrupted = self._interrupted or signum
             log.warning("finishing the output and the report first (kill -9 keeps the file playable up to its last second)")
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with _signal_handler(handler):
             yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
     def _finish_report(self, wall: float) -> None:
         r = self.report

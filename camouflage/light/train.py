@@ -82,8 +82,8 @@ def main(args: argparse.Namespace) -> int:
     from streamer.errors import ConfigError
 
     from ..data.maps import paint_maps
-    from ..data.shards import Decoder, ShardStream, loader, read_info
-    from ..training.common import check_common, check_streams, layout, make_accelerator, resolve_resume, to_device, train_loop
+    from ..data.shards import Decoder, loader, read_info
+    from ..training.common import check_common, layout, make_accelerator, resolve_resume, shard_streams, to_device, train_loop
     from . import loading
     from .adapters import (
         init_ip_adapter_state_dict,
@@ -134,23 +134,12 @@ def main(args: argparse.Namespace) -> int:
 
     cached = info.get("latent_resolution") == args.resolution
     decoder = Decoder(args.resolution, info["size"], latents=cached, light=True)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    check_streams(args, accelerator, info["samples"])
-
-    def batches(skip: int):  # noqa: ANN202 - this process's endless batches, after ``skip``
-        stream = ShardStream(Path(args.data), "train", decoder, seed=args.seed, rank=rank, world=world,
-                             buffer=args.shuffle_buffer, batch_size=args.batch_size, skip_batches=skip)
-        return iter(loader(stream, args.batch_size, args.workers))
-
-    held_split = "val" if info.get("val_samples") else "train"
-    if held_split == "train" and main_process:
-        log.warning("%s has no held-out samples (prepare --holdout): validating on training samples", args.data)
-    held = next(iter(loader(ShardStream(Path(args.data), held_split, decoder, endless=False, limit=max(1, args.val_samples)),
-                            max(1, args.val_samples), 0)))
+    batches, held_stream = shard_streams(args, accelerator, decoder, info, main_process)
+    held = next(iter(loader(held_stream, max(1, args.val_samples), 0)))
     if main_process:
         log.info("Light training: %d samples (%d held out) at %d px, %d steps, batch %d x %d x %d processes, %s",
                  info["samples"], info.get("val_samples", 0), args.resolution, args.steps, args.batch_size,
-                 args.grad_accum, world, device)
+                 args.grad_accum, accelerator.num_processes, device)
 
     optimizer = torch.optim.AdamW([p for p in adapters.parameters() if p.requires_grad], lr=args.lr, weight_decay=1e-2)
     adapters, optimizer = accelerator.prepare(adapters, optimizer)

@@ -106,6 +106,28 @@ def check_streams(args: argparse.Namespace, accelerator: Any, samples: int) -> N
                           f"{max(1, args.workers)} worker(s): use fewer --workers or more data")
 
 
+def shard_streams(args: argparse.Namespace, accelerator: Any, decoder: Any, info: dict[str, Any],
+                  main_process: bool) -> tuple[Callable[[int], Iterator[Any]], Any]:
+    """This process's endless training batches (``batches(skip)``: after ``skip`` batches,
+    for an exact resume) and the held-out stream (the training split when the shards hold
+    none). Both trainers read their shards this way."""
+    from ..data.shards import ShardStream, loader
+
+    check_streams(args, accelerator, info["samples"])
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    def batches(skip: int) -> Iterator[Any]:
+        stream = ShardStream(Path(args.data), "train", decoder, seed=args.seed, rank=rank, world=world,
+                             buffer=args.shuffle_buffer, batch_size=args.batch_size, skip_batches=skip)
+        return iter(loader(stream, args.batch_size, args.workers))
+
+    held_split = "val" if info.get("val_samples") else "train"
+    if held_split == "train" and main_process:
+        log.warning("%s has no held-out samples (prepare --holdout): validating on training samples", args.data)
+    held = ShardStream(Path(args.data), held_split, decoder, endless=False, limit=max(1, args.val_samples))
+    return batches, held
+
+
 def layout(args: argparse.Namespace, accelerator: Any) -> dict[str, int]:
     return {"num_processes": accelerator.num_processes, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
             "workers": args.workers, "seed": args.seed}

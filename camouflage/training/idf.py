@@ -108,10 +108,10 @@ def main(args: argparse.Namespace) -> int:
 
     from streamer.errors import ConfigError
 
-    from ..data.shards import Decoder, ShardStream, loader, read_info
+    from ..data.shards import Decoder, read_info
     from ..manifest import ModelResolver
     from ..pipelines.base import make_idf_controlnet
-    from .common import check_common, check_streams, layout, make_accelerator, resolve_resume, to_device, train_loop
+    from .common import check_common, layout, make_accelerator, resolve_resume, shard_streams, to_device, train_loop
 
     if not 0 <= args.caption_drop <= 1 or not 0 < args.strength <= 1:
         raise ConfigError("--caption-drop must be in [0, 1] and --strength in (0, 1]")
@@ -139,22 +139,12 @@ def main(args: argparse.Namespace) -> int:
 
     cached = info.get("latent_resolution") == args.resolution and not args.no_cached_latents
     decoder = Decoder(args.resolution, info["size"], latents=cached)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    check_streams(args, accelerator, info["samples"])
-
-    def batches(skip: int):  # noqa: ANN202 - this process's endless batches, after ``skip``
-        stream = ShardStream(Path(args.data), "train", decoder, seed=args.seed, rank=rank, world=world,
-                             buffer=args.shuffle_buffer, batch_size=args.batch_size, skip_batches=skip)
-        return iter(loader(stream, args.batch_size, args.workers))
-
-    held_split = "val" if info.get("val_samples") else "train"
-    if held_split == "train" and main_process:
-        log.warning("%s has no held-out samples (prepare --holdout): validating on training samples", args.data)
-    held = list(ShardStream(Path(args.data), held_split, decoder, endless=False, limit=max(1, args.val_samples)))
+    batches, held_stream = shard_streams(args, accelerator, decoder, info, main_process)
+    held = list(held_stream)
     if main_process:
         log.info("IDF training: %d samples (%d held out) at %d px%s, %d steps, batch %d x %d x %d processes, %s",
                  info["samples"], info.get("val_samples", 0), args.resolution, " (cached latents)" if cached else "",
-                 args.steps, args.batch_size, args.grad_accum, world, device)
+                 args.steps, args.batch_size, args.grad_accum, accelerator.num_processes, device)
 
     optimizer = torch.optim.AdamW(idf.parameters(), lr=args.lr, weight_decay=1e-2)
     idf, optimizer = accelerator.prepare(idf, optimizer)
