@@ -75,7 +75,6 @@ def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch.nn.functional as F
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from PIL import Image
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
     from streamer.config import LightConfig
@@ -83,7 +82,16 @@ def main(args: argparse.Namespace) -> int:
 
     from ..data.maps import paint_maps
     from ..data.shards import Decoder, loader, read_info
-    from ..training.common import check_common, layout, make_accelerator, resolve_resume, shard_streams, to_device, train_loop
+    from ..training.common import (
+        check_common,
+        layout,
+        make_accelerator,
+        resolve_resume,
+        save_grid,
+        shard_streams,
+        to_device,
+        train_with_args,
+    )
     from . import loading
     from .adapters import (
         init_ip_adapter_state_dict,
@@ -206,15 +214,10 @@ def main(args: argparse.Namespace) -> int:
         net.train()
         rows = [torch.cat([image[i], overlay(image[i], held_cond[1][i].float()),
                            torch.from_numpy(np.asarray(out[i])).permute(2, 0, 1).to(device).float()], dim=2) for i in range(n)]
-        grid = (torch.cat(rows, dim=1).permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-        folder = output / "validation"
-        folder.mkdir(exist_ok=True)
-        Image.fromarray(grid).save(folder / f"step-{step}.png")
+        save_grid(rows, output, step)
 
-    train_loop(accelerator, adapters, optimizer, output, steps=args.steps, seed=args.seed, batches=batches,
-               batch_loss=batch_loss, evaluate=evaluate, save_every=args.save_every, log_every=args.log_every,
-               grad_accum=args.grad_accum, batch_size=args.batch_size, run_layout=run_layout, resume=resume, validate=validate,
-               validate_every=args.validate_every)
+    train_with_args(accelerator, adapters, optimizer, output, args, batches=batches, batch_loss=batch_loss, evaluate=evaluate,
+                    run_layout=run_layout, resume=resume, validate=validate)
 
     if main_process:
         trained = accelerator.unwrap_model(adapters)

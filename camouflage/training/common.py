@@ -128,6 +128,28 @@ def shard_streams(args: argparse.Namespace, accelerator: Any, decoder: Any, info
     return batches, held
 
 
+def save_grid(rows: list[Any], output: Path, step: int) -> None:
+    """A validation grid (rows of (3, H, W) tensors in [0, 1], side by side within a row) as
+    ``OUTPUT/validation/step-STEP.png``."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    grid = (torch.cat(rows, dim=1).permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    folder = output / "validation"
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(grid).save(folder / f"step-{step}.png")
+
+
+def train_with_args(accelerator: Any, model: Any, optimizer: Any, output: Path, args: argparse.Namespace,  # noqa: ANN401
+                    **callbacks: Any) -> None:
+    """:func:`train_loop` with the common options (``add_common_arguments``) taken from ``args``;
+    ``callbacks``: batches, batch_loss, evaluate, validate, run_layout, resume."""
+    train_loop(accelerator, model, optimizer, output, steps=args.steps, seed=args.seed, save_every=args.save_every,
+               log_every=args.log_every, grad_accum=args.grad_accum, batch_size=args.batch_size,
+               validate_every=args.validate_every, **callbacks)
+
+
 def layout(args: argparse.Namespace, accelerator: Any) -> dict[str, int]:
     return {"num_processes": accelerator.num_processes, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
             "workers": args.workers, "seed": args.seed}

@@ -103,7 +103,6 @@ def main(args: argparse.Namespace) -> int:
     import torch
     import torch.nn.functional as F
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from PIL import Image
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from streamer.errors import ConfigError
@@ -111,7 +110,16 @@ def main(args: argparse.Namespace) -> int:
     from ..data.shards import Decoder, read_info
     from ..manifest import ModelResolver
     from ..pipelines.base import make_idf_controlnet
-    from .common import check_common, layout, make_accelerator, resolve_resume, shard_streams, to_device, train_loop
+    from .common import (
+        check_common,
+        layout,
+        make_accelerator,
+        resolve_resume,
+        save_grid,
+        shard_streams,
+        to_device,
+        train_with_args,
+    )
 
     if not 0 <= args.caption_drop <= 1 or not 0 < args.strength <= 1:
         raise ConfigError("--caption-drop must be in [0, 1] and --strength in (0, 1]")
@@ -257,15 +265,10 @@ def main(args: argparse.Namespace) -> int:
             if fakes is not None:
                 cells.append(torch.from_numpy(np.asarray(fakes[i])).permute(2, 0, 1).to(device).float())
             rows.append(torch.cat(cells, dim=2))
-        grid = (torch.cat(rows, dim=1).permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-        folder = output / "validation"
-        folder.mkdir(exist_ok=True)
-        Image.fromarray(grid).save(folder / f"step-{step}.png")
+        save_grid(rows, output, step)
 
-    train_loop(accelerator, idf, optimizer, output, steps=args.steps, seed=args.seed, batches=batches,
-               batch_loss=batch_loss, evaluate=evaluate, save_every=args.save_every, log_every=args.log_every,
-               grad_accum=args.grad_accum, batch_size=args.batch_size, run_layout=run_layout, resume=resume, validate=validate,
-               validate_every=args.validate_every)
+    train_with_args(accelerator, idf, optimizer, output, args, batches=batches, batch_loss=batch_loss, evaluate=evaluate,
+                    run_layout=run_layout, resume=resume, validate=validate)
     if main_process:
         final = output / "idf_controlnet"
         accelerator.unwrap_model(idf).save_pretrained(final, safe_serialization=True)
