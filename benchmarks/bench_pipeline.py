@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--method", default="pixelate")
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool; the best is reported")
     parser.add_argument("--no-deface", action="store_true")
+    parser.add_argument("--camstream-args", default="", help="more options for the camstream run, e.g. '-c paranoid'")
     args = parser.parse_args()
     deface = shutil.which("deface") or (str(Path(sys.executable).parent / "deface") if (Path(sys.executable).parent / "deface").exists() else None)
     rows = []
@@ -73,8 +75,8 @@ def main() -> None:
             n = frame_count(clip)
             tools = {
                 "transcode": [sys.executable, "-c", TRANSCODE, str(clip), f"{tmp}/t.mp4"],
-                f"camstream {args.method}": [sys.executable, "-m", "streamer", "run", str(clip), "-o", f"{tmp}/c.mp4", "--method", args.method, "-q",
-                                             "--report", f"{tmp}/report.json"],
+                f"camstream {args.method}": [sys.executable, "-m", "streamer", "run", str(clip), "-o", f"{tmp}/c.mp4", "--overwrite", "--method", args.method, "-q",
+                                             "--report", f"{tmp}/report.json", *shlex.split(args.camstream_args)],
             }
             if deface and not args.no_deface:
                 tools["deface"] = [deface, str(clip), "-o", f"{tmp}/d.mp4"]

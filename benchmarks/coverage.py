@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import shlex
 import shutil
 import subprocess
 import sys
@@ -57,8 +58,8 @@ def reference(clip: Path, step: int, limit: int | None, cache: Path) -> dict[int
     return ref
 
 
-def runs(clip: Path, out: Path, limit: int | None) -> dict[str, list[str]]:  # noqa: ARG001
-    py = [sys.executable, "-m", "streamer", "run", str(clip), "-q", "--method", "solid", "--no-audio"]
+def runs(clip: Path, out: Path, limit: int | None, extra: list[str] | None = None) -> dict[str, list[str]]:  # noqa: ARG001
+    py = [sys.executable, "-m", "streamer", "run", str(clip), "-q", "--method", "solid", "--no-audio", *(extra or [])]
     todo = {
         "camstream default": [*py, "-o", str(out / "default.mp4")],
         "camstream paranoid": [*py, "-c", "paranoid", "-o", str(out / "paranoid.mp4")],
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--worst", action="store_true", help="list the exposed faces")
     parser.add_argument("--repo", type=Path, default=REPO, help="the camstream checkout to run (e.g. another branch's worktree)")
     parser.add_argument("--hard", action="store_true", help="also the hard clips of the tests (crossing, cut, rotation, ...)")
+    parser.add_argument("--camstream-args", default="", help="more options for the camstream runs, e.g. '--detect-every 8'")
     args = parser.parse_args()
     clips = list(map(Path, args.clips))
     if args.hard:
@@ -124,7 +126,7 @@ def main() -> None:
     for clip in clips:
         ref = reference(clip, args.step, args.frames, args.cache)
         with tempfile.TemporaryDirectory() as tmp:
-            for name, cmd in runs(clip, Path(tmp), args.frames).items():
+            for name, cmd in runs(clip, Path(tmp), args.frames, shlex.split(args.camstream_args)).items():
                 if args.only and not any(o in name for o in args.only):
                     continue
                 start = time.perf_counter()

@@ -29,6 +29,7 @@ import numpy as np
 import supervision as sv
 
 from tracking.detectors import Detector
+from tracking.roi import CropPlanner, Crops
 from tracking.tracker import CoverageMemory, FaceTracker, Region, enlarge, match_regions
 
 from .anonymizers import Anonymizer, cover_frame
@@ -185,6 +186,7 @@ class Pipeline:
     detect_workers: int = 2
     preview: Callable[[np.ndarray, np.ndarray], None] | None = None  # on-screen only
     stills: bool = False  # unrelated images (a folder of photos): every frame is a scene cut
+    full_every: int = 1  # every n-th detection on the whole frame, the others on crops (tracking/roi.py)
 
     def __post_init__(self) -> None:
         self.timers = {name: StageTimer() for name in ("decode", "detect", "track", "anonymize", "encode")}
@@ -196,6 +198,10 @@ class Pipeline:
         self._thumb: np.ndarray | None = None
         self._size: tuple[int, ...] | None = None
         self._covered: dict[int, list[int]] = {}  # track id (-1: none confirmed) -> [first, last, frames covered]
+        # Crops only where the detector can look at them (detect_crops); others always see the whole frame.
+        every = self.full_every if hasattr(self.detector, "detect_crops") else 1
+        self.planner = CropPlanner(every)
+        self._tracked: tuple[int, list[Region]] = (0, [])  # the last tracked detection frame and its regions
 
     # -- stages ---------------------------------------------------------------------
 
@@ -282,10 +288,17 @@ class Pipeline:
             return True
         return float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
 
-    def _detect(self, frame: Frame) -> sv.Detections:
+    def _crops(self, frame: Frame, full: bool) -> Crops | None:
+        """The crops to detect ``frame`` in (None: the whole frame), from what moved since the
+        previous detection and from the faces tracked last, moved on at their speed."""
+        index, regions = self._tracked
+        gap = frame.index - index
+        return self.planner.plan(frame.image, (_moved(r, gap) for r in regions), force_full=full)
+
+    def _detect(self, frame: Frame, crops: Crops | None = None) -> sv.Detections:
         """Runs in a worker thread; detectors must be re-entrant (ours are: one buffer per call)."""
         t = time.perf_counter()
-        dets = self.detector.detect(frame.image)
+        dets = self.detector.detect(frame.image) if crops is None else self.detector.detect_crops(frame.image, crops)
         for extra in self.extra_detectors:
             more = extra.detect(frame.image)
             for key, value in dets.data.items():  # e.g. persons have no face landmarks
@@ -298,6 +311,7 @@ class Pipeline:
         with self._lock:
             self.timers["detect"].add(time.perf_counter() - t)
             self.report.frames_detected += 1
+            self.report.detections_on_crops += crops is not None
         return dets
 
     def _anonymize(self, frame: Frame, regions: list[Region]) -> Frame:
@@ -381,6 +395,7 @@ class Pipeline:
                 tracker_held = [r for r in regions if r.state != "detected"]
                 h, w = group.frame.image.shape[:2]
                 group.regions = in_frame(self.memory.update(detected, group.frame.index) + tracker_held, w, h)
+                self._tracked = (group.frame.index, group.regions)
                 self.timers["track"].add(time.perf_counter() - t)
 
             def finalize(group: _Group, following: _Group | None) -> Iterator[Frame]:
@@ -418,9 +433,14 @@ class Pipeline:
                     # The last frame of a shot is detected, not held: frames before the
                     # cut are covered from detections on this side of it only.
                     last = groups[-1].skipped.pop()
-                    groups.append(_Group(last, pool.submit(self._detect, last)))
+                    groups.append(_Group(last, pool.submit(self._detect, last, self._crops(last, True))))
                 since_detect = 1
-                future: Future = pool.submit(self._detect, frame)
+                # The crops of this detection come from the faces tracked up to the group
+                # before the last one: the same for every run (not whichever detection
+                # happened to be finished), and that one is done or nearly so.
+                for earlier in list(groups)[:-1]:
+                    track(earlier)
+                future: Future = pool.submit(self._detect, frame, self._crops(frame, cut))
                 groups.append(_Group(frame, future, cut=cut))
                 # A group is final once the next group's detection is known (backfill).
                 while len(groups) >= 2 and (groups[1].future.done() or len(groups) > self.detect_workers + 1):

@@ -38,6 +38,7 @@ class RunReport:
     frames_in: int = 0
     frames_out: int = 0
     frames_detected: int = 0  # frames the detector ran on
+    detections_on_crops: int = 0  # of those, looked at crops around motion and tracked faces only (tracking/roi.py)
     regions_covered: int = 0
     regions_held: int = 0  # covered at a predicted box while the detector missed the face
     regions_backfilled: int = 0  # covered from the next detection (faces appearing between detections)

@@ -222,6 +222,7 @@ def run(
         on_frame=bar if on_frame is None else lambda n: (bar(n), on_frame(n, info.frame_count)),
         extra_detectors=extra,
         stills=info.kind == "images" and not numbered_sequence(list(source.files)),
+        full_every=det.full_every,
     )
     pipeline.preview = show
     if preview_sink is not None:

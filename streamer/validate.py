@@ -32,6 +32,7 @@ def validate(config: Config) -> None:
     _number("detection.threshold (--threshold)", det.threshold, 0, 1, low_open=True)
     most = 10**6 if det.allow_sparse else MAX_DETECT_EVERY
     _number("detection.every (--detect-every)", det.every, 1, most, integer=True)
+    _number("detection.full_every", det.full_every, 1, MAX_DETECT_EVERY, integer=True)
     _number("detection.scene_cut", det.scene_cut, 0, 1, low_open=True)
     _number("detection.person_threshold", det.person_threshold, 0, 1, low_open=True)
     if det.max_side is not None:

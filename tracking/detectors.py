@@ -22,6 +22,8 @@ import supervision as sv
 
 from streamer.errors import ConfigError, ModelError
 
+from .roi import Crops
+
 log = logging.getLogger(__name__)
 
 
@@ -110,6 +112,34 @@ class LibFaceDetector:
                 found = sv.Detections.merge([found, more]) if len(found) else more
                 found = found.with_nms(threshold=0.5) if len(found) > 1 else found
         return found
+
+    def detect_crops(self, image: np.ndarray, crops: Crops) -> sv.Detections:
+        """:meth:`detect` restricted to crops (tracking/roi.py), boxes and landmarks in
+        frame pixels: around tracked faces the passes of :meth:`detect`, where something
+        moved only the one that finds small faces (upscaled to ``max_side`` for smaller
+        frames)."""
+        h, w = image.shape[:2]
+        small = self.max_side / max(h, w)
+        scales = [small] if small <= 1 else [1.0, small]
+        jobs = [(c, scales) for c in crops.faces] + [(c, [small]) for c in crops.moved]
+        found = []
+        for (x1, y1, x2, y2), at in jobs:
+            crop = image[y1:y2, x1:x2]
+            if crop.shape[0] < 8 or crop.shape[1] < 8:
+                continue
+            for scale in at:
+                size = (max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale)))
+                part = crop if scale == 1.0 else cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+                det = self._detect(part, scale)
+                if len(det):
+                    det.xyxy += np.array([x1, y1, x1, y1], np.float32)
+                    if "landmarks" in det.data:
+                        det.data["landmarks"] += np.array([x1, y1], np.float32)
+                    found.append(det)
+        if not found:
+            return _detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 1.0)
+        merged = sv.Detections.merge(found)
+        return merged.with_nms(threshold=0.5) if len(merged) > 1 else merged
 
     def _detect(self, small: np.ndarray, scale: float) -> sv.Detections:
         bgr = np.ascontiguousarray(small[:, :, ::-1])
