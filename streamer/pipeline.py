@@ -59,6 +59,7 @@ class _Group:
     regions: list[Region] | None = None  # the tracker's regions for ``frame``
     failed: bool = False
     cut: bool = False  # ``frame`` starts a new shot: nothing before it is carried over
+    seq: int = 0  # the detection's number in the run
 
 
 def _dedupe(regions: list[Region]) -> list[Region]:
@@ -201,7 +202,9 @@ class Pipeline:
         # Crops only where the detector can look at them (detect_crops); others always see the whole frame.
         every = self.full_every if hasattr(self.detector, "detect_crops") else 1
         self.planner = CropPlanner(every)
-        self._tracked: tuple[int, list[Region]] = (0, [])  # the last tracked detection frame and its regions
+        # Detection groups' tracked regions by group number: a group's crops come from the
+        # group two before it, the same in every run whatever finished first.
+        self._tracked: dict[int, tuple[int, list[Region]]] = {}
 
     # -- stages ---------------------------------------------------------------------
 
@@ -288,10 +291,10 @@ class Pipeline:
             return True
         return float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
 
-    def _crops(self, frame: Frame, full: bool) -> Crops | None:
+    def _crops(self, frame: Frame, full: bool, seq: int) -> Crops | None:
         """The crops to detect ``frame`` in (None: the whole frame), from what moved since the
-        previous detection and from the faces tracked last, moved on at their speed."""
-        index, regions = self._tracked
+        previous detection and from the faces tracked by detection ``seq - 2``, moved on at their speed."""
+        index, regions = self._tracked.pop(seq - 2, (frame.index, []))
         gap = frame.index - index
         return self.planner.plan(frame.image, (_moved(r, gap) for r in regions), force_full=full)
 
@@ -395,7 +398,7 @@ class Pipeline:
                 tracker_held = [r for r in regions if r.state != "detected"]
                 h, w = group.frame.image.shape[:2]
                 group.regions = in_frame(self.memory.update(detected, group.frame.index) + tracker_held, w, h)
-                self._tracked = (group.frame.index, group.regions)
+                self._tracked[group.seq] = (group.frame.index, group.regions)
                 self.timers["track"].add(time.perf_counter() - t)
 
             def finalize(group: _Group, following: _Group | None) -> Iterator[Frame]:
@@ -422,6 +425,7 @@ class Pipeline:
                         yield self._anonymize(f, in_frame(cover, w, h))
 
             since_detect = self.detect_every  # detect on the first frame
+            seq = 0
             for frame in frames:
                 self.report.frames_in += 1
                 cut = self.stills or self._is_scene_cut(frame.image)
@@ -433,15 +437,17 @@ class Pipeline:
                     # The last frame of a shot is detected, not held: frames before the
                     # cut are covered from detections on this side of it only.
                     last = groups[-1].skipped.pop()
-                    groups.append(_Group(last, pool.submit(self._detect, last, self._crops(last, True))))
+                    seq += 1
+                    groups.append(_Group(last, pool.submit(self._detect, last, self._crops(last, True, seq)), seq=seq))
                 since_detect = 1
-                # The crops of this detection come from the faces tracked up to the group
-                # before the last one: the same for every run (not whichever detection
-                # happened to be finished), and that one is done or nearly so.
-                for earlier in list(groups)[:-1]:
-                    track(earlier)
-                future: Future = pool.submit(self._detect, frame, self._crops(frame, cut))
-                groups.append(_Group(frame, future, cut=cut))
+                seq += 1
+                # This detection's crops come from the faces tracked by the detection two
+                # before it: the same in every run, and that one is done or nearly so.
+                for earlier in groups:
+                    if earlier.seq <= seq - 2:
+                        track(earlier)
+                future: Future = pool.submit(self._detect, frame, self._crops(frame, cut, seq))
+                groups.append(_Group(frame, future, cut=cut, seq=seq))
                 # A group is final once the next group's detection is known (backfill).
                 while len(groups) >= 2 and (groups[1].future.done() or len(groups) > self.detect_workers + 1):
                     groups[1].future.exception()  # wait
