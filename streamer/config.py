@@ -26,7 +26,7 @@ class DetectionConfig:
     threshold: float = 0.2  # low on purpose: covering a false positive costs little
     max_side: int | None = 960  # detect on a copy scaled to this longer side
     every: int = 4  # run the detector on every k-th frame; the tracker predicts between
-    full_every: int = 4  # every n-th detection sees the whole frame, the others crops around motion and tracked faces (1: all whole)
+    full_every: int = 8  # every n-th detection sees the whole frame, the others crops around motion and tracked faces (1: all whole)
     scene_cut: float = 0.25  # mean abs difference (0..1) of tiny thumbnails forcing a detection
     persons: bool = False  # also detect persons (YOLO, optional extra) for --scope person
     persons_optional: bool = False  # persons: go on with faces only when YOLO cannot load (else exit 5)

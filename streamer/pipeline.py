@@ -42,6 +42,7 @@ from .sources import Source
 log = logging.getLogger(__name__)
 
 _END = object()
+NEW_FACE_GROWTH = 0.5  # per frame and side, in face sizes: a new face's backfill (see _between)
 
 
 @dataclass
@@ -150,7 +151,11 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
             cover += [x for x in (held, back) if _inside(x.box, box) < 0.9]
         for j, r in enumerate(after):
             if j not in matched_after:
-                cover.append(Region(box=enlarge(_moved(r, k - n - 1), min(growth * (n + 1 - k), max_growth)),
+                # A face first seen by the run after, at a speed nobody measured yet: it may
+                # have walked in fast (half its size a frame: a close walker). Its frames
+                # before are covered that far around, for at most ``detect_every`` frames.
+                per_frame, most = (growth, max_growth) if r.velocity is not None else (NEW_FACE_GROWTH, 3 * NEW_FACE_GROWTH)
+                cover.append(Region(box=enlarge(_moved(r, k - n - 1), min(per_frame * (n + 1 - k), most)),
                                     track_id=r.track_id, kind=r.kind, state="backfilled"))
         out.append(cover)
     return out

@@ -129,4 +129,11 @@ def clips(data: Path) -> dict[str, Clip]:
         _clip("half-out", street, 32, lambda i: [(0, grace, {"centre": (200 - 12.5 * (16 - abs(16 - i)), 240), "size": 100})]),
         # A fast face: 30 px/frame across the frame.
         _clip("fast", street, 20, lambda i: [(0, grace, {"centre": (40 + 30 * i, 240), "size": 40})]),
+        # On a still street, between full-frame detections (tracking/roi.py): a small face
+        # appears from nothing on a frame the schedule skips and stays; a second one later.
+        _clip("pop-in", street, 44, lambda i: [(1, messi, {"centre": (430, 200), "size": 26})] * (i >= 9)
+              + [(0, grace, {"centre": (150, 330), "size": 44})] * (i >= 22)),
+        # A face walks in from the right, then stands still for 30 frames: found on a crop
+        # around what moved, then kept on the crop around its track.
+        _clip("standing", street, 44, lambda i: [(0, grace, {"centre": (max(400.0, 660 - 20 * i), 220), "size": 40})]),
     ]}

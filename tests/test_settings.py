@@ -24,6 +24,8 @@ from streamer.cli import main
         (["--set", "tracking.hold_growth=-1"], "tracking.hold_growth"),
         (["--set", "anonymize.color=[0, 0, 300]"], "anonymize.color"),
         (["--crf", "99"], "output.crf"),
+        (["--set", "detection.full_every=0"], "detection.full_every"),
+        (["--set", "detection.full_every=100"], "detection.full_every"),
     ],
 )
 def test_unsafe_settings_exit_2_with_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], words: str) -> None:
