@@ -21,7 +21,7 @@ class Trainer:
 
 
 TRAINERS: dict[str, Trainer] = {
-    "idf": Trainer("camouflage.training.idf", "train the identity-function (IDF) ControlNet of CAMOUFLaGE-Base"),
+    "idf": Trainer("camouflage.base.train", "train the identity-function (IDF) ControlNet of CAMOUFLaGE-Base"),
     "light": Trainer("camouflage.light.train", "train CAMOUFLaGE-Light's IP-Adapter and T2I-Adapter jointly (SD frozen)",
                      "camouflage.light.train_args"),
 }
