@@ -141,26 +141,32 @@ def test_pickles_are_read_weights_only(tmp_path: Path) -> None:
         load_pickle(tmp_path / "code.pt")
 
 
-def test_models_dir_wins_then_hf_cache(tiny_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    # a hub cache holding stabilityai/sd-vae-ft-mse at refs/main, laid out as huggingface_hub writes it
+@pytest.mark.parametrize("name", ["vae", "taesd"])  # pinned to a commit; at main
+def test_models_dir_wins_then_hf_cache(name: str, tiny_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # a hub cache holding the entry's repo at its revision, laid out as huggingface_hub writes it:
+    # a pinned commit is its own snapshot folder; main goes through refs/main
+    entry = load_manifest()[name]
+    assert entry.pinned == (name == "vae")
     cache = tmp_path / "hub"
-    repo = cache / "models--stabilityai--sd-vae-ft-mse"
+    repo = cache / ("models--" + entry.repo.replace("/", "--"))
+    commit = entry.revision if entry.pinned else HASH
     (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(HASH)
-    shutil.copytree(tiny_models / "vae", repo / "snapshots" / HASH)
+    if not entry.pinned:
+        (repo / "refs" / "main").write_text(HASH)
+    shutil.copytree(tiny_models / name, repo / "snapshots" / commit)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
 
-    from_cache = ModelResolver(offline=True).resolve("vae")
-    assert from_cache == repo / "snapshots" / HASH
-    from diffusers import AutoencoderKL
+    from_cache = ModelResolver(offline=True).resolve(name)
+    assert from_cache == repo / "snapshots" / commit
+    from diffusers import AutoencoderKL, AutoencoderTiny
 
-    AutoencoderKL.from_pretrained(from_cache, use_safetensors=True)  # the real loading path
+    (AutoencoderKL if name == "vae" else AutoencoderTiny).from_pretrained(from_cache, use_safetensors=True)  # the real loading path
 
-    assert ModelResolver(models_dir=tiny_models, offline=True).resolve("vae") == tiny_models / "vae"
+    assert ModelResolver(models_dir=tiny_models, offline=True).resolve(name) == tiny_models / name
     # an incomplete snapshot (weights missing) is not a model
-    (repo / "snapshots" / HASH / "diffusion_pytorch_model.safetensors").unlink()
+    (repo / "snapshots" / commit / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(ModelError):
-        ModelResolver(offline=True).resolve("vae")
+        ModelResolver(offline=True).resolve(name)
 
 
 def test_pickles_are_refused(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
