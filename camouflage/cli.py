@@ -147,7 +147,7 @@ def entry_size(entry, path: Path | None, record: dict | None) -> str:  # noqa: A
         return human_size(entry.size) + " (published)"
     if entry.listed_sizes:
         return f"~{human_size(entry.listed_bytes)} (listed)"
-    return "size unknown until fetched"
+    return "size unknown until " + {"trained": "trained", "manual": "imported"}.get(entry.source, "fetched")
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

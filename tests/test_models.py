@@ -81,7 +81,9 @@ def test_list_size_is_exact_when_known_listed_when_listed_else_unknown(tmp_path:
     manifest = load_manifest()
     pose, farl = manifest["controlnet_pose"], manifest["farl"]
     assert entry_size(pose, None, None) == "~1.45 GB (listed)"
-    assert entry_size(farl, None, None) == "size unknown until fetched"
+    assert entry_size(farl, None, None) == "size unknown until imported"
+    assert entry_size(manifest["facer_attributes"], None, None) == "size unknown until fetched"
+    assert entry_size(manifest["idf_controlnet"], None, None) == "size unknown until trained"
     record = {"files": {"config.json": {"sha256": "0" * 64, "size": 999},
                         "diffusion_pytorch_model.safetensors": {"sha256": "1" * 64, "size": 1_445_157_124}}}
     assert entry_size(pose, None, record) == "1.45 GB (locked)"
@@ -102,7 +104,7 @@ def test_cli_models_list_without_models_shows_source_size_and_licence(tmp_path: 
     assert "~1.45 GB (listed)" in rows["controlnet_pose"] and "openrail" in rows["controlnet_pose"]
     assert "hub lllyasviel/control_v11p_sd15_openpose@9ae9f970358d (pinned)" in rows["controlnet_pose"]
     assert "~3.93 GB (listed)" in rows["sd15"] and "@main (locked at fetch)" in rows["sd15"]
-    assert "size unknown until fetched" in rows["farl"] and "manual:" in rows["farl"] and " mit " in rows["farl"]
+    assert "size unknown until imported" in rows["farl"] and "manual:" in rows["farl"] and " mit " in rows["farl"]
     assert all(" missing " in row for row in rows.values())
 
 
