@@ -2,7 +2,7 @@
 
 Every model is built from its real architecture with random weights (no download): a
 random SD1.5 UNet costs exactly what Realistic Vision costs. The real pipeline
-(camouflage/pipelines/base.py) runs a few steps; hooks time each component.
+(camouflage/base/pipeline.py) runs a few steps; hooks time each component.
 
     python benchmarks/bench_base.py                       # CPU, 768 px, 1 step (slow: ~7 GB RSS)
     python benchmarks/bench_base.py --device cuda --dtype float16 --steps 4
@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from camouflage.pipelines import CONTROLS  # noqa: E402
-from camouflage.pipelines.base import CamouflageBasePipeline, make_idf_controlnet, make_scheduler  # noqa: E402
+from camouflage.base import CONTROLS  # noqa: E402
+from camouflage.base.pipeline import CamouflageBasePipeline, make_idf_controlnet, make_scheduler  # noqa: E402
 
 SD15_UNET = dict(
     sample_size=96, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),

@@ -104,7 +104,7 @@ def build_light(unet, vae, text, tokenizer, scheduler: str, dtype: torch.dtype):
 def build_base(unet, vae, text, tokenizer, scheduler: str, dtype: torch.dtype):  # noqa: ANN001, ANN201
     from diffusers import ControlNetModel, DDIMScheduler
 
-    from camouflage.pipelines.base import CONTROLS, CamouflageBasePipeline, make_idf_controlnet, make_scheduler
+    from camouflage.base.pipeline import CONTROLS, CamouflageBasePipeline, make_idf_controlnet, make_scheduler
 
     cn = ControlNetModel.from_unet(unet).to(dtype)
     pipe = CamouflageBasePipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,

@@ -21,7 +21,7 @@ class Trainer:
 
 
 TRAINERS: dict[str, Trainer] = {
-    "idf": Trainer("camouflage.training.idf", "train the identity-function (IDF) ControlNet of CAMOUFLaGE-Base"),
+    "idf": Trainer("camouflage.base.train", "train the identity-function (IDF) ControlNet of CAMOUFLaGE-Base"),
     "light": Trainer("camouflage.light.train", "train CAMOUFLaGE-Light's IP-Adapter and T2I-Adapter jointly (SD frozen)",
                      "camouflage.light.train_args"),
 }
@@ -114,32 +114,40 @@ def _run_trainer(trainer: Trainer):  # noqa: ANN202
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .manifest import RANDOM_MARKER, ModelResolver
+    from .manifest import RANDOM_MARKER, ModelResolver, read_lock
 
     resolver = ModelResolver(models_dir=args.models_dir, offline=True)
     if resolver.random_weights:
         print(f"WARNING: {args.models_dir} holds RANDOM WEIGHTS ({RANDOM_MARKER}): output is noise")
+    lock = read_lock(resolver.models_dir) if resolver.models_dir else {}
     rows = [("name", "section", "size", "licence", "here", "source")]
     for e in resolver.manifest:
         path = resolver.find(e.name)
-        size = _size(path) if path else e.size
-        rows.append((e.name, e.section, _human(size) if size else "?", e.licence, str(path) if path else "missing", e.where))
+        rows.append((e.name, e.section, entry_size(e, path, lock.get(e.name)), e.licence,
+                     str(path) if path else "missing", e.where))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5])
     return 0
 
 
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and ".camstream-converted" not in p.parts)
+def entry_size(entry, path: Path | None, record: dict | None) -> str:  # noqa: ANN001 - a ModelEntry
+    """What ``models list`` says of an entry's size: exact when its files are here (or were
+    locked at fetch), else the sizes its publisher's page lists (marked as such), else that
+    nobody knows yet. Never a guess."""
+    from .manifest import entry_files, human_size
 
-
-def _human(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
+    if path is not None:
+        files = entry_files(entry, path)
+        if files:
+            return human_size(sum(f.stat().st_size for f in files))
+    if record and record.get("files"):
+        return human_size(sum(f["size"] for f in record["files"].values())) + " (locked)"
+    if entry.size:
+        return human_size(entry.size) + " (published)"
+    if entry.listed_sizes:
+        return f"~{human_size(entry.listed_bytes)} (listed)"
+    return "size unknown until " + {"trained": "trained", "manual": "imported"}.get(entry.source, "fetched")
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

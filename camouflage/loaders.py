@@ -36,7 +36,7 @@ def _diffusers(cls_name: str) -> Callable[[Path], Any]:
 
 def _annotator(kind: str) -> Callable[[Path], Any]:
     def load(path: Path) -> Any:
-        from .annotators import load_annotator_from
+        from .base.annotators import load_annotator_from
 
         return load_annotator_from(kind, path, "cpu")
 
@@ -44,7 +44,7 @@ def _annotator(kind: str) -> Callable[[Path], Any]:
 
 
 def _captioner(path: Path) -> Any:
-    from .annotators import Captioner
+    from .base.annotators import Captioner
 
     return Captioner.from_pretrained(path)
 

@@ -11,6 +11,10 @@ Every entry says where its files really come from (``source``):
   (``camstream models import NAME PATH``), under the publisher's own file name;
 * ``trained``: written by ``camstream train ...``; nobody publishes it.
 
+``sizes`` gives, per file, the size its publisher's page lists (the hub's rounded "1.45 GB"):
+informational, for ``camstream models list`` before anything is fetched. Exact sizes come
+from the files themselves, or the lock file, once fetched; nothing else is ever shown.
+
 Resolution order for an entry ``name``:
 
 1. ``--models-dir DIR``: the folder ``DIR/name``, holding the files exactly as their
@@ -49,6 +53,28 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 RANDOM_MARKER = "RANDOM_WEIGHTS.txt"
 LOCK_NAME = "camstream.lock.json"
 SOURCES = ("hub", "url", "manual", "trained")
+# the hub lists sizes in decimal units ("1.45 GB", "723 MB", "98.2 MB", "560 Bytes")
+SIZE_UNITS = {"B": 1, "Bytes": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size as a publisher's page lists it (``"1.45 GB"``); ValueError otherwise."""
+    number, _, unit = str(text).strip().partition(" ")
+    if unit not in SIZE_UNITS:
+        raise ValueError(f"{text!r}: not a size like '1.45 GB' (units: {', '.join(SIZE_UNITS)})")
+    value = float(number)
+    if value < 0:
+        raise ValueError(f"{text!r}: negative size")
+    return round(value * SIZE_UNITS[unit])
+
+
+def human_size(size: int) -> str:
+    """Three significant digits in the hub's decimal units, so exact and listed sizes compare."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
+    return f"{size} B"
 
 
 @dataclass(frozen=True)
@@ -64,7 +90,8 @@ class ModelEntry:
     revision: str = "main"  # hub: commit, refs/pr/N or main
     url: str = ""  # url: the download link (one file: files[0])
     sha256: str = ""  # url: the file's sha256 when published
-    size: int = 0  # bytes, when known
+    size: int = 0  # url: the file's exact size in bytes, when published
+    listed_sizes: dict[str, str] = field(default_factory=dict, compare=False)  # file -> size as its page lists it
     hint: str = ""  # manual/trained: where the file comes from, one line
     optional: bool = False  # a method runs without it (Base without IDF, public Light adapters)
     format: str = "safetensors"  # "safetensors" | "pickle" (read with weights_only=True)
@@ -78,6 +105,11 @@ class ModelEntry:
         return len(self.revision) == 40 and all(c in "0123456789abcdef" for c in self.revision)
 
     @property
+    def listed_bytes(self) -> int:
+        """The listed sizes added up (approximate: the hub rounds to 3 digits); 0 when none is listed."""
+        return sum(parse_size(s) for s in self.listed_sizes.values())
+
+    @property
     def fetchable(self) -> bool:
         return self.source in ("hub", "url")
 
@@ -85,7 +117,9 @@ class ModelEntry:
     def where(self) -> str:
         """The source in one line, as ``models list`` prints it."""
         if self.source == "hub":
-            return f"hub {self.repo}@{self.revision}" + ("" if self.pinned else " (locked at fetch)")
+            if self.pinned:
+                return f"hub {self.repo}@{self.revision[:12]} (pinned)"
+            return f"hub {self.repo}@{self.revision} (locked at fetch)"
         if self.source == "url":
             return f"url {self.url}" + ("" if self.sha256 else " (sha256 locked at fetch)")
         return f"{self.source}: {self.hint}"
@@ -130,8 +164,8 @@ class Manifest:
         return out
 
 
-_KNOWN_KEYS = {"source", "repo", "revision", "url", "sha256", "size", "hint", "optional", "kind", "files", "format",
-               "licence", "note"}
+_KNOWN_KEYS = {"source", "repo", "revision", "url", "sha256", "size", "sizes", "hint", "optional", "kind", "files",
+               "format", "licence", "note"}
 
 
 def _entry(path: Path, section: str, name: str, spec: dict) -> ModelEntry:
@@ -146,10 +180,19 @@ def _entry(path: Path, section: str, name: str, spec: dict) -> ModelEntry:
         raise ModelError(f"{path}: model {name!r}: format must be safetensors or pickle")
     if source == "url" and len(spec["files"]) != 1:
         raise ModelError(f"{path}: model {name!r}: a url entry names exactly one file")
+    sizes = spec.get("sizes") or {}
+    try:
+        if not isinstance(sizes, dict):
+            raise ValueError("a mapping file -> size as listed, e.g. {config.json: 999 Bytes}")
+        for size in sizes.values():
+            parse_size(size)
+    except ValueError as exc:
+        raise ModelError(f"{path}: model {name!r}: sizes: {exc}") from None
     return ModelEntry(
         name=name, section=section, kind=spec["kind"], files=tuple(spec["files"]), source=source,
         repo=str(spec.get("repo", "")), revision=str(spec.get("revision", "main")), url=str(spec.get("url", "")),
         sha256=str(spec.get("sha256", "")), size=int(spec.get("size", 0)), hint=str(spec.get("hint", "")),
+        listed_sizes={str(k): str(v) for k, v in sizes.items()},
         optional=bool(spec.get("optional", False)), format=spec.get("format", "safetensors"),
         licence=str(spec.get("licence", "unknown")), note=str(spec.get("note", "")),
         extra={k: v for k, v in spec.items() if k not in _KNOWN_KEYS},

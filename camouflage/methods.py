@@ -27,7 +27,7 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "base": Method(
-        "camouflage.anonymizer:build_base_anonymizer",
+        "camouflage.base.anonymizer:build_base_anonymizer",
         ("base", "annotators"),
         "CAMOUFLaGE-Base: 5 ControlNets + identity-function negative guidance (slow, best)",
     ),
@@ -38,7 +38,7 @@ METHODS: dict[str, Method] = {
         strict=("light",),
     ),
     "camouflage": Method(
-        "camouflage.video:build_camouflage_anonymizer",
+        "camouflage.video.anonymizer:build_camouflage_anonymizer",
         ("base", "annotators", "public"),
         "CAMOUFLaGE for video: one fake person per track, Base keyframes, Light in between (default)",
         upgrades=("light",),

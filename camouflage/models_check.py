@@ -50,8 +50,8 @@ def check_entry(resolver: ModelResolver, entry: ModelEntry, load: bool = True) -
 
 def method_verdicts(states: dict[str, EntryState]) -> dict[str, tuple[bool, str]]:
     """``{method: (ready, one line)}`` from the entry states."""
+    from .base import BASE_MODELS, CONTROLS, IDF
     from .light import loading
-    from .pipelines import BASE_MODELS, CONTROLS, IDF
 
     def bad(names) -> list[str]:  # noqa: ANN001
         return [n for n in names if not states[n].ok]

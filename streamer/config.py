@@ -89,7 +89,7 @@ class ModelsConfig:
 
 @dataclass
 class BaseConfig:
-    """CAMOUFLaGE-Base (camouflage/pipelines/base.py) settings."""
+    """CAMOUFLaGE-Base (camouflage/base/) settings."""
 
     resolution: int = 768
     steps: int = 25
@@ -135,7 +135,7 @@ class SpeedConfig:
 
 @dataclass
 class CamouflageConfig:
-    """The video method (``--method camouflage``, camouflage/video.py): Base renders
+    """The video method (``--method camouflage``, camouflage/video/): Base renders
     keyframes, Light the frames in between; base.* and light.* set the two models."""
 
     keyframe_every: int = 48  # frames; 1 = Base on every frame

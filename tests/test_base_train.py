@@ -85,8 +85,8 @@ def test_idf_reconstruction_error_falls(tiny_models: Path, shards: Path, tmp_pat
 def test_trained_idf_controlnet_loads_in_the_pipeline(tiny_models: Path, shards: Path, tmp_path: Path) -> None:  # noqa: F811
     import shutil
 
+    from camouflage.base.pipeline import CamouflageBasePipeline
     from camouflage.manifest import ModelResolver
-    from camouflage.pipelines.base import CamouflageBasePipeline
 
     assert main(args(shards, tiny_models, tmp_path / "run", 1)) == 0
     models = tmp_path / "models"
@@ -137,10 +137,10 @@ def test_validation_at_a_s_0_is_what_base_gives_at_a_s_0(tiny_models: Path, data
     import numpy as np
     from PIL import Image
 
+    from camouflage.base import CONTROLS
+    from camouflage.base.pipeline import CamouflageBasePipeline
+    from camouflage.base.train import reconstruct_as0
     from camouflage.manifest import ModelResolver
-    from camouflage.pipelines import CONTROLS
-    from camouflage.pipelines.base import CamouflageBasePipeline
-    from camouflage.training.idf import reconstruct_as0
 
     pipe = CamouflageBasePipeline.from_manifest(ModelResolver(models_dir=tiny_models, offline=True), scheduler="ddim")
     image = np.asarray(Image.open(data / "grace_hopper_512x512.jpg").convert("RGB").resize((32, 32)))

@@ -15,9 +15,9 @@ from conftest import camstream, probe, read_frames
 from privacy import leaks
 from tiny_models import RESOLUTION, STEPS, one_torch_thread, tiny_config, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.compositor import crop_window, paste
 from camouflage.methods import build_method
-from camouflage.video import CamouflageVideoAnonymizer
+from camouflage.video.anonymizer import CamouflageVideoAnonymizer
+from camouflage.video.compositor import crop_window, paste
 from streamer.anonymizers import Shape
 from streamer.config import Config
 from streamer.errors import ConfigError
@@ -303,7 +303,7 @@ def test_close_stops_a_running_render_at_its_next_unet_evaluation(tiny_models: P
 def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixture) -> None:
     from concurrent.futures import Future
 
-    from camouflage.video import _log_background_errors, _Rendered
+    from camouflage.video.anonymizer import _log_background_errors, _Rendered
 
     done = Future()
     done.set_result(_Rendered([None], ["base: CUDA out of memory"]))

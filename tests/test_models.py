@@ -11,7 +11,8 @@ import pytest
 from conftest import camstream
 from tiny_models import one_torch_thread, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.manifest import RANDOM_MARKER, ModelResolver, load_manifest, missing_message
+from camouflage.cli import entry_size
+from camouflage.manifest import RANDOM_MARKER, ModelResolver, human_size, load_manifest, missing_message, parse_size
 from camouflage.methods import METHODS, build_method
 from streamer.errors import ConfigError, ModelError
 
@@ -46,6 +47,65 @@ def test_manifest_names_every_checkpoint_with_a_real_source() -> None:
     # the default method needs no trained or hand-supplied file
     assert all(manifest[n].fetchable or manifest[n].optional for n in manifest.expand(["camouflage"]))
     assert "farl" not in manifest.expand(["camouflage"])
+
+
+def test_revisions_are_pins_refs_or_main_and_sizes_are_as_listed() -> None:
+    """A pin is a full commit hash (a short one would not resolve); every listed size reads as
+    the hub writes it, and the sizes a publisher's page lists add up to that listing."""
+    for entry in load_manifest():
+        if entry.source == "hub":
+            assert entry.pinned or entry.revision == "main" or entry.revision.startswith("refs/pr/"), entry
+        for listed in entry.listed_sizes.values():
+            assert parse_size(listed) > 0, (entry.name, listed)
+    manifest = load_manifest()
+    assert manifest["controlnet_pose"].pinned and "(pinned)" in manifest["controlnet_pose"].where
+    assert manifest["ip_adapter_plus_face"].listed_bytes == 98_200_000 + 560 + 2_530_000_000
+    assert parse_size("1.45 GB") == 1_450_000_000 and parse_size("560 Bytes") == 560 and parse_size("8.76 kB") == 8760
+    assert human_size(1_450_000_000) == "1.45 GB" and human_size(98_200_000) == "98.2 MB" and human_size(560) == "560 B"
+    for bad in ("1.45", "about 1 GB", "1.45 GiB", "-3 MB"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+def test_a_size_that_is_not_a_listing_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text("base:\n  vae:\n    repo: a/b\n    revision: main\n    kind: vae\n    files: [x.safetensors]\n"
+                    "    licence: mit\n    sizes: {x.safetensors: big}\n")
+    with pytest.raises(ModelError, match="vae.*sizes"):
+        load_manifest(path)
+
+
+def test_list_size_is_exact_when_known_listed_when_listed_else_unknown(tmp_path: Path) -> None:
+    """Never a guess: the files' own size, else the lock's, else the publisher's listing
+    (marked), else "unknown"."""
+    manifest = load_manifest()
+    pose, farl = manifest["controlnet_pose"], manifest["farl"]
+    assert entry_size(pose, None, None) == "~1.45 GB (listed)"
+    assert entry_size(farl, None, None) == "size unknown until imported"
+    assert entry_size(manifest["facer_attributes"], None, None) == "size unknown until fetched"
+    assert entry_size(manifest["idf_controlnet"], None, None) == "size unknown until trained"
+    record = {"files": {"config.json": {"sha256": "0" * 64, "size": 999},
+                        "diffusion_pytorch_model.safetensors": {"sha256": "1" * 64, "size": 1_445_157_124}}}
+    assert entry_size(pose, None, record) == "1.45 GB (locked)"
+    folder = tmp_path / "controlnet_pose"
+    folder.mkdir()
+    (folder / "config.json").write_bytes(b"{}")
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"x" * 1234)
+    (folder / "unrelated.txt").write_bytes(b"x" * 10**6)  # not a file of the entry: not counted
+    assert entry_size(pose, folder, record) == "1.24 kB"
+
+
+def test_cli_models_list_without_models_shows_source_size_and_licence(tmp_path: Path) -> None:
+    r = camstream("models", "list", "--models-dir", tmp_path, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1",
+                                                                                  "HF_HUB_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:] if line.strip()}
+    assert set(rows) == set(load_manifest().entries)
+    assert "~1.45 GB (listed)" in rows["controlnet_pose"] and "openrail" in rows["controlnet_pose"]
+    assert "hub lllyasviel/control_v11p_sd15_openpose@9ae9f970358d (pinned)" in rows["controlnet_pose"]
+    assert "~3.93 GB (listed)" in rows["sd15"] and "@main (locked at fetch)" in rows["sd15"]
+    assert "size unknown until imported" in rows["farl"] and "manual:" in rows["farl"] and " mit " in rows["farl"]
+    assert all(" missing " in row for row in rows.values())
 
 
 def test_make_tiny_writes_every_entry_in_the_publishers_file_names(tiny_models: Path) -> None:  # noqa: F811
@@ -83,26 +143,32 @@ def test_pickles_are_read_weights_only(tmp_path: Path) -> None:
         load_pickle(tmp_path / "code.pt")
 
 
-def test_models_dir_wins_then_hf_cache(tiny_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    # a hub cache holding stabilityai/sd-vae-ft-mse at refs/main, laid out as huggingface_hub writes it
+@pytest.mark.parametrize("name", ["vae", "taesd"])  # pinned to a commit; at main
+def test_models_dir_wins_then_hf_cache(name: str, tiny_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # a hub cache holding the entry's repo at its revision, laid out as huggingface_hub writes it:
+    # a pinned commit is its own snapshot folder; main goes through refs/main
+    entry = load_manifest()[name]
+    assert entry.pinned == (name == "vae")
     cache = tmp_path / "hub"
-    repo = cache / "models--stabilityai--sd-vae-ft-mse"
+    repo = cache / ("models--" + entry.repo.replace("/", "--"))
+    commit = entry.revision if entry.pinned else HASH
     (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(HASH)
-    shutil.copytree(tiny_models / "vae", repo / "snapshots" / HASH)
+    if not entry.pinned:
+        (repo / "refs" / "main").write_text(HASH)
+    shutil.copytree(tiny_models / name, repo / "snapshots" / commit)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
 
-    from_cache = ModelResolver(offline=True).resolve("vae")
-    assert from_cache == repo / "snapshots" / HASH
-    from diffusers import AutoencoderKL
+    from_cache = ModelResolver(offline=True).resolve(name)
+    assert from_cache == repo / "snapshots" / commit
+    from diffusers import AutoencoderKL, AutoencoderTiny
 
-    AutoencoderKL.from_pretrained(from_cache, use_safetensors=True)  # the real loading path
+    (AutoencoderKL if name == "vae" else AutoencoderTiny).from_pretrained(from_cache, use_safetensors=True)  # the real loading path
 
-    assert ModelResolver(models_dir=tiny_models, offline=True).resolve("vae") == tiny_models / "vae"
+    assert ModelResolver(models_dir=tiny_models, offline=True).resolve(name) == tiny_models / name
     # an incomplete snapshot (weights missing) is not a model
-    (repo / "snapshots" / HASH / "diffusion_pytorch_model.safetensors").unlink()
+    (repo / "snapshots" / commit / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(ModelError):
-        ModelResolver(offline=True).resolve("vae")
+        ModelResolver(offline=True).resolve(name)
 
 
 def test_pickles_are_refused(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -155,7 +155,7 @@ def test_light_with_tiny_vae_and_lcm_runs_and_is_deterministic(fast_light, tiny_
 def test_base_with_tiny_vae_and_lcm_runs_and_is_deterministic(tiny_models: Path) -> None:  # noqa: F811
     from diffusers import AutoencoderTiny
 
-    from camouflage.pipelines.base import CONTROLS, CamouflageBasePipeline
+    from camouflage.base.pipeline import CONTROLS, CamouflageBasePipeline
 
     resolver = ModelResolver(models_dir=tiny_models, offline=True)
     pipe = CamouflageBasePipeline.from_manifest(resolver)
@@ -206,7 +206,7 @@ def test_a_lora_for_another_network_is_refused(tiny_models: Path, tmp_path: Path
 
 def test_missing_taesd_offline_is_the_one_line_model_error(fast_light, tiny_models: Path, tmp_path: Path,  # noqa: ANN001, F811
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from camouflage.anonymizer import build_base_anonymizer
+    from camouflage.base.anonymizer import build_base_anonymizer
     from camouflage.light.anonymizer import build_light_anonymizer
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -228,7 +228,7 @@ def test_missing_taesd_offline_is_the_one_line_model_error(fast_light, tiny_mode
 def test_realtime_preset_and_the_builders_use_the_switches(tiny_models: Path) -> None:  # noqa: F811
     from diffusers import AutoencoderTiny, LCMScheduler
 
-    from camouflage.anonymizer import build_base_anonymizer
+    from camouflage.base.anonymizer import build_base_anonymizer
     from camouflage.light.anonymizer import build_light_anonymizer
     from streamer.config import Config
 

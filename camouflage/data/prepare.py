@@ -5,7 +5,7 @@
 Every image, and ``--frames-per-video`` frames spread over every video, under the SRC
 files and folders is searched for faces (libfacedetection). Each face of at least
 ``--min-face`` pixels gives one sample: the square crop Light and Base generate at
-inference (``camouflage.compositor.crop_window``: the face and ``--context`` of its size
+inference (``camouflage.video.compositor.crop_window``: the face and ``--context`` of its size
 on every side) at ``--size`` pixels; a frame without faces gives its centre square
 (skipped with ``--faces-only``). Per sample, computed once:
 
@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .cli import DEFAULT_CAPTION, add_arguments, register  # noqa: F401 - the parser lives in cli.py (no numpy)
 
 log = logging.getLogger("camstream")
 
@@ -168,7 +166,7 @@ def frame_samples(image: np.ndarray, dets: tuple[list[np.ndarray], list[np.ndarr
     """``(crop, meta, main embedding)`` of one frame: one per face large enough, or its centre."""
     from streamer.anonymizers import Shape
 
-    from ..compositor import CropWindow, crop_window
+    from ..video.compositor import CropWindow, crop_window
 
     boxes, landmarks = dets
     h, w = image.shape[:2]
@@ -229,7 +227,7 @@ def main(args: argparse.Namespace) -> int:
     latents = LatentEncoder(args.models_dir, args.latent_resolution, device) if args.latent_resolution else None
     captioner = None
     if args.captioner:
-        from ..annotators import Captioner
+        from ..base.annotators import Captioner
         from ..manifest import ModelResolver
 
         captioner = Captioner.from_pretrained(ModelResolver(models_dir=args.models_dir).resolve("captioner"), device)

@@ -37,8 +37,8 @@ import torch
 from streamer.anonymizers import Shape
 from tracking.tracker import Region
 
-from ..compositor import crop_window, paste
 from ..speed import apply_speed, speed_models
+from ..video.compositor import crop_window, paste
 from . import loading
 from .attribute_map import build_attribute_map
 from .attributes import NUM_ATTRIBUTES, FaceAttributes, FacerAttributeModel, face_crops, face_keypoints

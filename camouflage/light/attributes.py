@@ -6,7 +6,7 @@
 * :class:`FacerAttributeModel` — FACER's face-attribute model, built with pyfacer from
   FACER's published ``face_attribute.farl.celeba.pt`` (see :mod:`.facer`): 40 CelebA
   attribute probabilities (sigmoid, multi-label) of the face aligned on its 5 landmarks.
-* :func:`face_keypoints` — the 5 keypoints of a face: the detector's landmarks when
+* :func:`face_keypoints` (from :mod:`.facer`) — the 5 keypoints of a face: the detector's landmarks when
   present, else the standard 5-point template placed in the box.
 """
 
@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from transformers import CLIPVisionModelWithProjection
 
-from .facer import FacerAttributeModel
+from ..video.compositor import square_crop
+from .facer import CLIP_MEAN, CLIP_STD, KEYPOINT_TEMPLATE, FacerAttributeModel, face_keypoints  # noqa: F401 - re-exported
 
 # The 40 CelebA attributes, in CelebA's (and FACER's) order.
 CELEBA_ATTRIBUTES: tuple[str, ...] = (
@@ -33,39 +34,6 @@ CELEBA_ATTRIBUTES: tuple[str, ...] = (
     "Wearing_Necktie", "Young",
 )
 NUM_ATTRIBUTES = len(CELEBA_ATTRIBUTES)
-
-# CLIP's normalisation, which FaRL keeps.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-# ArcFace's 5-point template (eyes, nose, mouth corners) as fractions of a face box.
-KEYPOINT_TEMPLATE = np.array(
-    [[0.3154, 0.4011], [0.6846, 0.4011], [0.5000, 0.5929], [0.3492, 0.7800], [0.6508, 0.7800]], np.float32
-)
-
-
-def face_keypoints(box: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
-    """(5, 2) keypoints in image pixels: the detector's landmarks, else the template."""
-    if landmarks is not None and len(landmarks) == 5 and np.isfinite(landmarks).all():
-        return np.asarray(landmarks, np.float32)
-    x1, y1, x2, y2 = np.asarray(box, np.float32)
-    return KEYPOINT_TEMPLATE * np.array([x2 - x1, y2 - y1], np.float32) + np.array([x1, y1], np.float32)
-
-
-def square_crop(image: np.ndarray, x: float, y: float, side: float, size: int) -> np.ndarray:
-    """The square ``[x, x + side) x [y, y + side)`` of ``image`` resized to ``size``; outside the
-    frame the edge is repeated. Shrinking goes through INTER_AREA (warpAffine alone aliases)."""
-    import cv2
-
-    native = max(1, round(side))
-    if native > size:  # cut at native scale first, then area-average down
-        m = np.array([[native / side, 0, -x * native / side], [0, native / side, -y * native / side]], np.float32)
-        cut = cv2.warpAffine(image, m, (native, native), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA)
-    scale = size / side
-    m = np.array([[scale, 0, -x * scale], [0, scale, -y * scale]], np.float32)
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-
 
 def face_crops(image: np.ndarray, boxes: list[np.ndarray], size: int, margin: float = 0.2) -> torch.Tensor:
     """Square crops around ``boxes`` (enlarged by ``margin``), CLIP-normalised, (N, 3, size, size).

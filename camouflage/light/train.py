@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..data.maps import paint_maps
     from ..data.shards import Decoder, loader, read_info
-    from ..training.common import (
+    from ..training import (
         check_common,
         layout,
         make_accelerator,

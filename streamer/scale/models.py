@@ -17,9 +17,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-# module, builder: the functions that load weights (camouflage.video calls both by module
+# module, builder: the functions that load weights (camouflage.video.anonymizer calls both by module
 # attribute at call time, so replacing the attribute reaches every method)
-BUILDERS = (("camouflage.anonymizer", "build_base_anonymizer"), ("camouflage.light.anonymizer", "build_light_anonymizer"))
+BUILDERS = (("camouflage.base.anonymizer", "build_base_anonymizer"), ("camouflage.light.anonymizer", "build_light_anonymizer"))
 _PER_FILE_STATE = ("identities",)  # containers an anonymizer fills during a run
 
 

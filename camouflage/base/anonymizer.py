@@ -26,13 +26,13 @@ from streamer.errors import ConfigError
 from streamer.frame import Frame
 from tracking.tracker import Region, enlarge
 
-from .manifest import ModelResolver
-from .pipelines import BASE_MODELS, CONTROLS, IDF
-from .speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
+from ..manifest import ModelResolver
+from ..speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
+from . import BASE_MODELS, CONTROLS, IDF
 
 if TYPE_CHECKING:  # torch and diffusers load only once the models are known to be there
     from .annotators import Captioner
-    from .pipelines.base import CamouflageBasePipeline
+    from .pipeline import CamouflageBasePipeline
 
 
 FEATHER = 0.1  # width of the blend ring outside the covered shape, as a fraction of the box size
@@ -152,9 +152,9 @@ def build_base_anonymizer(config) -> BaseAnonymizer:  # noqa: ANN001 - streamer.
     resolver.warn_if_random()
     import transformers
 
+    from ..device import resolve_device, resolve_dtype
     from .annotators import Captioner, load_annotators
-    from .device import resolve_device, resolve_dtype
-    from .pipelines.base import CamouflageBasePipeline
+    from .pipeline import CamouflageBasePipeline
 
     transformers.utils.logging.disable_progress_bar()  # per-checkpoint bars would bury the run's own progress
 

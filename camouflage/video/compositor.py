@@ -20,9 +20,20 @@ import numpy as np
 
 from streamer.anonymizers import Shape
 
-from .light.attributes import square_crop
-
 MAX_COLOUR_SHIFT = 48.0  # per channel, 0..255: a correction, not a repaint
+
+
+def square_crop(image: np.ndarray, x: float, y: float, side: float, size: int) -> np.ndarray:
+    """The square ``[x, x + side) x [y, y + side)`` of ``image`` resized to ``size``; outside the
+    frame the edge is repeated. Shrinking goes through INTER_AREA (warpAffine alone aliases)."""
+    native = max(1, round(side))
+    if native > size:  # cut at native scale first, then area-average down
+        m = np.array([[native / side, 0, -x * native / side], [0, native / side, -y * native / side]], np.float32)
+        cut = cv2.warpAffine(image, m, (native, native), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA)
+    scale = size / side
+    m = np.array([[scale, 0, -x * scale], [0, scale, -y * scale]], np.float32)
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
 def feathered_alpha(hard: np.ndarray, feather: float) -> np.ndarray:

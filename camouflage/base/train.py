@@ -6,7 +6,7 @@
 
 The IDF ControlNet is conditioned on an image's own VAE latents and learns to make the
 frozen UNet reconstruct that image (epsilon-prediction loss). At inference it is the
-negative branch of Base's identity guidance (pipelines/base.py), where it gets the crop's
+negative branch of Base's identity guidance (base/pipeline.py), where it gets the crop's
 VAE latents as its condition and the crop's *caption* as its text: so it trains on the
 caption too (``--caption-drop`` of the time on the empty prompt, the ``base.prompt: ""``
 case), at the inference resolution (``base.resolution``, 768) unless told otherwise.
@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .common import add_common_arguments
+from ..training import add_common_arguments
 
 log = logging.getLogger("camstream")
 
@@ -109,8 +109,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..data.shards import Decoder, read_info
     from ..manifest import ModelResolver
-    from ..pipelines.base import make_idf_controlnet
-    from .common import (
+    from ..training import (
         check_common,
         layout,
         make_accelerator,
@@ -120,6 +119,7 @@ def main(args: argparse.Namespace) -> int:
         to_device,
         train_with_args,
     )
+    from .pipeline import make_idf_controlnet
 
     if not 0 <= args.caption_drop <= 1 or not 0 < args.strength <= 1:
         raise ConfigError("--caption-drop must be in [0, 1] and --strength in (0, 1]")
@@ -213,9 +213,9 @@ def main(args: argparse.Namespace) -> int:
             try:
                 from diffusers import ControlNetModel
 
-                from ..annotators import load_annotators
-                from ..pipelines import CONTROLS
-                from ..pipelines.base import CamouflageBasePipeline
+                from . import CONTROLS
+                from .annotators import load_annotators
+                from .pipeline import CamouflageBasePipeline
 
                 nets = [ControlNetModel.from_pretrained(resolver.resolve(f"controlnet_{c}"), use_safetensors=True, torch_dtype=weight_dtype)
                         .to(device) for c in CONTROLS]

@@ -25,8 +25,8 @@ from PIL import Image
 
 from streamer.errors import ConfigError, ModelError
 
-from .manifest import ModelResolver, load_pickle
-from .pipelines import CONTROLS
+from ..manifest import ModelResolver, load_pickle
+from . import CONTROLS
 
 
 class Annotator(Protocol):

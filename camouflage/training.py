@@ -111,7 +111,7 @@ def shard_streams(args: argparse.Namespace, accelerator: Any, decoder: Any, info
     """This process's endless training batches (``batches(skip)``: after ``skip`` batches,
     for an exact resume) and the held-out stream (the training split when the shards hold
     none). Both trainers read their shards this way."""
-    from ..data.shards import ShardStream, loader
+    from .data.shards import ShardStream, loader
 
     check_streams(args, accelerator, info["samples"])
     rank, world = accelerator.process_index, accelerator.num_processes

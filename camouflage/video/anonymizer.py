@@ -17,7 +17,7 @@ Per frame, for every region (a tracked face or person):
    (quality) renders that keyframe first; a live frame (realtime) gets the identity's
    latest fake face or the fallback while the keyframe renders in the background;
 3. all crops of a kind are generated in one batch (``max_batch`` at a time) and pasted
-   back by :mod:`camouflage.compositor` (feathered, colour-matched; nothing outside the
+   back by :mod:`camouflage.video.compositor` (feathered, colour-matched; nothing outside the
    feathered mask changes).
 
 Fail-closed: a region whose generation fails (error, out of memory) is covered by the
@@ -61,8 +61,8 @@ from tracking.tracker import Region
 from .compositor import CropWindow, crop_window, paste
 
 if TYPE_CHECKING:
-    from .anonymizer import BaseAnonymizer
-    from .light.anonymizer import LightAnonymizer
+    from ..base.anonymizer import BaseAnonymizer
+    from ..light.anonymizer import LightAnonymizer
 
 log = logging.getLogger("camstream")
 
@@ -336,7 +336,7 @@ class CamouflageVideoAnonymizer:
     def render(self, image: np.ndarray, jobs: list[_Job], index: int) -> _Rendered:
         import torch
 
-        from .light.attribute_map import build_attribute_map
+        from ..light.attribute_map import build_attribute_map
 
         clock = _Clock(self.stats.seconds)
         out = _Rendered([None] * len(jobs))
@@ -421,7 +421,7 @@ class CamouflageVideoAnonymizer:
         the ViT-H hidden states of IP-Adapter plus), one encoder call."""
         import torch
 
-        from .light.attributes import face_crops
+        from ..light.attributes import face_crops
 
         size = self.light.pipe.image_encoder.config.image_size
         crops = torch.cat([face_crops(img, [box], size) for img, box in items])
@@ -566,7 +566,7 @@ ADAPTERS = ("auto", "camouflage", "public")
 def choose_adapters(asked: str, resolver) -> str:  # noqa: ANN001 - ModelResolver
     """``light.adapters``: ``auto`` takes the trained CAMOUFLaGE-Light adapters when every
     one of them is here, else the public ones (IP-Adapter plus-face + openpose ControlNet)."""
-    from .light import loading
+    from ..light import loading
 
     if asked not in ADAPTERS:
         raise ConfigError(f"light.adapters {asked!r}: use {', '.join(ADAPTERS)}")
@@ -581,12 +581,12 @@ def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: A
     ``light.adapters`` (see :func:`choose_adapters`), logged and in the run report."""
     from streamer.runner import build_classical
 
-    from .anonymizer import build_base_anonymizer
-    from .light import loading
-    from .light.anonymizer import build_light_anonymizer, build_public_light
-    from .manifest import ModelResolver
-    from .pipelines import BASE_MODELS, CONTROLS
-    from .speed import speed_models
+    from ..base import BASE_MODELS, CONTROLS
+    from ..base.anonymizer import build_base_anonymizer
+    from ..light import loading
+    from ..light.anonymizer import build_light_anonymizer, build_public_light
+    from ..manifest import ModelResolver
+    from ..speed import speed_models
 
     a, c = config.anonymize, config.camouflage
     if a.scope == "scene":

@@ -1,1 +1,0 @@
-"""Training scripts (``camstream train``): the IDF ControlNet of Base; Light trains its adapters."""
