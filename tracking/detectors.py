@@ -114,14 +114,14 @@ class LibFaceDetector:
         return found
 
     def detect_crops(self, image: np.ndarray, crops: Crops) -> sv.Detections:
-        """:meth:`detect` restricted to crops (tracking/roi.py), boxes and landmarks in
-        frame pixels: around tracked faces the passes of :meth:`detect`, where something
-        moved only the one that finds small faces (upscaled to ``max_side`` for smaller
-        frames)."""
+        """:meth:`detect` restricted to crops (tracking/roi.py): every pass of detect() at
+        its scale on each crop, boxes and landmarks in frame pixels. Both passes matter on
+        crops too: with the upscaled pass alone on the crops where something moved, vtest.avi
+        left 55 faces exposed instead of 39, and a 10 px walker was bare on frame 716."""
         h, w = image.shape[:2]
         small = self.max_side / max(h, w)
         scales = [small] if small <= 1 else [1.0, small]
-        jobs = [(c, scales) for c in crops.faces] + [(c, [small]) for c in crops.moved]
+        jobs = [(c, scales) for c in (*crops.faces, *crops.moved)]
         found = []
         for (x1, y1, x2, y2), at in jobs:
             crop = image[y1:y2, x1:x2]

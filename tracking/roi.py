@@ -9,10 +9,10 @@ and at scene cuts) still looks at the whole frame; the ones between look only at
 * around every face the tracker holds, moved by its measured speed: a face that stands
   still stays detected rather than held.
 
-A face the detector missed where nothing moves is looked for again by the next full pass,
-as it is today between detections. When the crops would cover most of the frame (a moving
-camera, noise, a crowd) the whole frame is cheaper and is used instead, so the plan never
-sees less than the cost it saves. Measured on vtest.avi: see ``benchmarks/bench_pipeline.py``
+A face the detector missed where nothing moves is looked for again by the next full pass
+(on a still image a full pass would miss it again anyway). When the crops would cover
+most of the frame (a moving camera, noise, a crowd) the whole frame is used instead, so
+a plan never costs more than the whole frame. Measured on vtest.avi: see ``benchmarks/bench_pipeline.py``
 and ``benchmarks/coverage.py`` (README, "Speed" and "Coverage").
 """
 
@@ -36,10 +36,15 @@ def _thumb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY) if small.ndim == 3 else small
 
 
-def motion_boxes(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Boxes (N, 4 xyxy, in frame pixels) around the pixels that changed between two
-    thumbnails made by :func:`_thumb`."""
-    moved = (cv2.absdiff(current, previous) > MOTION_LEVEL).astype(np.uint8)
+def motion_boxes(previous: np.ndarray, current: np.ndarray, before: np.ndarray | None = None) -> np.ndarray:
+    """Boxes (N, 4 xyxy, in frame pixels) around the pixels of thumbnail ``current`` (made
+    by :func:`_thumb`) that differ from ``previous`` and, when given, from ``before`` too:
+    three-frame differencing keeps where a moving thing *is* and drops the place it left
+    (half the area for a walker), while something that just appeared differs from both."""
+    moved = cv2.absdiff(current, previous) > MOTION_LEVEL
+    if before is not None and before.shape == current.shape:
+        moved &= cv2.absdiff(current, before) > MOTION_LEVEL
+    moved = moved.astype(np.uint8)
     if not moved.any():
         return np.zeros((0, 4), np.float32)
     moved = cv2.dilate(moved, np.ones((3, 3), np.uint8))  # join the parts of one moving person
@@ -77,11 +82,11 @@ def merge_boxes(boxes: np.ndarray, slack: float = 1.25) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Crops:
-    """Where a detection between full passes looks (N, 4 xyxy int, frame pixels).
-
-    ``faces``: around the tracked faces; every pass of the detector runs there, as on the
-    whole frame. ``moved``: around what changed; only the pass that finds small faces
-    runs there: a face that appears between full passes is small, far off or moving in."""
+    """Where a detection between full passes looks (N, 4 xyxy int, frame pixels):
+    ``faces`` around the tracked faces, ``moved`` around what changed. The two are merged
+    apart: a face crop inside a moved one is still looked at on its own (on vtest.avi,
+    dropping them, or merging both kinds into one set, left more faces exposed: the
+    network finds small faces on a small crop that it misses on a larger one)."""
 
     faces: np.ndarray
     moved: np.ndarray
@@ -106,6 +111,7 @@ class CropPlanner:
     def __init__(self, full_every: int = 4, pad: int = 16, max_share: float = 0.8) -> None:
         self.full_every, self.pad, self.max_share = max(1, full_every), pad, max_share
         self._thumb: np.ndarray | None = None
+        self._before: np.ndarray | None = None  # the thumbnail before that
         self._since_full = 0
         self.full = 0  # detections planned on the whole frame
         self.cropped = 0  # ... and on crops
@@ -114,12 +120,13 @@ class CropPlanner:
         """Crops for the detection of ``image``, or None for the whole frame. ``tracked``:
         the boxes of the faces held now (already moved to this frame). ``force_full``: the
         first frame of a shot, or the last one before a cut."""
-        previous, self._thumb = self._thumb, _thumb(image) if self.full_every > 1 else None
+        before, previous = self._before, self._thumb
+        self._before, self._thumb = previous, _thumb(image) if self.full_every > 1 else None
         if self.full_every == 1 or force_full or previous is None or previous.shape != self._thumb.shape \
                 or self._since_full + 1 >= self.full_every:
             return self._whole()
         h, w = image.shape[:2]
-        moved = motion_boxes(previous, self._thumb)
+        moved = motion_boxes(previous, self._thumb, before)
         faces = np.array(list(tracked), np.float32).reshape(-1, 4)
         if len(moved) + len(faces) > 4 * MAX_CROPS:
             return self._whole()
