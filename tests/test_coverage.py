@@ -284,14 +284,15 @@ def test_skipped_frames_agreeing_neighbours_need_only_the_interpolation() -> Non
 
 
 def test_held_growth_is_bounded_and_a_face_that_left_the_frame_is_dropped() -> None:
-    from streamer.pipeline import _between, in_frame
+    from streamer.pipeline import STILL_FRAMES, _between, in_frame
 
     before = [Region(box=_box(300, 100), velocity=np.array([30, 0, 30, 0], np.float32))]
     covers = _between(before, None, 12, growth=0.1, max_growth=0.6)
     widths = [float(c[0].box[2] - c[0].box[0]) for c in covers]
     assert max(widths) <= 20 * (1 + 2 * 0.6) + 1e-3
     kept = [len(in_frame(c, 400, 300)) for c in covers]
-    assert kept[:2] == [1, 1] and kept[-1] == 0  # walked out on the right: no ghost block
+    assert kept[:2] == [2, 2]  # where its speed says, and where it was (the speed may be wrong) ...
+    assert not any(kept[STILL_FRAMES:])  # ... for a detection gap only; walked out on the right: no ghost block
 
 
 def test_tracker_holds_a_lost_face_at_its_speed_without_growing_a_ghost() -> None:
