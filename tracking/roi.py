@@ -4,8 +4,9 @@ A full-frame detection (at 1x and, for frames under 960 px, upscaled to 960 px) 
 of the classical path's cost. Every ``full_every``-th detection (and on the first frame
 and at scene cuts) still looks at the whole frame; the ones between look only at crops:
 
-* around what changed since the previous detection: a face that enters, walks, turns
-  or is uncovered changes its pixels, so a face can only *appear* where something moved;
+* around what changed since either of the two previous detections: a face that enters,
+  walks, turns or is uncovered changes its pixels, so a face can only *appear* where
+  something moved;
 * around every face the tracker holds, moved by its measured speed: a face that stands
   still stays detected rather than held.
 
@@ -38,12 +39,13 @@ def _thumb(image: np.ndarray) -> np.ndarray:
 
 def motion_boxes(previous: np.ndarray, current: np.ndarray, before: np.ndarray | None = None) -> np.ndarray:
     """Boxes (N, 4 xyxy, in frame pixels) around the pixels of thumbnail ``current`` (made
-    by :func:`_thumb`) that differ from ``previous`` and, when given, from ``before`` too:
-    three-frame differencing keeps where a moving thing *is* and drops the place it left
-    (half the area for a walker), while something that just appeared differs from both."""
+    by :func:`_thumb`) that differ from ``previous`` or, when given, from ``before``: the
+    crops around tracked faces come from the detection two before, so what changed since
+    then is looked at too (a face that appeared just before the previous detection, found
+    by it and still since, was in neither and left bare: the hard clip ``pop-in``)."""
     moved = cv2.absdiff(current, previous) > MOTION_LEVEL
     if before is not None and before.shape == current.shape:
-        moved &= cv2.absdiff(current, before) > MOTION_LEVEL
+        moved |= cv2.absdiff(current, before) > MOTION_LEVEL
     moved = moved.astype(np.uint8)
     if not moved.any():
         return np.zeros((0, 4), np.float32)
