@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clips", nargs="*", default=[str(DATA / "vtest.avi"), str(DATA / "Megamind.avi")])
     parser.add_argument("--method", default="pixelate")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per tool; the best is reported")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool, taken in turn; the best of each is reported")
     parser.add_argument("--no-deface", action="store_true")
     parser.add_argument("--camstream-args", default="", help="more options for the camstream run, e.g. '-c paranoid'")
     args = parser.parse_args()
@@ -80,14 +80,17 @@ def main() -> None:
             }
             if deface and not args.no_deface:
                 tools["deface"] = [deface, str(clip), "-o", f"{tmp}/d.mp4"]
-            results = {}
-            for name, cmd in tools.items():
-                best = min((timed(cmd) for _ in range(args.repeat)), key=lambda r: r[0])
-                results[name] = best
-                if name.startswith("camstream"):
-                    report = json.loads(Path(f"{tmp}/report.json").read_text())
-                    pipeline_fps[clip.name] = report["fps"]
-                    detected[clip.name] = report["frames_detected"]
+            # Round-robin, best of --repeat per tool: on a shared machine the load drifts, and
+            # all runs of one tool back to back compared one tool's quiet minute with another's busy one.
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
+            for _ in range(args.repeat):
+                for name, cmd in tools.items():
+                    runs[name].append(timed(cmd))
+                    if name.startswith("camstream"):
+                        report = json.loads(Path(f"{tmp}/report.json").read_text())
+                        pipeline_fps[clip.name] = max(pipeline_fps.get(clip.name, 0.0), report["fps"])
+                        detected[clip.name] = report["frames_detected"]
+            results = {name: min(r, key=lambda x: x[0]) for name, r in runs.items()}
             base = n / results["transcode"][0]
             for name, (wall, rss) in results.items():
                 fps = n / wall

@@ -9,6 +9,7 @@ with the face (default: a quarter of the face size) and the fallback is ``solid`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,30 +45,34 @@ class Shape:
         return np.array([x1 - pad_x, y1 - pad_y, x2 + pad_x, y2 + pad_y], np.float32)
 
     def bounds(self, box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
-        x1, y1, x2, y2 = self.grown(box)
-        ix1, iy1 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
-        ix2, iy2 = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
+        return self._bounds(self.grown(box), width, height)
+
+    @staticmethod
+    def _bounds(grown: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+        x1, y1, x2, y2 = (float(v) for v in grown)
+        ix1, iy1 = max(0, math.floor(x1)), max(0, math.floor(y1))
+        ix2, iy2 = min(width, math.ceil(x2)), min(height, math.ceil(y2))
         if ix2 <= ix1 or iy2 <= iy1:
             return None
         return ix1, iy1, ix2, iy2
 
     def mask(self, box: np.ndarray, width: int, height: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
         """The crop bounds and a boolean mask of the covered pixels inside them."""
-        b = self.bounds(box, width, height)
+        grown = self.grown(box)
+        b = self._bounds(grown, width, height)
         if b is None:
             return None
         ix1, iy1, ix2, iy2 = b
-        mask = np.zeros((iy2 - iy1, ix2 - ix1), np.uint8)
         if self.kind == "box":
-            mask[:] = 1
-        else:
-            x1, y1, x2, y2 = self.grown(box)
-            # The ellipse inscribed in the enlarged box; its extent is the whole box, so
-            # an ellipse covers at least the original box plus (margin - 0.207) on each side.
-            center = ((x1 + x2) / 2 - ix1, (y1 + y2) / 2 - iy1)
-            axes = ((x2 - x1) / 2, (y2 - y1) / 2)
-            cv2.ellipse(mask, (round(center[0] * 16), round(center[1] * 16)),
-                        (max(1, round(axes[0] * 16)), max(1, round(axes[1] * 16))), 0, 0, 360, 1, -1, cv2.LINE_8, 4)
+            return b, np.ones((iy2 - iy1, ix2 - ix1, 1), bool)
+        mask = np.zeros((iy2 - iy1, ix2 - ix1), np.uint8)
+        x1, y1, x2, y2 = (float(v) for v in grown)
+        # The ellipse inscribed in the enlarged box; its extent is the whole box, so
+        # an ellipse covers at least the original box plus (margin - 0.207) on each side.
+        center = ((x1 + x2) / 2 - ix1, (y1 + y2) / 2 - iy1)
+        axes = ((x2 - x1) / 2, (y2 - y1) / 2)
+        cv2.ellipse(mask, (round(center[0] * 16), round(center[1] * 16)),
+                    (max(1, round(axes[0] * 16)), max(1, round(axes[1] * 16))), 0, 0, 360, 1, -1, cv2.LINE_8, 4)
         return b, mask.astype(bool)[:, :, None]
 
 

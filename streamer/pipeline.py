@@ -29,7 +29,7 @@ import numpy as np
 import supervision as sv
 
 from tracking.detectors import Detector
-from tracking.roi import CropPlanner, Crops
+from tracking.roi import MAX_CROPS, CropPlanner, Crops
 from tracking.tracker import CoverageMemory, FaceTracker, Region, enlarge, match_regions
 
 from .anonymizers import Anonymizer, cover_frame
@@ -62,6 +62,12 @@ class _Group:
     failed: bool = False
     cut: bool = False  # ``frame`` starts a new shot: nothing before it is carried over
     seq: int = 0  # the detection's number in the run
+    faces: Future | None = None  # the second job: crops around the faces the group before left tracked
+    wants_faces: bool = False  # a detection on crops whose second job waits for the group before
+    next: _Group | None = None
+
+    def done(self) -> bool:
+        return not self.wants_faces and self.future.done() and (self.faces is None or self.faces.done())
 
 
 def _dedupe(regions: list[Region]) -> list[Region]:
@@ -72,15 +78,17 @@ def _dedupe(regions: list[Region]) -> list[Region]:
 
     boxes = np.array([r.box for r in regions], np.float64).reshape(-1, 4)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kinds = np.array([r.kind for r in regions])
+    # absorbs[i, j]: region j's box holds region i's and is at most twice its area, same kind.
+    absorbs = (kinds[:, None] == kinds[None, :]) & (areas[None, :] <= 2 * areas[:, None]) \
+        & (boxes[None, :, :2] <= boxes[:, None, :2]).all(2) & (boxes[None, :, 2:] >= boxes[:, None, 2:]).all(2)
+    np.fill_diagonal(absorbs, False)
+    kept = np.zeros(len(regions), bool)
     keep: list[int] = []
-    for i in np.argsort(-areas, kind="stable"):
-        k = np.array(keep, int)
-        if len(k) and np.any(
-            (np.array([regions[j].kind == regions[i].kind for j in keep])) & (areas[k] <= 2 * areas[i])
-            & (boxes[k, 0] <= boxes[i, 0]) & (boxes[k, 1] <= boxes[i, 1]) & (boxes[k, 2] >= boxes[i, 2]) & (boxes[k, 3] >= boxes[i, 3])
-        ):
-            continue
-        keep.append(int(i))
+    for i in np.argsort(-areas, kind="stable"):  # largest first; only a kept region absorbs
+        if not (absorbs[i] & kept).any():
+            kept[i] = True
+            keep.append(int(i))
     return [regions[i] for i in keep]
 
 
@@ -168,10 +176,19 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
     return out
 
 
-def _reference(seq: int) -> int:
-    """The detection whose tracked faces place the crops of detection ``seq``: two before
-    (done or nearly so, and the same in every run), the first one for the second."""
-    return max(1, seq - 2)
+def _merge(dets: sv.Detections, more: sv.Detections) -> sv.Detections:
+    """Two detections of one frame as one (keys the other lacks filled with NaN)."""
+    if not len(more):
+        return dets
+    if not len(dets):
+        return more
+    for key, value in dets.data.items():  # e.g. persons have no face landmarks
+        if key not in more.data:
+            more.data[key] = np.full((len(more), *value.shape[1:]), np.nan, value.dtype)
+    for key in list(more.data):
+        if key not in dets.data:
+            del more.data[key]
+    return sv.Detections.merge([dets, more])
 
 
 @contextmanager
@@ -220,9 +237,6 @@ class Pipeline:
         # Crops only where the detector can look at them (detect_crops); others always see the whole frame.
         every = self.full_every if hasattr(self.detector, "detect_crops") else 1
         self.planner = CropPlanner(every)
-        # Detection groups' tracked regions by group number: a group's crops come from the
-        # group two before it, the same in every run whatever finished first.
-        self._tracked: dict[int, tuple[int, list[Region]]] = {}
 
     # -- stages ---------------------------------------------------------------------
 
@@ -310,30 +324,43 @@ class Pipeline:
             return True
         return float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
 
-    def _crops(self, frame: Frame, full: bool, seq: int) -> Crops | None:
-        """The crops to detect ``frame`` in (None: the whole frame), from what moved since the
-        previous detection and from the faces tracked by detection :func:`_reference` ``(seq)``,
-        moved on at their speed."""
-        ref = _reference(seq)
-        for old in [k for k in self._tracked if k < ref]:
-            del self._tracked[old]
-        index, regions = self._tracked.get(ref, (frame.index, []))
-        gap = frame.index - index
-        return self.planner.plan(frame.image, (_moved(r, gap) for r in regions), force_full=full)
+    def _crops(self, frame: Frame, full: bool) -> Crops | None:
+        """The crops to detect ``frame`` in (None: the whole frame) around what moved since the
+        previous detection; the tracked faces are looked at by the second job (:meth:`_face_job`)."""
+        return self.planner.plan(frame.image, (), force_full=full)
+
+    def _face_job(self, group: _Group, before: _Group, pool) -> None:  # noqa: ANN001 - an Executor
+        """Submit ``group``'s second job: crops around every face ``before`` (the detection
+        just before it) left tracked, moved on at its speed. Submitted once ``before`` is
+        tracked, so the crops are the same in every run whatever finished first, and a face
+        that ``before`` found where nothing moves since is looked at again (hard clip pop-in).
+        ``before`` failed: the whole frame."""
+        group.wants_faces = False
+        if before.failed or before.regions is None:
+            crops = None
+        else:
+            h, w = group.frame.image.shape[:2]
+            gap = group.frame.index - before.frame.index
+            boxes = CropPlanner.face_crops((_moved(r, gap) for r in before.regions), w, h, self.planner.pad)
+            if not len(boxes):
+                return
+            crops = Crops(boxes, np.zeros((0, 4), np.int32)) if len(boxes) <= MAX_CROPS else None
+        group.faces = pool.submit(self._detect_faces, group.frame, crops)
+
+    def _detect_faces(self, frame: Frame, crops: Crops | None) -> sv.Detections:
+        """The second job, in a worker thread: the face detector only."""
+        t = time.perf_counter()
+        dets = self.detector.detect(frame.image) if crops is None else self.detector.detect_crops(frame.image, crops)
+        with self._lock:
+            self.timers["detect"].add(time.perf_counter() - t)
+        return dets
 
     def _detect(self, frame: Frame, crops: Crops | None = None) -> sv.Detections:
         """Runs in a worker thread; detectors must be re-entrant (ours are: one buffer per call)."""
         t = time.perf_counter()
         dets = self.detector.detect(frame.image) if crops is None else self.detector.detect_crops(frame.image, crops)
         for extra in self.extra_detectors:
-            more = extra.detect(frame.image)
-            for key, value in dets.data.items():  # e.g. persons have no face landmarks
-                if key not in more.data:
-                    more.data[key] = np.full((len(more), *value.shape[1:]), np.nan, value.dtype)
-            for key in list(more.data):
-                if key not in dets.data:
-                    del more.data[key]
-            dets = sv.Detections.merge([dets, more])
+            dets = _merge(dets, extra.detect(frame.image))
         with self._lock:
             self.timers["detect"].add(time.perf_counter() - t)
             self.report.frames_detected += 1
@@ -396,6 +423,11 @@ class Pipeline:
         a little per frame) and by the detections of the run after it ("backfill"): a
         face that appears between two detection runs is covered from its first frame.
         The price is up to ``2 k`` frames of latency.
+
+        A detection between full passes (tracking/roi.py) is two jobs: the crops around what
+        moved, submitted with its frame, and the crops around the faces the detection before
+        it left tracked, submitted as soon as that one is tracked (in frame order). Neither
+        depends on which worker finished first, so every run gives the same output.
         """
         from concurrent.futures import ThreadPoolExecutor
 
@@ -407,7 +439,17 @@ class Pipeline:
                 if group.regions is not None or group.failed:
                     return
                 try:
+                    _track(group)
+                finally:  # the next group's second job needs this one's faces (or its failure)
+                    if group.next is not None and group.next.wants_faces:
+                        self._face_job(group.next, group, pool)
+
+            def _track(group: _Group) -> None:
+                try:
                     detections = group.future.result()
+                    if group.faces is not None:
+                        detections = _merge(detections, group.faces.result())
+                        detections = detections.with_nms(threshold=0.5) if len(detections) > 1 else detections
                 except Exception as exc:  # noqa: BLE001 - cannot check these frames: cover them all
                     log.warning("frame %d: detector failed (%s); covering the whole frame", group.frame.index, exc)
                     group.failed = True
@@ -421,8 +463,28 @@ class Pipeline:
                 tracker_held = [r for r in regions if r.state != "detected"]
                 h, w = group.frame.image.shape[:2]
                 group.regions = in_frame(self.memory.update(detected, group.frame.index) + tracker_held, w, h)
-                self._tracked[group.seq] = (group.frame.index, group.regions)
                 self.timers["track"].add(time.perf_counter() - t)
+
+            def advance() -> None:
+                """Track every group whose detection is in, in order (each submits the next one's second job)."""
+                for g in groups:
+                    if g.regions is not None or g.failed:
+                        continue
+                    if not g.done():
+                        return
+                    track(g)
+
+            def add(frame: Frame, full: bool, cut: bool = False) -> None:
+                nonlocal seq
+                seq += 1
+                crops = self._crops(frame, full)
+                group = _Group(frame, pool.submit(self._detect, frame, crops), cut=cut, seq=seq, wants_faces=crops is not None)
+                if groups:
+                    before = groups[-1]
+                    before.next = group
+                    if crops is not None and (before.regions is not None or before.failed):
+                        self._face_job(group, before, pool)
+                groups.append(group)
 
             def finalize(group: _Group, following: _Group | None) -> Iterator[Frame]:
                 track(group)
@@ -455,25 +517,17 @@ class Pipeline:
                 if groups and not (since_detect >= self.detect_every or cut):
                     since_detect += 1
                     groups[-1].skipped.append(frame)
-                    continue
-                if cut and groups and groups[-1].skipped:
-                    # The last frame of a shot is detected, not held: frames before the
-                    # cut are covered from detections on this side of it only.
-                    last = groups[-1].skipped.pop()
-                    seq += 1
-                    groups.append(_Group(last, pool.submit(self._detect, last, self._crops(last, True, seq)), seq=seq))
-                since_detect = 1
-                seq += 1
-                # This detection's crops come from the faces tracked by the detection two
-                # before it: the same in every run, and that one is done or nearly so.
-                for earlier in groups:
-                    if earlier.seq <= _reference(seq):
-                        track(earlier)
-                future: Future = pool.submit(self._detect, frame, self._crops(frame, cut, seq))
-                groups.append(_Group(frame, future, cut=cut, seq=seq))
+                else:
+                    if cut and groups and groups[-1].skipped:
+                        # The last frame of a shot is detected, not held: frames before the
+                        # cut are covered from detections on this side of it only.
+                        add(groups[-1].skipped.pop(), True)
+                    since_detect = 1
+                    advance()
+                    add(frame, cut, cut)
+                advance()  # on every frame: a second job is submitted as soon as it can be
                 # A group is final once the next group's detection is known (backfill).
-                while len(groups) >= 2 and (groups[1].future.done() or len(groups) > self.detect_workers + 1):
-                    groups[1].future.exception()  # wait
+                while len(groups) >= 2 and (groups[1].done() or len(groups) > self.detect_workers + 1):
                     yield from finalize(groups.popleft(), groups[0])
             while groups:
                 group = groups.popleft()

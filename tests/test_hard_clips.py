@@ -26,7 +26,8 @@ def hard(data: Path) -> dict[str, Clip]:
     return clips(data)
 
 
-def run_default(images: list[np.ndarray], method: str = "solid", report: RunReport | None = None) -> list[np.ndarray]:
+def run_default(images: list[np.ndarray], method: str = "solid", report: RunReport | None = None,
+                detector=None) -> list[np.ndarray]:  # noqa: ANN001
     """The pipeline as ``camstream run`` builds it with the default config."""
     report = report or RunReport(input="memory")
     config = Config()
@@ -37,7 +38,7 @@ def run_default(images: list[np.ndarray], method: str = "solid", report: RunRepo
     Pipeline(
         source=ListSource(images),
         sink=sink,
-        detector=build_detector(det.detector, det.threshold, det.max_side),
+        detector=detector or build_detector(det.detector, det.threshold, det.max_side),
         tracker=FaceTracker(fps=25, hold_frames=trk.hold_frames, hold_growth=trk.hold_growth,
                             hold_max_growth=trk.hold_max_growth, activation_threshold=min(trk.activation_threshold, det.threshold)),
         anonymizer=anonymizer,
@@ -65,6 +66,45 @@ def test_no_face_is_exposed_under_solid(hard: dict[str, Clip], name: str) -> Non
     assert exposed == [], f"{name}: exposed (frame, face, covered fraction): {exposed}"
     if name in ("pop-in", "standing"):  # a still street: the detections between full passes look at crops
         assert report.detections_on_crops > 0
+
+
+class Jittery:
+    """The default detector, each call held back a random while: detections (and the
+    second jobs around tracked faces) finish in another order than they were asked."""
+
+    kind = "face"
+
+    def __init__(self, seed: int) -> None:
+        from streamer.config import Config
+
+        det = Config().detection
+        self.inner = build_detector(det.detector, det.threshold, det.max_side)
+        self.rng = np.random.default_rng(seed)
+
+    def _wait(self) -> None:
+        import time
+
+        time.sleep(float(self.rng.uniform(0, 0.03)))
+
+    def detect(self, image: np.ndarray):  # noqa: ANN201
+        self._wait()
+        return self.inner.detect(image)
+
+    def detect_crops(self, image: np.ndarray, crops):  # noqa: ANN001, ANN201
+        self._wait()
+        return self.inner.detect_crops(image, crops)
+
+
+def test_the_output_is_the_same_whatever_finishes_first(hard: dict[str, Clip]) -> None:
+    """A detection's crops depend only on the detections before it in frame order (its
+    second job waits for the one before to be tracked), never on which worker finished first."""
+    frames = hard["standing"].frames + hard["pop-in"].frames
+    report = RunReport(input="memory")
+    plain = run_default(frames, report=report)
+    assert report.detections_on_crops > 0
+    for seed in (1, 2):
+        again = run_default(frames, detector=Jittery(seed))
+        assert all(np.array_equal(a, b) for a, b in zip(plain, again, strict=True)), f"seed {seed}"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import read_image
 
 from tracking.detectors import LibFaceDetector
-from tracking.roi import CropPlanner, Crops, merge_boxes
+from tracking.roi import MIN_CROP, CropPlanner, Crops, merge_boxes
 
 
 def street(seed: int = 0) -> np.ndarray:
@@ -54,22 +54,33 @@ def test_a_frame_that_changed_everywhere_is_detected_whole() -> None:
     planner.plan(street(0), [])
     noise = np.random.default_rng(1).integers(0, 255, (360, 640, 3), dtype=np.uint8)  # a moving camera, a flash
     assert planner.plan(noise, []) is None
-    assert planner.plan(noise, []) is None  # the same again, but changed everywhere against the one before
+    moving = np.random.default_rng(2).integers(0, 255, (360, 640, 3), dtype=np.uint8)  # and it goes on moving
+    assert planner.plan(moving, []) is None
     assert planner.full == 3 and planner.cropped == 0
 
 
-def test_what_changed_since_either_detection_before_is_looked_at() -> None:
-    """Face crops come from the detection two before: a face that appeared just before the
-    previous detection and stands still since must still be inside a crop (hard clip pop-in)."""
+def test_what_changed_since_the_previous_detection_is_looked_at_once() -> None:
+    """Only what changed since the previous detection: a face that appeared and stands
+    still since is looked at by the second job, around the faces that detection left
+    tracked (the pipeline; hard clip pop-in), not by motion."""
     planner = CropPlanner(full_every=8)
     appeared = street()
     appeared[150:190, 300:340] = 255
     planner.plan(street(), [])
-    planner.plan(appeared, [])
-    crops = planner.plan(appeared.copy(), [])  # nothing changed since the previous detection
+    crops = planner.plan(appeared, [])
     assert crops is not None and inside(np.array([300, 150, 340, 190]), crops.moved)
-    crops = planner.plan(appeared.copy(), [])  # still since both: nothing to look at
+    crops = planner.plan(appeared.copy(), [])  # nothing changed since: nothing to look at
     assert crops is not None and len(crops) == 0
+
+
+def test_face_crops_hold_each_tracked_face_with_room_around_it() -> None:
+    small, big = np.array([100, 100, 110, 112], np.float32), np.array([300, 50, 400, 170], np.float32)
+    crops = CropPlanner.face_crops([small, big], 640, 360)
+    assert len(crops) == 2
+    assert inside(small - [16, 16, -16, -16], crops)  # at least the pad around a small face
+    assert inside(big - [50, 50, -50, -50], crops)  # half its size around a large one
+    assert all(c[2] - c[0] >= MIN_CROP and c[3] - c[1] >= MIN_CROP for c in crops)
+    assert len(CropPlanner.face_crops([], 640, 360)) == 0
 
 
 def test_a_frame_of_another_size_is_detected_whole() -> None:
