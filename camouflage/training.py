@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("camstream")
 
@@ -86,6 +86,39 @@ def make_accelerator(args: argparse.Namespace, output: Path) -> tuple[Any, Any]:
                               gradient_accumulation_steps=args.grad_accum)
     set_seed(args.seed)
     return accelerator, {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class Run(NamedTuple):
+    """What a training run is set up with (:func:`start_run`)."""
+
+    output: Path
+    accelerator: Any
+    weight_dtype: Any  # of the frozen models
+    layout: dict[str, int]
+    resume: Path | None  # the checkpoint ``--resume`` names, checked against ``layout``
+
+
+def start_run(args: argparse.Namespace) -> Run:
+    """``--output`` made, the Accelerator (:func:`make_accelerator`), this run's layout and
+    the ``--resume`` checkpoint checked against it: the start both trainers share."""
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    accelerator, weight_dtype = make_accelerator(args, output)
+    run_layout = layout(args, accelerator)
+    return Run(output, accelerator, weight_dtype, run_layout, resolve_resume(args.resume, output, run_layout))
+
+
+def load_frozen_sd15(sd: Path, vae: Path) -> tuple[Any, Any, Any, Any, Any]:
+    """SD1.5 from its folder ``sd`` and the VAE from ``vae``, frozen (no gradients): the VAE,
+    U-Net, text encoder, tokenizer and the DDPM noise scheduler both trainers train against."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    return (AutoencoderKL.from_pretrained(vae, use_safetensors=True).requires_grad_(False),
+            UNet2DConditionModel.from_pretrained(sd / "unet", use_safetensors=True).requires_grad_(False),
+            CLIPTextModel.from_pretrained(sd / "text_encoder", use_safetensors=True).requires_grad_(False),
+            CLIPTokenizer.from_pretrained(sd / "tokenizer"),
+            DDPMScheduler.from_pretrained(sd / "scheduler"))
 
 
 def to_device(models: list[Any], device: Any, dtype: Any) -> None:

@@ -70,3 +70,22 @@ def packet_times(path: Path, index: int) -> list[float]:
     with av.open(str(path)) as c:
         s = c.streams[index]
         return [float(p.pts * s.time_base) for p in c.demux(s) if p.pts is not None]
+
+
+def camera_clip(source: Path, path: Path, size: tuple[int, int], seconds: float, fps: int = 25) -> Path:
+    """The first ``seconds`` of ``source`` as what a camera sends: H.264 in MP4 at ``size``,
+    ``fps`` frames a second, a keyframe a second, no B-frames."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": str(fps), "bf": "0"}
+        for n, frame in enumerate(src.decode(video=0)):
+            if n == seconds * fps:
+                break
+            frame = frame.reformat(*size, "yuv420p")
+            frame.pts, frame.time_base = n, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path

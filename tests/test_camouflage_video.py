@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import camstream, probe, read_frames
 from privacy import leaks
-from tiny_models import RESOLUTION, STEPS, one_torch_thread, tiny_config, tiny_models  # noqa: F401 - fixtures
+from tiny_models import RESOLUTION, STEPS, one_torch_thread, public_models, tiny_config, tiny_models  # noqa: F401 - fixtures
 
 from camouflage.methods import build_method
 from camouflage.video.anonymizer import CamouflageVideoAnonymizer
@@ -404,11 +404,7 @@ def test_default_method_from_public_weights_only_with_the_realtime_preset(tiny_m
     """A models folder with no trained or hand-supplied file (no IDF, no Light adapters, no
     FaRL/FACER): `models check` says ready, and the default method runs with the public
     adapters end to end (-c realtime, a few frames)."""
-    public = tmp_path / "public"
-    public.mkdir()
-    for entry in tiny_models.iterdir():
-        if entry.name not in ("idf_controlnet", "farl", "facer_attributes", "ip_adapter_light", "t2i_adapter_light"):
-            (public / entry.name).symlink_to(entry)
+    public = public_models(tiny_models, tmp_path / "public")
     r = camstream("models", "check", "--models-dir", public, "--no-load", timeout=300)
     assert r.returncode == 0 and "camouflage: ready (public Light adapters)" in r.stdout, r.stdout
     out, report_path = tmp_path / "mm.mp4", tmp_path / "report.json"

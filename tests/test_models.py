@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import camstream
-from tiny_models import one_torch_thread, tiny_models  # noqa: F401 - fixtures
+from tiny_models import one_torch_thread, public_models, tiny_models  # noqa: F401 - fixtures
 
 from camouflage.cli import entry_size
 from camouflage.manifest import RANDOM_MARKER, ModelResolver, human_size, load_manifest, missing_message, parse_size
@@ -253,11 +253,7 @@ def test_models_check_ready_verdicts_and_exit_codes(tiny_models: Path, tmp_path:
     assert verdicts["base"] == "ready (a_s 1.25: trained IDF)" and verdicts["camouflage"].startswith("ready")
     assert "FAILS" not in r.stdout and "MISSING" not in r.stdout
     # only public weights (no trained IDF, no trained Light adapters, no FaRL/FACER): still ready
-    public = tmp_path / "public"
-    public.mkdir()
-    for entry in tiny_models.iterdir():
-        if entry.name not in ("idf_controlnet", "farl", "facer_attributes", "ip_adapter_light", "t2i_adapter_light"):
-            (public / entry.name).symlink_to(entry)
+    public = public_models(tiny_models, tmp_path / "public")
     r = camstream("models", "check", "--models-dir", public, "--no-load", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "base: ready (a_s <= 1: no trained IDF)" in r.stdout and "camouflage: ready (public Light adapters)" in r.stdout

@@ -16,13 +16,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 from conftest import CAMSTREAM, REPO, read_frames
+from media import camera_clip
 from privacy import faces
 from test_rtsp import DATA, RtspCamera, _gst_rtsp_available, free_port
 
@@ -40,28 +40,10 @@ def _requirements() -> None:
         pytest.skip("gst-rtsp-server missing for /usr/bin/python3: apt-get install -y $(cat .ci/apt-packages.txt)")
 
 
-def _clip(source: Path, path: Path, size: tuple[int, int], seconds: float = 6) -> Path:
-    """What a camera sends: H.264 in MP4, a keyframe a second, no B-frames."""
-    with av.open(str(source)) as src, av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
-        stream.options = {"preset": "ultrafast", "g": str(FPS), "bf": "0"}
-        for n, frame in enumerate(src.decode(video=0)):
-            if n == seconds * FPS:
-                break
-            frame = frame.reformat(*size, "yuv420p")
-            frame.pts, frame.time_base = n, Fraction(1, FPS)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
-
-
 @pytest.fixture
 def cameras(tmp_path: Path):  # noqa: ANN201
-    started = [RtspCamera(_clip(DATA / "Megamind.avi", tmp_path / "faces.mp4", (360, 264)), free_port()),
-               RtspCamera(_clip(DATA / "vtest.avi", tmp_path / "street.mp4", (384, 288)), free_port())]
+    started = [RtspCamera(camera_clip(DATA / "Megamind.avi", tmp_path / "faces.mp4", (360, 264), 6, FPS), free_port()),
+               RtspCamera(camera_clip(DATA / "vtest.avi", tmp_path / "street.mp4", (384, 288), 6, FPS), free_port())]
     try:
         yield [camera.start() for camera in started]
     finally:
@@ -202,7 +184,7 @@ def test_bad_cameras_file_is_one_line_and_exit_2(text: str, needle: str, tmp_pat
 def test_camera_down_at_start_is_retried_until_it_comes_up(tmp_path: Path) -> None:
     """Nothing listens on the camera's port at first: /healthz says 503 with the camera
     connecting; once the camera starts on that port its frames flow and /healthz is 200."""
-    camera = RtspCamera(_clip(DATA / "vtest.avi", tmp_path / "street.mp4", (384, 288), seconds=4), free_port())
+    camera = RtspCamera(camera_clip(DATA / "vtest.avi", tmp_path / "street.mp4", (384, 288), 4, FPS), free_port())
     port = free_port()
     spec = tmp_path / "cameras.yaml"
     spec.write_text(json.dumps({"cameras": [{

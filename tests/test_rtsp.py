@@ -20,12 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from media import camera_clip
 from tiny_models import RESOLUTION, STEPS, tiny_models  # noqa: F401 - fixture
 
 HERE = Path(__file__).resolve().parent
@@ -137,21 +137,7 @@ class RtspCamera:
 def clip(_requirements: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 s of real CCTV footage (vtest.avi) as H.264 in MP4, 384x288 at 25 fps, a
     keyframe every second, no B-frames: what a camera sends."""
-    path = tmp_path_factory.mktemp("rtsp") / "camera.mp4"
-    with av.open(str(DATA / "vtest.avi")) as src, av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"preset": "ultrafast", "g": str(FPS), "bf": "0"}
-        for n, frame in enumerate(src.decode(video=0)):
-            if n == 10 * FPS:
-                break
-            frame = frame.reformat(WIDTH, HEIGHT, "yuv420p")
-            frame.pts, frame.time_base = n, Fraction(1, FPS)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+    return camera_clip(DATA / "vtest.avi", tmp_path_factory.mktemp("rtsp") / "camera.mp4", (WIDTH, HEIGHT), 10, FPS)
 
 
 @pytest.fixture

@@ -34,6 +34,19 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny(tmp_path_factory)
 
 
+# what no publisher offers: trained here (the IDF, Light's adapters) or supplied by hand (FaRL, FACER)
+NOT_PUBLIC = ("idf_controlnet", "farl", "facer_attributes", "ip_adapter_light", "t2i_adapter_light")
+
+
+def public_models(models_dir: Path, folder: Path) -> Path:
+    """``folder`` made a models folder with the public weights of ``models_dir`` alone (links)."""
+    folder.mkdir()
+    for entry in models_dir.iterdir():
+        if entry.name not in NOT_PUBLIC:
+            (folder / entry.name).symlink_to(entry)
+    return folder
+
+
 def tiny_config(models_dir: Path, **base):  # noqa: ANN003, ANN201 - streamer.config.Config for the tiny set
     from streamer.config import Config
 

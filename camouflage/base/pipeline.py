@@ -30,11 +30,8 @@ import torch
 from diffusers import (
     AutoencoderKL,
     ControlNetModel,
-    DDIMScheduler,
     DiffusionPipeline,
-    DPMSolverMultistepScheduler,
     DPMSolverSDEScheduler,
-    EulerAncestralDiscreteScheduler,
     UNet2DConditionModel,
 )
 from diffusers.image_processor import VaeImageProcessor
@@ -46,6 +43,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from streamer.errors import ConfigError, ModelError
 
 from ..device import brownian_seed
+from ..schedulers import SCHEDULERS
 from ..speed import decode_latents, encode_latents
 from . import BASE_MODELS, CONTROLS, IDF
 
@@ -63,15 +61,6 @@ def make_idf_controlnet(unet: UNet2DConditionModel, embedding: tuple[int, ...] =
     itself, so the conditioning embedding has a single block (no downsampling)."""
     return ControlNetModel.from_unet(unet, conditioning_channels=unet.config.in_channels,
                                      conditioning_embedding_out_channels=embedding)
-
-
-SCHEDULERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "dpmpp_sde_karras": lambda c: DPMSolverSDEScheduler.from_config(c, use_karras_sigmas=True),
-    "dpmpp_2m_sde_karras": lambda c: DPMSolverMultistepScheduler.from_config(c, algorithm_type="sde-dpmsolver++", use_karras_sigmas=True),
-    "dpmpp_2m_karras": lambda c: DPMSolverMultistepScheduler.from_config(c, use_karras_sigmas=True),
-    "euler_a": lambda c: EulerAncestralDiscreteScheduler.from_config(c),
-    "ddim": lambda c: DDIMScheduler.from_config(c),
-}
 
 
 def make_scheduler(name: str, config: Mapping[str, Any]):  # noqa: ANN201

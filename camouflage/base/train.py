@@ -102,45 +102,26 @@ def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from diffusers import DDIMScheduler
 
     from streamer.errors import ConfigError
 
     from ..data.shards import Decoder, read_info
     from ..manifest import ModelResolver
-    from ..training import (
-        check_common,
-        layout,
-        make_accelerator,
-        resolve_resume,
-        save_grid,
-        shard_streams,
-        to_device,
-        train_with_args,
-    )
+    from ..training import check_common, load_frozen_sd15, save_grid, shard_streams, start_run, to_device, train_with_args
     from .pipeline import make_idf_controlnet
 
     if not 0 <= args.caption_drop <= 1 or not 0 < args.strength <= 1:
         raise ConfigError("--caption-drop must be in [0, 1] and --strength in (0, 1]")
     info = read_info(Path(args.data))
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    accelerator, weight_dtype = make_accelerator(args, output)
-    run_layout = layout(args, accelerator)
-    resume = resolve_resume(args.resume, output, run_layout)
+    output, accelerator, weight_dtype, run_layout, resume = start_run(args)
     main_process, device = accelerator.is_main_process, accelerator.device
 
     resolver = ModelResolver(models_dir=args.models_dir)
     paths = resolver.resolve_many(["sd15", "vae"])
     if resolver.random_weights and main_process:
         log.warning("RANDOM WEIGHTS: %s holds tiny random models (make-tiny); the result is meaningless", args.models_dir)
-    sd = paths["sd15"]
-    vae = AutoencoderKL.from_pretrained(paths["vae"], use_safetensors=True).requires_grad_(False)
-    unet = UNet2DConditionModel.from_pretrained(sd / "unet", use_safetensors=True).requires_grad_(False)
-    text_encoder = CLIPTextModel.from_pretrained(sd / "text_encoder", use_safetensors=True).requires_grad_(False)
-    tokenizer = CLIPTokenizer.from_pretrained(sd / "tokenizer")
-    noise_scheduler = DDPMScheduler.from_pretrained(sd / "scheduler")
+    vae, unet, text_encoder, tokenizer, noise_scheduler = load_frozen_sd15(paths["sd15"], paths["vae"])
     check_common(args, 2 ** (len(vae.config.block_out_channels) - 1) * 2 ** (len(unet.config.block_out_channels) - 1))
     idf = make_idf_controlnet(unet)
     idf.train()

@@ -25,8 +25,11 @@ The loop (``__call__``), top to bottom:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,9 +39,7 @@ from diffusers import (
     ControlNetModel,
     DDIMScheduler,
     DiffusionPipeline,
-    DPMSolverMultistepScheduler,
     DPMSolverSDEScheduler,
-    EulerAncestralDiscreteScheduler,
     T2IAdapter,
     UNet2DConditionModel,
 )
@@ -51,27 +52,43 @@ from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjec
 from streamer.errors import ConfigError, ModelError
 
 from ..device import brownian_seed
+from ..schedulers import SCHEDULERS
 from ..speed import decode_latents, encode_latents
 from . import loading
 from .adapters import load_ip_adapter_file
 from .attributes import CLIP_MEAN, CLIP_STD
-
-SCHEDULERS = {
-    # DPM++ SDE Karras, the paper's sampler (needs torchsde; slow on CPU).
-    "dpmpp_sde_karras": lambda cfg: DPMSolverSDEScheduler.from_config(cfg, use_karras_sigmas=True),
-    "dpmpp_2m_sde_karras": lambda cfg: DPMSolverMultistepScheduler.from_config(
-        cfg, algorithm_type="sde-dpmsolver++", use_karras_sigmas=True
-    ),
-    "dpmpp_2m_karras": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True),
-    "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
-    "euler_a": lambda cfg: EulerAncestralDiscreteScheduler.from_config(cfg),
-}
 
 
 def make_scheduler(name: str, config: dict):
     if name not in SCHEDULERS:
         raise ConfigError(f"light.scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
     return SCHEDULERS[name](config)
+
+
+def _sd15_components(paths: dict[str, Path], scheduler: str, dtype: torch.dtype) -> dict[str, Any]:
+    """The frozen SD1.5 parts both adapter sets run on, from local files: the pipeline's
+    ``vae``, ``text_encoder``, ``tokenizer``, ``unet`` and ``scheduler``."""
+    sd = paths[loading.SD15]
+    kw = {"local_files_only": True, "torch_dtype": dtype}  # diffusers
+    return {
+        "vae": AutoencoderKL.from_pretrained(paths[loading.VAE], **kw),
+        "text_encoder": CLIPTextModel.from_pretrained(sd / "text_encoder", local_files_only=True, dtype=dtype),  # transformers 5
+        "tokenizer": CLIPTokenizer.from_pretrained(sd / "tokenizer"),
+        "unet": UNet2DConditionModel.from_pretrained(sd / "unet", **kw),
+        "scheduler": make_scheduler(scheduler, DDIMScheduler.load_config(sd / "scheduler")),
+    }
+
+
+@contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """diffusers' warnings off for a while: ``load_ip_adapter``'s own UNet.to(dtype) warns of
+    fp32 modules the UNet has none of."""
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
 
 
 @dataclass
@@ -162,26 +179,17 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         dtype: torch.dtype = torch.float32,
     ) -> CamouflageLightPipeline:
         """Load from resolved folders (``loading.resolve_models``)."""
-        sd = paths[loading.SD15]
         kw = {"local_files_only": True, "torch_dtype": dtype}  # diffusers
         tkw = {"local_files_only": True, "dtype": dtype}  # transformers 5
         try:
             pipe = cls(
-                vae=AutoencoderKL.from_pretrained(paths[loading.VAE], **kw),
-                text_encoder=CLIPTextModel.from_pretrained(sd / "text_encoder", **tkw),
-                tokenizer=CLIPTokenizer.from_pretrained(sd / "tokenizer"),
-                unet=UNet2DConditionModel.from_pretrained(sd / "unet", **kw),
-                scheduler=make_scheduler(scheduler, DDIMScheduler.load_config(sd / "scheduler")),
+                **_sd15_components(paths, scheduler, dtype),
                 adapter=T2IAdapter.from_pretrained(paths[loading.T2I_ADAPTER], **kw),
                 image_encoder=CLIPVisionModelWithProjection.from_pretrained(paths[loading.FARL], **tkw),
             )
             weights = load_ip_adapter_file(paths[loading.IP_ADAPTER] / loading.IP_ADAPTER_WEIGHTS)
-            verbosity = diffusers_logging.get_verbosity()
-            diffusers_logging.set_verbosity_error()  # its own UNet.to(dtype) warns of fp32 modules the UNet has none of
-            try:
+            with _quiet_diffusers():
                 pipe.load_ip_adapter(weights, subfolder="", weight_name="", image_encoder_folder=None)
-            finally:
-                diffusers_logging.set_verbosity(verbosity)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"CAMOUFLaGE-Light: cannot load models ({str(exc).splitlines()[0]})") from None
         pipe.set_progress_bar_config(disable=True)
@@ -199,26 +207,17 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         """sd15 + vae + h94's IP-Adapter plus-face (with its CLIP ViT-H encoder, read from the
         repo's own layout) + the openpose ControlNet (``controlnet``, e.g. Base's, or loaded
         from ``paths[controlnet_pose]``)."""
-        sd = paths[loading.SD15]
         kw = {"local_files_only": True, "torch_dtype": dtype}
         try:
             pipe = cls(
-                vae=AutoencoderKL.from_pretrained(paths[loading.VAE], **kw),
-                text_encoder=CLIPTextModel.from_pretrained(sd / "text_encoder", local_files_only=True, dtype=dtype),
-                tokenizer=CLIPTokenizer.from_pretrained(sd / "tokenizer"),
-                unet=UNet2DConditionModel.from_pretrained(sd / "unet", **kw),
-                scheduler=make_scheduler(scheduler, DDIMScheduler.load_config(sd / "scheduler")),
+                **_sd15_components(paths, scheduler, dtype),
                 controlnet=controlnet or ControlNetModel.from_pretrained(paths[loading.POSE_CONTROLNET], use_safetensors=True, **kw),
             )
-            verbosity = diffusers_logging.get_verbosity()
-            diffusers_logging.set_verbosity_error()
-            try:
+            with _quiet_diffusers():
                 pipe.load_ip_adapter(str(paths[loading.IP_ADAPTER_PLUS]), subfolder=loading.IP_ADAPTER_PLUS_SUBFOLDER,
                                      weight_name=loading.IP_ADAPTER_PLUS_WEIGHTS,
                                      image_encoder_folder=loading.IP_ADAPTER_PLUS_ENCODER, local_files_only=True,
                                      torch_dtype=dtype)
-            finally:
-                diffusers_logging.set_verbosity(verbosity)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"Light with public adapters: cannot load models ({str(exc).splitlines()[0]})") from None
         pipe.set_progress_bar_config(disable=True)

@@ -74,24 +74,15 @@ def overlay(image: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch.nn.functional as F
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+    from diffusers import DDIMScheduler
+    from transformers import CLIPVisionModelWithProjection
 
     from streamer.config import LightConfig
     from streamer.errors import ConfigError
 
     from ..data.maps import paint_maps
     from ..data.shards import Decoder, loader, read_info
-    from ..training import (
-        check_common,
-        layout,
-        make_accelerator,
-        resolve_resume,
-        save_grid,
-        shard_streams,
-        to_device,
-        train_with_args,
-    )
+    from ..training import check_common, load_frozen_sd15, save_grid, shard_streams, start_run, to_device, train_with_args
     from . import loading
     from .adapters import (
         init_ip_adapter_state_dict,
@@ -107,20 +98,11 @@ def main(args: argparse.Namespace) -> int:
     info = read_info(Path(args.data))
     if not info.get("light"):
         raise ConfigError(f"{args.data}: shards without Light's attributes (make them with camstream data prepare --light)")
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    accelerator, weight_dtype = make_accelerator(args, output)
-    run_layout = layout(args, accelerator)
-    resume = resolve_resume(args.resume, output, run_layout)
+    output, accelerator, weight_dtype, run_layout, resume = start_run(args)
     main_process, device = accelerator.is_main_process, accelerator.device
 
     paths = loading.resolve_models(args.models_dir, (loading.SD15, loading.VAE, loading.FARL))
-    sd = paths[loading.SD15]
-    vae = AutoencoderKL.from_pretrained(paths[loading.VAE], use_safetensors=True).requires_grad_(False)
-    unet = UNet2DConditionModel.from_pretrained(sd / "unet", use_safetensors=True).requires_grad_(False)
-    text_encoder = CLIPTextModel.from_pretrained(sd / "text_encoder", use_safetensors=True).requires_grad_(False)
-    tokenizer = CLIPTokenizer.from_pretrained(sd / "tokenizer")
-    noise_scheduler = DDPMScheduler.from_pretrained(sd / "scheduler")
+    vae, unet, text_encoder, tokenizer, noise_scheduler = load_frozen_sd15(paths[loading.SD15], paths[loading.VAE])
     farl = CLIPVisionModelWithProjection.from_pretrained(paths[loading.FARL], use_safetensors=True).requires_grad_(False)
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
 

@@ -42,12 +42,12 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cv2
 import numpy as np
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("camstream")
 
 MODES = ("auto", "quality", "realtime")
+T = TypeVar("T")
 
 
 def _keep_latest(identity: Identity, crop: np.ndarray, index: int) -> None:
@@ -97,6 +98,19 @@ class _Rendered:
     crops: list[np.ndarray | None]  # per job; None: failed (covered by the fallback)
     errors: list[str] = field(default_factory=list)
     waiting: set[int] = field(default_factory=set)  # jobs with no identity target yet: not rendered
+
+    def attempt(self, stage: str, clock: _Clock, work: Callable[..., T], *args: Any) -> T | None:
+        """``work(*args)``, its time counted as ``stage``; None when it failed, the failure kept
+        in ``errors`` (the fallback covers those crops). A closing anonymizer's stop passes."""
+        try:
+            return work(*args)
+        except _Stopped:
+            raise
+        except Exception as exc:  # noqa: BLE001 - covered by the fallback
+            self.errors.append(f"{stage}: {exc}")
+            return None
+        finally:
+            clock(stage)
 
 
 @dataclass
@@ -334,10 +348,6 @@ class CamouflageVideoAnonymizer:
     # -- rendering (expensive; a worker thread in realtime mode) -------------------------
 
     def render(self, image: np.ndarray, jobs: list[_Job], index: int) -> _Rendered:
-        import torch
-
-        from ..light.attribute_map import build_attribute_map
-
         clock = _Clock(self.stats.seconds)
         out = _Rendered([None] * len(jobs))
         crops = [j.window.crop(image) for j in jobs]
@@ -345,16 +355,10 @@ class CamouflageVideoAnonymizer:
         clock("attributes")
         keyed = [i for i, j in enumerate(jobs) if j.keyframe]
         for chunk in _chunks(keyed, self.max_batch):
-            try:
-                generated = self.base.generate([crops[i] for i in chunk], [jobs[i].seed for i in chunk])
-                embeds = self._embed([(g, jobs[i].window.to_crop(faces[i].box)) for g, i in zip(generated, chunk, strict=True)])
-            except _Stopped:
-                raise
-            except Exception as exc:  # noqa: BLE001 - covered by the fallback below
-                out.errors.append(f"base: {exc}")
+            done = out.attempt("base", clock, self._keyframes, crops, faces, jobs, chunk)
+            if done is None:
                 continue
-            finally:
-                clock("base")
+            generated, embeds = done
             for i, g, e in zip(chunk, generated, embeds, strict=True):
                 out.crops[i] = g
                 ident = jobs[i].identity
@@ -375,38 +379,11 @@ class CamouflageVideoAnonymizer:
                 out.waiting.add(i)
             else:
                 rest.append((i, target))
-        light = self.light
-        public = light.adapters == "public"
         for chunk_items in _chunks(rest, self.max_batch):
             chunk = [i for i, _ in chunk_items]
-            try:
-                originals = self._embed([(image, faces[i].box) for i in chunk])
-                controls = []
-                for i in chunk:
-                    ident, w = jobs[i].identity, jobs[i].window
-                    if public:  # this crop's pose, drawn by Base's openpose annotator
-                        controls.append(light.pose(crops[i], w.resolution))
-                    else:  # every face visible in the crop is in its map; the z-buffer keeps them apart
-                        controls.append(build_attribute_map(faces, (w.resolution, w.resolution), offset=(w.ox, w.oy),
-                                                            scale=w.scale))
-                        ident.attribute_map = controls[-1]
-                    ident.landmarks = jobs[i].landmarks
-                condition = {"control_image" if public else "attribute_map": np.stack(controls)}
-                images = light.pipe(
-                    np.stack([crops[i] for i in chunk]), prompt=light.prompt,
-                    identity_embeds=torch.stack([t for _, t in chunk_items]), original_embeds=torch.stack(originals),
-                    strength=light.strength, num_inference_steps=light.steps,
-                    anonymization_scale=light.anonymization_scale, adapter_conditioning_scale=light.adapter_scale,
-                    ip_adapter_scale=light.ip_adapter_scale,
-                    generator=[torch.Generator().manual_seed(jobs[i].seed) for i in chunk], **condition,
-                ).images
-            except _Stopped:
-                raise
-            except Exception as exc:  # noqa: BLE001 - covered by the fallback below
-                out.errors.append(f"light: {exc}")
+            images = out.attempt("light", clock, self._light_faces, image, crops, faces, jobs, chunk_items)
+            if images is None:
                 continue
-            finally:
-                clock("light")
             for i, img in zip(chunk, images, strict=True):
                 out.crops[i] = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
                 self.stats.light_regions += 1
@@ -415,6 +392,43 @@ class CamouflageVideoAnonymizer:
                     with self._lock:
                         _keep_latest(ident, out.crops[i], index)
         return out
+
+    def _keyframes(self, crops: list[np.ndarray], faces: list, jobs: list[_Job], chunk: list[int]) -> tuple[list, list]:
+        """Base's faces for the jobs ``chunk``, and what Light's IP-Adapter takes for each."""
+        generated = self.base.generate([crops[i] for i in chunk], [jobs[i].seed for i in chunk])
+        return generated, self._embed([(g, jobs[i].window.to_crop(faces[i].box)) for g, i in zip(generated, chunk, strict=True)])
+
+    def _light_faces(self, image: np.ndarray, crops: list[np.ndarray], faces: list, jobs: list[_Job],
+                     chunk_items: list[tuple[int, Any]]) -> Any:
+        """Light's faces for the jobs of ``chunk_items`` ((job, target embedding) pairs); each
+        job's identity keeps the control and landmarks it was generated with."""
+        import torch
+
+        from ..light.attribute_map import build_attribute_map
+
+        light = self.light
+        public = light.adapters == "public"
+        chunk = [i for i, _ in chunk_items]
+        originals = self._embed([(image, faces[i].box) for i in chunk])
+        controls = []
+        for i in chunk:
+            ident, w = jobs[i].identity, jobs[i].window
+            if public:  # this crop's pose, drawn by Base's openpose annotator
+                controls.append(light.pose(crops[i], w.resolution))
+            else:  # every face visible in the crop is in its map; the z-buffer keeps them apart
+                controls.append(build_attribute_map(faces, (w.resolution, w.resolution), offset=(w.ox, w.oy),
+                                                    scale=w.scale))
+                ident.attribute_map = controls[-1]
+            ident.landmarks = jobs[i].landmarks
+        condition = {"control_image" if public else "attribute_map": np.stack(controls)}
+        return light.pipe(
+            np.stack([crops[i] for i in chunk]), prompt=light.prompt,
+            identity_embeds=torch.stack([t for _, t in chunk_items]), original_embeds=torch.stack(originals),
+            strength=light.strength, num_inference_steps=light.steps,
+            anonymization_scale=light.anonymization_scale, adapter_conditioning_scale=light.adapter_scale,
+            ip_adapter_scale=light.ip_adapter_scale,
+            generator=[torch.Generator().manual_seed(jobs[i].seed) for i in chunk], **condition,
+        ).images
 
     def _embed(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list:
         """What Light's IP-Adapter takes for the faces at ``(image, box)`` (FaRL's embedding, or
