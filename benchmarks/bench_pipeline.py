@@ -48,12 +48,13 @@ def frame_count(path: Path) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of a child process, via GNU time's %M."""
+def timed(cmd: list[str], cwd: Path = REPO) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of a child process (run in ``cwd``: the checkout whose
+    code ``-m streamer`` runs), via GNU time's %M."""
     with tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
         subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, *cmd], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
         wall = time.perf_counter() - start
         return wall, int(rss.read().split()[-1]) / 1024
 
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool, taken in turn; the best of each is reported")
     parser.add_argument("--no-deface", action="store_true")
     parser.add_argument("--camstream-args", default="", help="more options for the camstream run, e.g. '-c paranoid'")
+    parser.add_argument("--compare", type=Path, help="also run camstream from this checkout (e.g. a worktree of the code before), in the same turns")
     args = parser.parse_args()
     deface = shutil.which("deface") or (str(Path(sys.executable).parent / "deface") if (Path(sys.executable).parent / "deface").exists() else None)
     rows = []
@@ -73,11 +75,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for clip in map(Path, args.clips):
             n = frame_count(clip)
+            camstream = [sys.executable, "-m", "streamer", "run", str(clip), "--overwrite", "--method", args.method, "-q",
+                         *shlex.split(args.camstream_args)]
+            ours = f"camstream {args.method}"
             tools = {
                 "transcode": [sys.executable, "-c", TRANSCODE, str(clip), f"{tmp}/t.mp4"],
-                f"camstream {args.method}": [sys.executable, "-m", "streamer", "run", str(clip), "-o", f"{tmp}/c.mp4", "--overwrite", "--method", args.method, "-q",
-                                             "--report", f"{tmp}/report.json", *shlex.split(args.camstream_args)],
+                ours: [*camstream, "-o", f"{tmp}/c.mp4", "--report", f"{tmp}/report.json"],
             }
+            where = {}
+            if args.compare:
+                other = f"camstream {args.method} ({args.compare.name})"
+                tools[other] = [*camstream, "-o", f"{tmp}/other.mp4"]
+                where[other] = args.compare.resolve()
             if deface and not args.no_deface:
                 tools["deface"] = [deface, str(clip), "-o", f"{tmp}/d.mp4"]
             # Round-robin, best of --repeat per tool: on a shared machine the load drifts, and
@@ -85,8 +94,8 @@ def main() -> None:
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
             for _ in range(args.repeat):
                 for name, cmd in tools.items():
-                    runs[name].append(timed(cmd))
-                    if name.startswith("camstream"):
+                    runs[name].append(timed(cmd, where.get(name, REPO)))
+                    if name == ours:
                         report = json.loads(Path(f"{tmp}/report.json").read_text())
                         pipeline_fps[clip.name] = max(pipeline_fps.get(clip.name, 0.0), report["fps"])
                         detected[clip.name] = report["frames_detected"]
