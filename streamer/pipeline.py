@@ -61,7 +61,6 @@ class _Group:
     regions: list[Region] | None = None  # the tracker's regions for ``frame``
     failed: bool = False
     cut: bool = False  # ``frame`` starts a new shot: nothing before it is carried over
-    seq: int = 0  # the detection's number in the run
     faces: Future | None = None  # the second job: crops around the faces the group before left tracked
     wants_faces: bool = False  # a detection on crops whose second job waits for the group before
     next: _Group | None = None
@@ -324,11 +323,6 @@ class Pipeline:
             return True
         return float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
 
-    def _crops(self, frame: Frame, full: bool) -> Crops | None:
-        """The crops to detect ``frame`` in (None: the whole frame) around what moved since the
-        previous detection; the tracked faces are looked at by the second job (:meth:`_face_job`)."""
-        return self.planner.plan(frame.image, (), force_full=full)
-
     def _face_job(self, group: _Group, before: _Group, pool) -> None:  # noqa: ANN001 - an Executor
         """Submit ``group``'s second job: crops around every face ``before`` (the detection
         just before it) left tracked, moved on at its speed. Submitted once ``before`` is
@@ -345,26 +339,20 @@ class Pipeline:
             if not len(boxes):
                 return
             crops = Crops(boxes, np.zeros((0, 4), np.int32)) if len(boxes) <= MAX_CROPS else None
-        group.faces = pool.submit(self._detect_faces, group.frame, crops)
+        group.faces = pool.submit(self._detect, group.frame, crops, True)
 
-    def _detect_faces(self, frame: Frame, crops: Crops | None) -> sv.Detections:
-        """The second job, in a worker thread: the face detector only."""
+    def _detect(self, frame: Frame, crops: Crops | None = None, second: bool = False) -> sv.Detections:
+        """Runs in a worker thread; detectors must be re-entrant (ours are: one buffer per call).
+        ``second``: a detection's second job (:meth:`_face_job`), the face detector only."""
         t = time.perf_counter()
         dets = self.detector.detect(frame.image) if crops is None else self.detector.detect_crops(frame.image, crops)
-        with self._lock:
-            self.timers["detect"].add(time.perf_counter() - t)
-        return dets
-
-    def _detect(self, frame: Frame, crops: Crops | None = None) -> sv.Detections:
-        """Runs in a worker thread; detectors must be re-entrant (ours are: one buffer per call)."""
-        t = time.perf_counter()
-        dets = self.detector.detect(frame.image) if crops is None else self.detector.detect_crops(frame.image, crops)
-        for extra in self.extra_detectors:
+        for extra in () if second else self.extra_detectors:
             dets = _merge(dets, extra.detect(frame.image))
         with self._lock:
             self.timers["detect"].add(time.perf_counter() - t)
-            self.report.frames_detected += 1
-            self.report.detections_on_crops += crops is not None
+            if not second:
+                self.report.frames_detected += 1
+                self.report.detections_on_crops += crops is not None
         return dets
 
     def _anonymize(self, frame: Frame, regions: list[Region]) -> Frame:
@@ -475,10 +463,8 @@ class Pipeline:
                     track(g)
 
             def add(frame: Frame, full: bool, cut: bool = False) -> None:
-                nonlocal seq
-                seq += 1
-                crops = self._crops(frame, full)
-                group = _Group(frame, pool.submit(self._detect, frame, crops), cut=cut, seq=seq, wants_faces=crops is not None)
+                crops = self.planner.plan(frame.image, force_full=full)  # what moved; the faces: _face_job
+                group = _Group(frame, pool.submit(self._detect, frame, crops), cut=cut, wants_faces=crops is not None)
                 if groups:
                     before = groups[-1]
                     before.next = group
@@ -510,7 +496,6 @@ class Pipeline:
                         yield self._anonymize(f, in_frame(cover, w, h))
 
             since_detect = self.detect_every  # detect on the first frame
-            seq = 0
             for frame in frames:
                 self.report.frames_in += 1
                 cut = self.stills or self._is_scene_cut(frame.image)

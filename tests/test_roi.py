@@ -29,33 +29,34 @@ def inside(box: np.ndarray, crops: np.ndarray) -> bool:
 
 def test_the_whole_frame_first_then_every_full_every_th_time() -> None:
     planner = CropPlanner(full_every=4)
-    plans = [planner.plan(street(), []) for _ in range(9)]
+    plans = [planner.plan(street()) for _ in range(9)]
     assert [p is None for p in plans] == [True, False, False, False, True, False, False, False, True]
     assert all(len(p) == 0 for p in plans if p is not None)  # nothing moved, nothing tracked: nothing to look at
-    assert planner.plan(street(), [], force_full=True) is None  # a cut
-    assert all(CropPlanner(full_every=1).plan(street(), []) is None for _ in range(3))
+    assert planner.plan(street(), force_full=True) is None  # a cut
+    assert all(CropPlanner(full_every=1).plan(street()) is None for _ in range(3))
 
 
 def test_what_moved_and_what_is_tracked_is_inside_a_crop() -> None:
     planner = CropPlanner(full_every=8)
-    planner.plan(street(), [])
+    planner.plan(street())
     moved = street()
     moved[100:130, 300:330] = 255  # something appeared here
     tracked = np.array([500, 60, 530, 95], np.float32)  # a face standing still
-    crops = planner.plan(moved, [tracked])
+    crops = planner.plan(moved)
     assert isinstance(crops, Crops)
     assert inside(np.array([300, 100, 330, 130]), crops.moved)
-    assert inside(tracked, crops.faces)
+    assert not inside(tracked, crops.moved)  # nothing moved there: the second job's face crops hold it
+    assert inside(tracked, CropPlanner.face_crops([tracked], 640, 360))
     assert crops.area < 0.2 * 640 * 360  # far less than the frame
 
 
 def test_a_frame_that_changed_everywhere_is_detected_whole() -> None:
     planner = CropPlanner(full_every=8)
-    planner.plan(street(0), [])
+    planner.plan(street(0))
     noise = np.random.default_rng(1).integers(0, 255, (360, 640, 3), dtype=np.uint8)  # a moving camera, a flash
-    assert planner.plan(noise, []) is None
+    assert planner.plan(noise) is None
     moving = np.random.default_rng(2).integers(0, 255, (360, 640, 3), dtype=np.uint8)  # and it goes on moving
-    assert planner.plan(moving, []) is None
+    assert planner.plan(moving) is None
     assert planner.full == 3 and planner.cropped == 0
 
 
@@ -66,10 +67,10 @@ def test_what_changed_since_the_previous_detection_is_looked_at_once() -> None:
     planner = CropPlanner(full_every=8)
     appeared = street()
     appeared[150:190, 300:340] = 255
-    planner.plan(street(), [])
-    crops = planner.plan(appeared, [])
+    planner.plan(street())
+    crops = planner.plan(appeared)
     assert crops is not None and inside(np.array([300, 150, 340, 190]), crops.moved)
-    crops = planner.plan(appeared.copy(), [])  # nothing changed since: nothing to look at
+    crops = planner.plan(appeared.copy())  # nothing changed since: nothing to look at
     assert crops is not None and len(crops) == 0
 
 
@@ -85,8 +86,8 @@ def test_face_crops_hold_each_tracked_face_with_room_around_it() -> None:
 
 def test_a_frame_of_another_size_is_detected_whole() -> None:
     planner = CropPlanner(full_every=8)
-    planner.plan(street(), [])
-    assert planner.plan(street()[:300, :500], []) is None
+    planner.plan(street())
+    assert planner.plan(street()[:300, :500]) is None
 
 
 def test_merge_joins_overlaps_only_where_it_costs_little() -> None:

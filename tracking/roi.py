@@ -111,23 +111,21 @@ class CropPlanner:
         self.full = 0  # detections planned on the whole frame
         self.cropped = 0  # ... and on crops
 
-    def plan(self, image: np.ndarray, tracked: Iterable[np.ndarray], force_full: bool = False) -> Crops | None:
-        """Crops for the detection of ``image``, or None for the whole frame. ``tracked``:
-        the boxes of the faces held now (already moved to this frame; the pipeline passes
-        none and looks at them in a second job, :meth:`face_crops`). ``force_full``: the
-        first frame of a shot, or the last one before a cut."""
+    def plan(self, image: np.ndarray, force_full: bool = False) -> Crops | None:
+        """Crops around what moved for the detection of ``image``, or None for the whole
+        frame (the crops around tracked faces are :meth:`face_crops`, a second job that
+        waits for the detection before). ``force_full``: the first frame of a shot, or the
+        last one before a cut."""
         previous, self._thumb = self._thumb, _thumb(image) if self.full_every > 1 else None
         if self.full_every == 1 or force_full or previous is None or previous.shape != self._thumb.shape \
                 or self._since_full + 1 >= self.full_every:
             return self._whole()
         h, w = image.shape[:2]
         moved = motion_boxes(previous, self._thumb)
-        faces = np.array(list(tracked), np.float32).reshape(-1, 4)
-        if len(moved) + len(faces) > 4 * MAX_CROPS:
+        if len(moved) > 4 * MAX_CROPS:
             return self._whole()
         # A moving area gets a fixed margin (it holds the whole moving person).
-        crops = Crops(self.face_crops(faces, w, h, self.pad),
-                      self._merged(moved, np.full((len(moved), 1), float(self.pad)), w, h))
+        crops = Crops(np.zeros((0, 4), np.int32), self._merged(moved, np.full((len(moved), 1), float(self.pad)), w, h))
         if len(crops) > MAX_CROPS or crops.area > self.max_share * w * h:
             return self._whole()
         self._since_full += 1
