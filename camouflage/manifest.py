@@ -47,8 +47,9 @@ from typing import Any
 import yaml
 
 from streamer.errors import ModelError
+from streamer.presets import config_file
 
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "configs" / "models.yaml"
+MANIFEST_PATH = config_file("models.yaml")  # package data (camstream/configs/)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 RANDOM_MARKER = "RANDOM_WEIGHTS.txt"
 LOCK_NAME = "camstream.lock.json"

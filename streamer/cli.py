@@ -108,10 +108,9 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _presets() -> str:
-    from .config import CONFIG_DIR
+    from .presets import preset_names
 
-    skip = {"default", "models"}
-    return ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem not in skip)) or "none"
+    return ", ".join(preset_names()) or "none"
 
 
 def _methods() -> list[str]:

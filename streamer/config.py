@@ -1,23 +1,34 @@
 """Typed run configuration: dataclasses filled from YAML files and CLI overrides.
 
-Precedence: built-in defaults < ``configs/default.yaml``-style file(s) given with
-``--config`` < ``--set section.key=value`` < dedicated CLI flags.
+Precedence: built-in defaults < ``camstream/configs/default.yaml``-style file(s) given
+with ``--config`` < ``--set section.key=value`` < dedicated CLI flags.
+
+Reading is bounded (:func:`read_yaml`): a config is a regular file of at most
+``MAX_CONFIG_BYTES``, UTF-8 YAML whose aliases expand to at most ``MAX_VALUES`` values
+(an 11-line alias bomb expands to billions), so a hostile or mistaken file is one
+:class:`ConfigError` line (exit 2), never a hang or an out-of-memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import ConfigError
+from .presets import preset, preset_names
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+MAX_CONFIG_BYTES = 1 << 20  # a config or cameras file: 1 MiB is thousands of cameras
+MAX_VALUES = 100_000  # scalars, lists and mappings once every alias is expanded
+MAX_DEPTH = 64  # nesting; deeper is a mistake or an attack (the constructor recurses)
 
 
 @dataclass
@@ -79,7 +90,7 @@ class StreamConfig:
 
 @dataclass
 class ModelsConfig:
-    """Where diffusion weights come from (see configs/models.yaml and ``camstream models``)."""
+    """Where diffusion weights come from (see camstream/configs/models.yaml and ``camstream models``)."""
 
     dir: str | None = None  # --models-dir: a folder in the manifest layout; else HF cache, else hub
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
@@ -171,6 +182,80 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error line never prints a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
+    """Values ``node`` holds once its aliases are expanded (an alias is the same node
+    object again: memoized, so counting costs the document's size, not the expansion's)."""
+    key = id(node)
+    if key in memo:
+        if memo[key] < 0:
+            raise ConfigError("a YAML alias refers to itself (a recursive structure)")
+        return memo[key]
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"nested more than {MAX_DEPTH} levels deep")
+    memo[key] = -1  # in progress
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo, depth + 1) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo, depth + 1) + _expanded_size(v, memo, depth + 1) for k, v in node.value)
+    else:
+        size = 1
+    memo[key] = size = min(size, MAX_VALUES + 1)  # past the limit the exact figure does not matter
+    return size
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text to Python values (the safe loader), refusing alias bombs and deep nesting."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_VALUES:
+            raise ConfigError(f"{where}: expands to more than {MAX_VALUES} values (YAML aliases); refused")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(source: str | Path | Traversable, what: str = "config") -> Any:
+    """A YAML file read within bounds: a regular file (not a device, FIFO or folder: ``-c
+    /dev/zero`` would never end), at most :data:`MAX_CONFIG_BYTES`, UTF-8."""
+    where = str(source)
+    if isinstance(source, (str, Path)):
+        try:
+            info = os.stat(source)
+            if not stat.S_ISREG(info.st_mode):
+                kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+                raise ConfigError(f"{where}: cannot read {what} ({kind})")
+            if info.st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{where}: {what} is larger than {MAX_CONFIG_BYTES // 1024} KiB; refused")
+            with open(source, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read {what} ({exc.strerror})") from None
+    else:
+        raw = source.read_bytes()
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: {what} is larger than {MAX_CONFIG_BYTES // 1024} KiB; refused")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {what} is not UTF-8 text (a binary file?)") from None
+    return parse_yaml(text, where)
+
+
 def _check(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -180,27 +265,27 @@ def _check(value: Any, hint: Any, where: str) -> Any:
         origin = typing.get_origin(hint)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {short(value)}")
         _, item = typing.get_args(hint)
         return {str(k): _check(v, item, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {short(value)}")
         (item,) = typing.get_args(hint)
         return [_check(v, item, where) for v in value]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {short(value)}")
     return value
 
 
 def _merge(obj: Any, data: dict[str, Any], where: str) -> None:
     hints = typing.get_type_hints(type(obj))
     for key, value in data.items():
-        if key not in hints:
+        if not isinstance(key, str) or key not in hints:
             known = ", ".join(hints)
-            raise ConfigError(f"{where}{key}: unknown setting (known: {known})")
+            raise ConfigError(f"{where}{short(key) if not isinstance(key, str) else key}: unknown setting (known: {known})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -210,26 +295,29 @@ def _merge(obj: Any, data: dict[str, Any], where: str) -> None:
             setattr(obj, key, _check(value, hints[key], f"{where}{key}"))
 
 
+def config_source(name: str | Path) -> str | Path | Traversable:
+    """A file path, else a preset by name (``-c paranoid``); a one-line error for neither."""
+    path = Path(name)
+    if path.exists() or os.path.sep in str(name) or str(name).endswith((".yaml", ".yml")):
+        return path  # a path: read_yaml says what is wrong with it
+    found = preset(str(name))
+    if found is None:
+        raise ConfigError(f"{name}: no such config file or preset (presets: {', '.join(preset_names())})")
+    return found
+
+
 def load_config(files: list[str | Path] = (), overrides: list[str] = ()) -> Config:
     """Defaults, then each YAML file, then ``section.key=value`` overrides."""
     config = Config()
     for file in files:
-        path = Path(file)
-        if not path.exists() and (CONFIG_DIR / f"{file}.yaml").exists():
-            path = CONFIG_DIR / f"{file}.yaml"  # preset name, e.g. --config realtime
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read config ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(config_source(file)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{file}: a config must be a mapping of sections")
         _merge(config, data, "")
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or "." not in key:
-            raise ConfigError(f"--set {item}: expected section.key=value")
+            raise ConfigError(f"--set {short(item)}: expected section.key=value")
         section, _, name = key.partition(".")
-        _merge(config, {section: {name: yaml.safe_load(raw)}}, "")
+        _merge(config, {section: {name: parse_yaml(raw, f"--set {key}")}}, "")
     return config

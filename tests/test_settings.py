@@ -77,7 +77,7 @@ def test_every_preset_and_example_passes_validation() -> None:
     from streamer.validate import validate
 
     root = Path(__file__).resolve().parent.parent
-    files = [p for p in [*(root / "configs").glob("*.yaml"), *(root / "examples").glob("*.yaml")] if p.name != "models.yaml"]
+    files = [p for p in [*(root / "camstream" / "configs").glob("*.yaml"), *(root / "examples").glob("*.yaml")] if p.name != "models.yaml"]
     assert len(files) >= 4
     for file in files:
         validate(load_config([file]))
