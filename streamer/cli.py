@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
 
 from .errors import CamstreamError, ConfigError, ModelError
 from .extras import missing_extra
+from .redact import install_log_redaction, redact
 
 log = logging.getLogger("camstream")
 
@@ -35,16 +37,25 @@ exit codes: 0 ok, 1 internal error, 2 bad usage/config, 3 bad input,
   leaves NAME.partial.mp4: playable, every processed frame, never a raw face."""
 
 
+MAX_TIME = 10**7  # seconds (115 days): beyond, a time is a typo (1e308 overflowed a timestamp)
+
+
 def _time(text: str) -> float:
-    """Seconds from '90', '1:30' or '0:01:30.5'."""
+    """Seconds from '90', '1:30' or '0:01:30.5': every part a finite number >= 0, the
+    minutes and seconds after a colon under 60 ('nan', 'inf', '1:-30', '1:75' are refused)."""
+    parts = text.split(":")
     try:
-        seconds = 0.0
-        for part in text.split(":"):
-            seconds = seconds * 60 + float(part)
+        values = [float(part) for part in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time: {text!r} (use seconds or [h:]m:s)") from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError("times cannot be negative")
+        raise argparse.ArgumentTypeError(f"not a time: {text[:40]!r} (use seconds or [h:]m:s)") from None
+    if len(parts) > 3 or not all(math.isfinite(v) and v >= 0 for v in values) \
+            or any(v >= 60 for v in values[1:]):
+        raise argparse.ArgumentTypeError(f"not a time: {text[:40]!r} (seconds, or [h:]m:s with each part >= 0 and m, s < 60)")
+    seconds = 0.0
+    for value in values:
+        seconds = seconds * 60 + value
+    if seconds > MAX_TIME:
+        raise argparse.ArgumentTypeError(f"not a time: {text[:40]!r} (more than {MAX_TIME} s)")
     return seconds
 
 
@@ -250,6 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    install_log_redaction()  # before the first log line: no camera password in any of them
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -269,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CamstreamError as exc:
         if args.debug:
             log.exception("error")
-        print(f"camstream: error: {exc}", file=sys.stderr)
+        print(f"camstream: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("camstream: interrupted", file=sys.stderr)
@@ -280,12 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if args.debug:
             log.exception("error")
-        print(f"camstream: error: {missing}", file=sys.stderr)
+        print(f"camstream: error: {redact(missing)}", file=sys.stderr)
         return ModelError.exit_code
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless --debug
         if args.debug:
             log.exception("internal error")
-        print(f"camstream: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        print(f"camstream: internal error: {type(exc).__name__}: {redact(str(exc))} (rerun with --debug for details)", file=sys.stderr)
         return 1
 
 

@@ -25,6 +25,7 @@ import yaml
 
 from .errors import ConfigError
 from .presets import preset, preset_names
+from .redact import redact
 
 MAX_CONFIG_BYTES = 1 << 20  # a config or cameras file: 1 MiB is thousands of cameras
 MAX_VALUES = 100_000  # scalars, lists and mappings once every alias is expanded
@@ -183,8 +184,9 @@ class Config:
 
 
 def short(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters: an error line never prints a huge value."""
-    text = repr(value)
+    """``repr(value)``, credentials redacted, cut to ``limit`` characters: an error line
+    never prints a huge value (redacted first: a cut could keep a password and lose its '@')."""
+    text = redact(repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

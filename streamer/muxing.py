@@ -20,6 +20,7 @@ from typing import Any
 import av
 
 from .errors import ConfigError, OutputError
+from .validate import X264_PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ CONTAINERS: dict[str, ContainerSpec] = {
     ".avi": ContainerSpec("libx264", frozenset({"pcm_s16le", "pcm_u8"}), "ac3", frozenset(), cfr=True),
 }
 SUFFIXES = ", ".join(CONTAINERS)
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 _RATES = {"libopus": (8000, 12000, 16000, 24000, 48000), "ac3": (32000, 44100, 48000)}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
+from .redact import redacted
 
 
 @dataclass
@@ -60,7 +61,8 @@ class RunReport:
     started: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=str)
+        """The report as written: every string redacted (a camera URL's password never lands in a file)."""
+        return json.dumps(redacted(json.loads(json.dumps(asdict(self), default=str))), indent=2)
 
     def write(self, path: str | Path) -> None:
         try:

@@ -4,13 +4,18 @@ A threshold above 1 or NaN detects nothing; ``--detect-every 100`` leaves a face
 visible for seconds next to a stale cover; a negative margin or hold, or zero pixelate
 blocks, quietly weakens every cover. Each is a :class:`ConfigError` (exit 2) with one
 line naming the setting, its value and the allowed range.
+
+Every other value is checked too (a name among its choices, a number finite and in a
+range that means something): ``stream.open_timeout=-1`` or ``anonymize.scope=bogus``
+once failed deep inside a run, or not at all.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
-from .config import Config
+from .config import Config, short
 from .errors import ConfigError
 
 MAX_DETECT_EVERY = 30  # more only with detection.allow_sparse (--allow-sparse-detection)
@@ -20,10 +25,19 @@ def _number(where: str, value: object, low: float, high: float, *, low_open: boo
     kind = "an integer" if integer else "a number"
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok or not math.isfinite(value):
-        raise ConfigError(f"{where}: {value!r} is not {kind}")
+        raise ConfigError(f"{where}: {short(value)} is not {kind}")
     if value < low or value > high or (low_open and value == low):
         opening = "(" if low_open else "["
         raise ConfigError(f"{where}: {value!r} is out of range {opening}{low:g}, {high:g}]")
+
+
+def _choice(where: str, value: object, choices: tuple[str, ...] | list[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}: {short(value)} is not one of {', '.join(choices)}")
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,2})?)$")
 
 
 def validate(config: Config) -> None:
@@ -47,3 +61,55 @@ def validate(config: Config) -> None:
     if len(ano.color) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= 255 for c in ano.color):
         raise ConfigError(f"anonymize.color: {ano.color!r} is not three integers in [0, 255]")
     _number("output.crf (--crf)", out.crf, 0, 51, integer=True)
+    _choice("detection.detector (--detector)", det.detector, ("libfacedetection", "centerface"))
+    if not det.person_weights:
+        raise ConfigError("detection.person_weights: empty")
+    _choice("anonymize.fallback (--fallback)", ano.fallback, ("solid", "pixelate", "blur"))
+    _choice("anonymize.scope (--scope)", ano.scope, ("face", "person", "scene"))
+    _choice("anonymize.shape (--shape)", ano.shape, ("ellipse", "box"))
+    _choice("output.preset", out.preset, X264_PRESETS)
+    _choice("output.audio_streams (--audio-streams)", out.audio_streams, ("all", "first", "none"))
+    _stream(config)
+    _models_and_methods(config)
+
+
+def _stream(config: Config) -> None:
+    st = config.stream
+    _number("stream.open_timeout", st.open_timeout, 0, 3600, low_open=True)
+    _number("stream.read_timeout", st.read_timeout, 0, 3600, low_open=True)
+    _number("stream.reconnect_attempts (-1: for ever)", st.reconnect_attempts, -1, 10**6, integer=True)
+    _number("stream.reconnect_backoff", st.reconnect_backoff, 0, 3600)
+    _number("stream.reconnect_max_backoff", st.reconnect_max_backoff, 0, 86400)
+    _number("stream.stats_interval", st.stats_interval, 0, 86400, low_open=True)
+
+
+def _models_and_methods(config: Config) -> None:
+    """The diffusion sections: checked here too, so that a bad value is exit 2 before any
+    model loads (their meaning is camouflage's; these are only the bounds of sense)."""
+    m, b, li, sp, cam = config.models, config.base, config.light, config.speed, config.camouflage
+    if not isinstance(m.device, str) or not _DEVICE.match(m.device):
+        raise ConfigError(f"models.device (--device): {short(m.device)} is not auto, cpu, mps, cuda or cuda:N")
+    _choice("models.dtype", m.dtype, ("auto", "float32", "float16", "bfloat16"))
+    for name, section in (("base", b), ("light", li)):
+        _number(f"{name}.resolution", section.resolution, 64, 4096, integer=True)
+        _number(f"{name}.steps", section.steps, 1, 1000, integer=True)
+        _number(f"{name}.strength", section.strength, 0, 1, low_open=True)
+        _number(f"{name}.anonymization_scale", section.anonymization_scale, 0, 100)
+        _number(f"{name}.seed", section.seed, 0, 2**63 - 1, integer=True)
+    _number("base.guidance_scale", b.guidance_scale, 0, 100)
+    _number("base.lineart_stop", b.lineart_stop, 0, 1)
+    for control, scale in b.controls.items():
+        _number(f"base.controls.{control}", scale, 0, 10)
+    _choice("light.adapters", li.adapters, ("auto", "camouflage", "public"))
+    for key in ("ip_adapter_scale", "adapter_scale"):
+        _number(f"light.{key}", getattr(li, key), 0, 10)
+    for name, section in (("light", li), ("camouflage", cam)):
+        _number(f"{name}.context", section.context, 0, 5)
+        _number(f"{name}.feather", section.feather, 0, 1)
+    _number("speed.lcm_steps", sp.lcm_steps, 1, 50, integer=True)
+    _number("camouflage.keyframe_every", cam.keyframe_every, 1, 10**6, integer=True)
+    _number("camouflage.keyframe_pose_change (<= 0: off)", cam.keyframe_pose_change, -1, 10)
+    _choice("camouflage.mode", cam.mode, ("auto", "quality", "realtime"))
+    _number("camouflage.latency", cam.latency, 0, 3600, low_open=True)
+    _number("camouflage.reuse_for", cam.reuse_for, 0, 10**6, integer=True)
+    _number("camouflage.max_batch", cam.max_batch, 1, 1024, integer=True)

@@ -170,7 +170,7 @@ def test_example_cameras_file_loads() -> None:
     ("cameras: [{name: a, input: rtsp://x/y, output: o, colour: red}]", "unknown keys colour"),
     ("cameras: [{name: a, input: rtsp://x/y, output: o, set: {stream.nope: 1}}]", "unknown setting"),
     ("cameras: [{name: a, input: rtsp://x/y, output: o, method: sepia}]", "method 'sepia'"),
-    ("cameras: [{name: a, input: rtsp://x/y, output: o, segment_seconds: 0}]", "segment_seconds must be > 0"),
+    ("cameras: [{name: a, input: rtsp://x/y, output: o, segment_seconds: 0}]", "segment_seconds: 0 is out of range"),
 ])
 def test_bad_cameras_file_is_one_line_and_exit_2(text: str, needle: str, tmp_path: Path) -> None:
     spec = tmp_path / "cameras.yaml"

@@ -30,6 +30,7 @@ from typing import Any
 from ..anonymizers import CLASSICAL
 from ..config import Config
 from ..errors import ConfigError, Interrupted, OutputError
+from ..redact import redacted
 from ..sources import IMAGE_SUFFIXES, STREAM_SCHEMES
 from .cluster import connect, import_ray, runtime_env
 from .worker import STAGING, FileWorker
@@ -368,7 +369,7 @@ def run_batch_cli(args: Any, config: Config) -> int:
                         retries=args.retries, skip_existing=skip, start=args.start, end=args.end,
                         progress=not args.quiet, debug=args.debug)
     path = Path(args.report) if args.report else Path(summary.outdir) / "camstream-summary.json"
-    path.write_text(json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
+    path.write_text(json.dumps(redacted(json.loads(json.dumps(summary.to_dict(), default=str))), indent=2) + "\n")
     print_table(summary)
     codes = {f.get("exit_code", 1) for f in summary.failed}
     return 0 if not codes else (codes.pop() if len(codes) == 1 else 1)

@@ -59,7 +59,9 @@ class CameraWorker:
 
     def __init__(self, camera: dict[str, Any], config: Any) -> None:
         from ..anonymizers import CLASSICAL
+        from ..redact import install_log_redaction
 
+        install_log_redaction()  # this camera's log lines are forwarded to the driver: no password in them
         self.camera, self.config = camera, config
         self.state = "starting"
         self._stop = threading.Event()

@@ -20,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..redact import redact
+
 COUNTERS = {  # figure -> (metric, help)
     "frames": ("camstream_camera_frames", "frames written"),
     "regions_covered": ("camstream_camera_regions_covered", "regions covered (faces, persons)"),
@@ -81,10 +83,10 @@ class FleetCollector(Collector):
             restarts = CounterMetricFamily("camstream_camera_restarts", "times the camera's actor was restarted", labels=["camera"])
             counters = {k: CounterMetricFamily(m, h, labels=["camera"]) for k, (m, h) in COUNTERS.items()}
             for c in cams:
+                info.add_metric([redact(v) for v in (c.name, str(c.pid or ""), c.node, c.state)], 1.0)
                 fps.add_metric([c.name], c.fps)
                 lag.add_metric([c.name], c.lag)
                 up.add_metric([c.name], 1.0 if c.up else 0.0)
-                info.add_metric([c.name, str(c.pid or ""), c.node, c.state], 1.0)
                 restarts.add_metric([c.name], c.restarts)
                 for key, family in counters.items():
                     family.add_metric([c.name], c.total(key))

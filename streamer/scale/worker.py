@@ -46,7 +46,9 @@ class FileWorker:
 
     def __init__(self, config: Any, board: str | None = None) -> None:
         from ..anonymizers import CLASSICAL
+        from ..redact import install_log_redaction
 
+        install_log_redaction()  # this worker's log lines are forwarded to the driver
         # The progress board by name: an actor handle among the constructor's arguments
         # would live in the object store, which a restart after a crash may not find.
         self.config, self.board = config, None
