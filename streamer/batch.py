@@ -9,7 +9,7 @@ is the highest of the inputs' codes (0 when all succeeded).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,12 +54,15 @@ def describe(report: Any) -> str:  # noqa: ANN401 - a RunReport (not imported: k
     return text
 
 
-def run_jobs(jobs: list[Job], run_one: Callable[[Job], Any], *, overwrite: bool = False) -> int:
-    """Runs every job; raises the error itself when there is one input (the CLI prints it)."""
+def run_jobs(jobs: list[Job], run_one: Callable[[Job], Any], *, overwrite: bool = False,
+             inputs: Sequence[str] | None = None) -> int:
+    """Runs every job; raises the error itself when there is one input (the CLI prints it).
+    ``inputs``: every input of the run; no job writes over any of them."""
+    inputs = list(inputs) if inputs is not None else [job.input for job in jobs]
     if len(jobs) == 1:
         job = jobs[0]
         check_input(job.input)
-        check_output(job, overwrite)
+        check_output(job, overwrite, inputs)
         prepare(job)
         report = run_one(job)
         return 0 if report.status in ("ok", "partial") else 1
@@ -68,7 +71,7 @@ def run_jobs(jobs: list[Job], run_one: Callable[[Job], Any], *, overwrite: bool 
     for job in jobs:
         try:
             check_input(job.input)
-            check_output(job, overwrite)
+            check_output(job, overwrite, inputs)
         except CamstreamError as exc:
             log.error("error: %s", exc)
             outcomes.append(Outcome(job, exc.exit_code, f"error: {exc} (exit {exc.exit_code})"))

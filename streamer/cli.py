@@ -226,7 +226,7 @@ def run_config(args: argparse.Namespace):  # noqa: ANN201 - a streamer.config.Co
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .batch import run_jobs
-    from .paths import Job, check_output, plan
+    from .paths import check_distinct, check_target, plan
 
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise ConfigError("--end must be after --start")
@@ -234,11 +234,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .scale.batch import run_batch_cli
 
         return run_batch_cli(args, run_config(args))
+    if args.skip_existing:
+        raise ConfigError("--skip-existing goes with --ray (a batch on a cluster, whose reports say what made each output)")
     if args.preview_file and len(args.input) > 1:
         raise ConfigError("--preview-file takes one INPUT")
     jobs = plan(args.input, args.output, args.report)
-    if args.preview_file:  # the same no-clobber rule as the output
-        check_output(Job(jobs[0].input, args.preview_file, jobs[0].kind), args.overwrite)
+    if args.preview_file:  # the same rule as the output: never an input, never an existing file without --overwrite
+        check_target(args.preview_file, "preview", args.input, args.overwrite)
+        check_distinct([("the output", jobs[0].output), ("the report", jobs[0].report), ("the preview", args.preview_file)])
     config = run_config(args)
 
     def run_one(job):  # noqa: ANN001, ANN202 - paths.Job -> report.RunReport
@@ -255,9 +258,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             preview=args.preview,
             preview_file=args.preview_file,
             draw_detections=args.draw_detections,
+            overwrite=args.overwrite,
+            inputs=args.input,
         )
 
-    return run_jobs(jobs, run_one, overwrite=args.overwrite)
+    return run_jobs(jobs, run_one, overwrite=args.overwrite, inputs=args.input)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

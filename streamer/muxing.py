@@ -20,6 +20,7 @@ from typing import Any
 import av
 
 from .errors import ConfigError, OutputError
+from .sources import FORWARD_JUMP, JUMP_FORMATS
 from .validate import X264_PRESETS
 
 log = logging.getLogger(__name__)
@@ -84,12 +85,14 @@ class StreamCarrier:
     """
 
     def __init__(self, source: str, out: av.container.OutputContainer, spec: ContainerSpec, suffix: str, *,
-                 which: str = "all", start: float = 0.0, end: float | None = None, keep_metadata: bool = False) -> None:
+                 which: str = "all", start: float = 0.0, end: float | None = None, keep_metadata: bool = False,
+                 video_index: int | None = None) -> None:
         self.input = av.open(source, metadata_errors="replace")
         self.out, self.start, self.end = out, start, end
         self.notes: list[dict[str, Any]] = []
         self.routes: dict[int, tuple[Any, bool]] = {}  # input index -> (output stream, copied)
-        first_video = self.input.streams.video[0].index if self.input.streams.video else -1
+        # the stream the source anonymizes (not a cover picture that comes first)
+        first_video = video_index if video_index is not None else (self.input.streams.video[0].index if self.input.streams.video else -1)
         first_audio = True
         try:
             for s in self.input.streams:
@@ -110,7 +113,7 @@ class StreamCarrier:
                     reason = f"{suffix} cannot hold {codec} subtitles" if which == "all" else f"--audio-streams {which}"
                     note.update(action="dropped", reason=reason)
                 elif kind == "video":
-                    note.update(action="dropped", reason="only the first video stream is anonymized")
+                    note.update(action="dropped", reason="only the main video stream is anonymized (cover pictures and other videos are dropped)")
                 else:
                     note.update(action="dropped", reason=f"{kind} streams are not copied (they may hold pictures or personal data)")
                 if note["action"] != "anonymized":
@@ -120,6 +123,8 @@ class StreamCarrier:
             self.input.close()
             raise
         self.streams = [self.input.streams[i] for i in self.routes]
+        self._clock: dict[int, tuple[int, int | None, int | None]] = {}  # per stream: (offset, last time, end)
+        self._forward_jumps = self.input.format.name.split(",")[0] in JUMP_FORMATS
         self.packets: Iterator[av.Packet] | None = self.input.demux(self.streams) if self.streams else None
         self.done = self.packets is None
         self._pending: av.Packet | None = None
@@ -145,7 +150,11 @@ class StreamCarrier:
         if cc is None:
             note.update(action="dropped", reason="no decoder for this audio codec")
             return
-        if cc.codec.canonical_name in spec.audio:
+        # ADTS AAC (MPEG-TS, .aac) has its config in every packet, MP4 and Matroska need it in
+        # the header, which is written before the first packet: copied, the muxer refused the
+        # packets ("Operation not permitted", blamed on the output). It is re-encoded instead.
+        adts = cc.codec.canonical_name == "aac" and not cc.extradata
+        if cc.codec.canonical_name in spec.audio and not adts:
             self.routes[s.index] = (self._copy(s, False), True)
             note["action"] = "copied"
             return
@@ -162,7 +171,9 @@ class StreamCarrier:
         if s.metadata.get("language"):
             out.metadata["language"] = s.metadata["language"]
         self.routes[s.index] = (out, False)
-        note.update(action=f"transcoded to {encoder}", reason=f"the container cannot hold {cc.codec.canonical_name}")
+        why = "ADTS AAC (its config in-band) cannot be copied into the container's header" if adts \
+            else f"the container cannot hold {cc.codec.canonical_name}"
+        note.update(action=f"transcoded to {encoder}", reason=why)
 
     @property
     def has_streams(self) -> bool:
@@ -181,6 +192,7 @@ class StreamCarrier:
                     return
             if packet.dts is None and packet.pts is None:
                 continue  # the demuxer's final flush packets
+            self._continue(packet)
             t = float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
             # Priming packets (AAC, Opus pre-skip) have negative times: kept unless trimming.
             if self.start and t < self.start - 1e-6:
@@ -191,6 +203,24 @@ class StreamCarrier:
                 self._pending = packet
                 return
             self._write(packet)
+
+    def _continue(self, packet: av.Packet) -> None:
+        """Timestamps that restart (concatenated MPEG-TS: each part from 0) continue right
+        after the stream's last packet, as the video's do (sources._Timeline): backwards,
+        the muxer refused them ("Operation not permitted") and the run failed. Packets come
+        in decode order, so any step back is a restart."""
+        index, tb = packet.stream.index, packet.time_base
+        ts = packet.dts if packet.dts is not None else packet.pts
+        offset, last, end = self._clock.get(index, (0, None, None))
+        value = ts + offset
+        if last is not None and end is not None and (value < last or (self._forward_jumps and value > end + round(FORWARD_JUMP / tb))):
+            offset += end - value
+            value = end
+        if offset:
+            packet.pts = packet.pts + offset if packet.pts is not None else None
+            packet.dts = packet.dts + offset if packet.dts is not None else None
+        finish = value + (packet.duration or 0)
+        self._clock[index] = (offset, value, finish if end is None else max(end, finish))
 
     def _write(self, packet: av.Packet) -> None:
         out, copied = self.routes[packet.stream.index]

@@ -74,6 +74,6 @@ class Overlay:
 
         return write
 
-    def close(self) -> None:
+    def close(self, success: bool = True) -> None:
         if self.sink is not None:
-            self.sink.close(success=True)
+            self.sink.close(success=success)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,14 @@ class StageTimer:
         ms = 1000 * self.seconds / self.calls if self.calls else 0.0
         fps = self.calls / self.seconds if self.seconds > 0 else 0.0
         return {"seconds": round(self.seconds, 3), "calls": self.calls, "ms_per_call": round(ms, 2), "fps": round(fps, 1)}
+
+
+def made_with(method: str, config: dict[str, Any], start: float | None, end: float | None) -> dict[str, Any]:
+    """What decides an output's content: the method, every setting (a digest of the whole
+    config) and the time range. An output whose report says otherwise was made another way:
+    ``--skip-existing`` does not keep it (a blur output was kept when solid was asked)."""
+    settings = json.dumps(config, sort_keys=True, default=str)
+    return {"method": method, "settings": hashlib.sha256(settings.encode()).hexdigest()[:32], "start": start, "end": end}
 
 
 @dataclass
@@ -58,14 +67,19 @@ class RunReport:
     fps: float = 0.0
     source: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    made_with: dict[str, Any] = field(default_factory=dict)  # what made the output (made_with()): --skip-existing compares it
     started: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
         """The report as written: every string redacted (a camera URL's password never lands in a file)."""
         return json.dumps(redacted(json.loads(json.dumps(asdict(self), default=str))), indent=2)
 
-    def write(self, path: str | Path) -> None:
+    def write(self, path: str | Path, overwrite: bool = False) -> None:
+        """Written to a new file and moved into place (never in place: through a link, an
+        in-place write once turned a video into JSON); an existing file only with ``overwrite``."""
+        from .paths import write_text
+
         try:
-            Path(path).write_text(self.to_json() + "\n")
+            write_text(path, self.to_json() + "\n", overwrite)
         except OSError as exc:  # e.g. a full disk: an output error (exit 4), not a crash
             raise OutputError(f"{path}: cannot write the report ({exc.strerror})") from None

@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from tracking.detectors import YoloPersonDetector, build_detector
@@ -18,11 +19,11 @@ from .config import Config
 from .errors import ConfigError, ModelError, OutputError
 from .extras import missing_extra
 from .overlay import Overlay
-from .paths import check_paths, default_output
+from .paths import check_distinct, check_paths, check_target, claim, default_output
 from .pipeline import Pipeline
-from .report import RunReport
+from .report import RunReport, made_with
 from .sinks import open_sink
-from .sources import ImageSource, open_source
+from .sources import ImageSource, image_output_name, open_source
 from .stills import numbered_sequence
 from .validate import validate
 from .words import plural
@@ -134,12 +135,20 @@ def run(
     preview_file: str | None = None,
     draw_detections: bool = False,
     on_frame: Callable[[int, int | None], None] | None = None,
+    overwrite: bool = False,
+    inputs: Sequence[str] | None = None,
 ) -> RunReport:
     """``on_frame(frames written, frames expected or None)`` after each written frame
-    (progress for a caller that runs many files, e.g. a Ray worker)."""
+    (progress for a caller that runs many files, e.g. a Ray worker). ``overwrite``: the
+    output, report and preview may replace existing files (never an input); ``inputs``:
+    every input of the run this file belongs to (none of them may be written)."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     validate(config)
-    check_paths(input_uri, output, report_path)  # before any work: a bad path fails now, not at the end
+    inputs = [*(inputs or []), input_uri]
+    # before any work: a bad path fails now, not at the end
+    check_paths(input_uri, output, report_path, overwrite=overwrite, inputs=inputs)
+    if preview_file:
+        check_target(preview_file, "preview", inputs, overwrite)
     show = _preview_window() if preview else None  # no display: exit 2 before anything is printed
     source = open_source(
         input_uri,
@@ -158,6 +167,7 @@ def run(
         ),
     )
     sink = preview_sink = None
+    locks = ExitStack()
     try:
         info = source.info
         # The input first (a missing file or camera is reported before any model loads),
@@ -174,17 +184,20 @@ def run(
                     raise
                 log.warning("%s; continuing with faces only", exc)
         target = output or default_output(input_uri, info.kind)
-        check_paths(input_uri, target, report_path)
-        names = [p.name for p in source.files] if isinstance(source, ImageSource) and info.kind == "images" else None
+        check_paths(input_uri, target, report_path, overwrite=overwrite, inputs=inputs)
+        check_distinct([("the output", target), ("the report", report_path), ("the preview", preview_file)])
+        names = [image_output_name(p.name) for p in source.files] if isinstance(source, ImageSource) and info.kind == "images" else None
         sink_options = {"crf": out.crf, "preset": out.preset, "keep_audio": out.keep_audio, "keep_metadata": out.keep_metadata, "start": start, "end": end,
-                        "audio_streams": out.audio_streams, "keep_rotation": out.keep_rotation}
+                        "audio_streams": out.audio_streams, "keep_rotation": out.keep_rotation, "overwrite": overwrite}
+        locks.enter_context(claim([target, report_path, preview_file]))  # a second run writing these now is refused
         sink = open_sink(target, info, names=names, **sink_options)
         if preview_file:
-            preview_sink = _open_preview(preview_file, target, info)
+            preview_sink = _open_preview(preview_file, target, info, overwrite)
     except BaseException:
         source.close()
         if sink is not None:
             sink.close(success=False)
+        locks.close()
         raise
     if hasattr(anonymizer, "live"):
         anonymizer.live = info.live  # camouflage: a latency budget on live streams (mode auto)
@@ -198,6 +211,7 @@ def run(
         activation_threshold=min(trk.activation_threshold, det.threshold),
     )
     report = RunReport(input=input_uri, method=ano.method, config=config.to_dict())
+    report.made_with = made_with(ano.method, report.config, start, end)
     report.source = {
         "kind": info.kind, "width": info.width, "height": info.height,
         "fps": float(info.fps) if info.fps else None, "frame_count": info.frame_count,
@@ -229,27 +243,31 @@ def run(
         pipeline.preview = overlay.preview_writer(pipeline.preview)
     bar.pipeline = pipeline
     try:
-        pipeline.run()
+        with locks:
+            try:
+                pipeline.run()
+            finally:
+                with pipeline.signals_deferred():  # a late Ctrl-C must not lose the report
+                    bar.close()
+                    overlay.close(success=report.status in ("ok", "partial"))  # an interrupted preview keeps .partial
+                    if hasattr(anonymizer, "close"):
+                        anonymizer.close()
+                    if report_path:
+                        report.write(report_path, overwrite=overwrite)
+                    _summary(report)
     finally:
-        with pipeline.signals_deferred():  # a late Ctrl-C must not lose the report
-            bar.close()
-            overlay.close()
-            if hasattr(anonymizer, "close"):
-                anonymizer.close()
-            if report_path:
-                report.write(report_path)
-            _summary(report)
+        locks.close()
     return report
 
 
-def _open_preview(path: str, target: str, info):  # noqa: ANN001, ANN202 - SourceInfo -> Sink
+def _open_preview(path: str, target: str, info, overwrite: bool = False):  # noqa: ANN001, ANN202 - SourceInfo -> Sink
     """The --preview-file sink: twice as wide, no audio, at the nominal rate."""
     import dataclasses
 
     if "://" not in target and Path(path).resolve() == Path(target).resolve():
         raise OutputError(f"{path}: --preview-file would overwrite the output")
     wide = dataclasses.replace(info, width=info.width * 2, has_audio=False, time_base=None, metadata={})
-    return open_sink(path, wide)
+    return open_sink(path, wide, overwrite=overwrite)
 
 
 def _summary(report: RunReport) -> None:
@@ -282,7 +300,8 @@ def _summary(report: RunReport) -> None:
             log.warning("%s damaged (covered whole) or unreadable (left out): the report lists them",
                         plural(report.decode_errors, "image"))
         elif report.decode_errors:
-            log.warning("input was damaged: %d undecodable packet(s) skipped; the output holds what decoded", report.decode_errors)
+            log.warning("input was damaged: %s (the report's source_errors list them); the output holds what decoded",
+                        plural(report.decode_errors, "decode error"))
         if report.frames_lost or report.reconnects:
             log.warning("stream: %d reconnect(s), about %d frames lost", report.reconnects, report.frames_lost)
     elif report.output:

@@ -23,8 +23,8 @@ import numpy as np
 from .errors import CamstreamError, ConfigError, OutputError
 from .frame import Frame
 from .muxing import CONTAINERS, SUFFIXES, ContainerSpec, StreamCarrier, check_encoder_options, refuse, trim_fragments
-from .paths import claim_partial
-from .sources import IMAGE_SUFFIXES, SourceInfo
+from .paths import claim_partial, publish
+from .sources import IMAGE_SUFFIXES, READ_ONLY_IMAGE_SUFFIXES, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,11 @@ class VideoFileSink(Sink):
         encoder_options: dict[str, str] | None = None,
         audio_streams: str = "all",
         keep_rotation: bool = False,
+        overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
         self.info = info
+        self.overwrite = overwrite  # the final rename may replace a file (else only a free name)
         suffix = self.path.suffix.lower()
         if suffix not in CONTAINERS:
             raise OutputError(f"{self.path}: unsupported output type {suffix or '(none)'}; use {SUFFIXES}")
@@ -170,7 +172,7 @@ class VideoFileSink(Sink):
         if info.has_audio and info.kind == "file":
             which = audio_streams if keep_audio else "none"
             self.audio = StreamCarrier(info.uri, self.container, spec, suffix, which=which, start=self.start,
-                                       end=self.end, keep_metadata=keep_metadata)
+                                       end=self.end, keep_metadata=keep_metadata, video_index=info.video_index)
             self.streams = self.audio.notes
         log.debug("output %s: %s %dx%d at %s fps, time base %s, options %s, muxer %s", self.tmp_path, codec,
                   self.width, self.height, rate, self.time_base, options, spec.options)
@@ -250,7 +252,10 @@ class VideoFileSink(Sink):
             return None
         if success:
             try:
-                os.replace(self.tmp_path, self.path)
+                publish(self.tmp_path, self.path, self.overwrite)
+            except OutputError as exc:
+                self.error = exc
+                return self.tmp_path
             except OSError as exc:
                 self.error = OutputError(f"{self.path}: cannot rename {self.tmp_path.name} to it ({exc.strerror}); the video is in {self.tmp_path}")
                 return self.tmp_path
@@ -261,8 +266,9 @@ class VideoFileSink(Sink):
 class ImageSink(Sink):
     """One image file, or a folder with one image per frame (named after the inputs)."""
 
-    def __init__(self, path: str | Path, names: list[str] | None = None, quality: int = 95) -> None:
+    def __init__(self, path: str | Path, names: list[str] | None = None, quality: int = 95, overwrite: bool = False) -> None:
         self.path = Path(path)
+        self.overwrite = overwrite
         self.names = names
         self.quality = quality
         self.is_dir = self.path.suffix.lower() not in IMAGE_SUFFIXES
@@ -291,7 +297,11 @@ class ImageSink(Sink):
         if not ok:
             tmp.unlink(missing_ok=True)
             raise OutputError(f"{target}: cannot write image")
-        os.replace(tmp, target)
+        try:
+            publish(tmp, target, self.overwrite)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self.frames_written += 1
 
     def close(self, success: bool = True) -> Path:
@@ -388,5 +398,9 @@ def open_sink(output: str | Path, info: SourceInfo, names: list[str] | None = No
         return RtspSink(text, info, **allowed)  # type: ignore[arg-type]
     path = Path(text)
     if path.suffix.lower() in IMAGE_SUFFIXES or (info.kind == "images" and path.suffix.lower() not in CONTAINERS):
-        return ImageSink(path, names=names)
+        if path.suffix.lower() in READ_ONLY_IMAGE_SUFFIXES:
+            raise OutputError(f"{path}: HEIC/HEIF images are read, not written; name a .jpg or .png output")
+        if info.kind not in ("image", "images") and path.suffix.lower() in IMAGE_SUFFIXES:
+            raise ConfigError(f"{path}: an image cannot hold a video; use a video name ({SUFFIXES}) or a folder")
+        return ImageSink(path, names=names, overwrite=bool(options.get("overwrite", False)))
     return VideoFileSink(path, info, **options)  # type: ignore[arg-type]

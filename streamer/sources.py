@@ -23,7 +23,13 @@ from .frame import Frame
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif"}
+READ_ONLY_IMAGE_SUFFIXES = {".heic", ".heif"}  # decoded with pillow-heif (libheif); outputs are JPEG
+TIFF_SUFFIXES = {".tif", ".tiff"}
+STILL_CODECS = {"mjpeg", "png", "bmp", "gif", "webp", "tiff", "jpegls"}  # a cover picture, not the video
+DISCONTINUITY = 1.0  # seconds a timestamp may go back before it counts as a restart (concatenated MPEG-TS)
+JUMP_FORMATS = ("mpegts", "mpeg")  # formats whose clock may also jump forward (ffmpeg's AVFMT_TS_DISCONT)
+FORWARD_JUMP = 30.0  # seconds: such a forward jump is a restart too
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "http://", "https://")
 
 
@@ -43,6 +49,7 @@ class SourceInfo:
     has_audio: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
     live: bool = False
+    video_index: int = 0  # the container's stream that is anonymized (not a cover picture)
 
 
 @dataclass
@@ -67,16 +74,111 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=turns))
 
 
-def _stream_rotation(path: Path) -> int:
-    """The display-matrix rotation of the first video stream. PyAV shows it on frames
+def _stream_rotation(path: Path, index: int = 0) -> int:
+    """The display-matrix rotation of the video stream ``index``. PyAV shows it on frames
     only, so one frame is decoded from a second, short-lived demuxer."""
     try:
         with av.open(str(path), metadata_errors="replace") as c:
-            for vframe in c.decode(video=0):
+            for vframe in c.decode(c.streams[index]):
                 return int(getattr(vframe, "rotation", 0) or 0)
-    except av.error.FFmpegError:
+    except (av.error.FFmpegError, IndexError):
         pass  # the real read reports the damage
     return 0
+
+
+def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The stream to anonymize: the first moving-picture video stream. An MP4's cover art
+    (``attached_pic``) or a one-picture MJPEG/PNG track may come first: taking it
+    anonymized the 1-frame cover and dropped the video."""
+    videos = list(container.streams.video)
+    if not videos:
+        return None
+
+    def rank(s: av.video.stream.VideoStream) -> tuple[bool, bool]:
+        attached = bool(s.disposition & av.stream.Disposition.attached_pic)
+        still = s.codec_context is not None and s.codec_context.name in STILL_CODECS
+        return (not attached, not still)
+
+    best = max(rank(s) for s in videos)
+    return next(s for s in videos if rank(s) == best)
+
+
+def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a stored picture upright by its EXIF orientation (1-8): 2 mirrored, 3 turned
+    180, 4 flipped, 5 transposed, 6 turned 90 clockwise, 7 transversed, 8 turned 90 counter-clockwise."""
+    if orientation == 2:
+        image = image[:, ::-1]
+    elif orientation == 3:
+        image = image[::-1, ::-1]
+    elif orientation == 4:
+        image = image[::-1]
+    elif orientation == 5:
+        image = image.transpose(1, 0, 2)
+    elif orientation == 6:
+        image = np.rot90(image, k=-1)
+    elif orientation == 7:
+        image = image.transpose(1, 0, 2)[::-1, ::-1]
+    elif orientation == 8:
+        image = np.rot90(image, k=1)
+    return np.ascontiguousarray(image)
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag (1-8) of an image file, read with Pillow (headers only for
+    JPEG, WebP and TIFF); 1 when there is none or it cannot be read."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - no EXIF, or a file Pillow does not read: stored as shown
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def image_output_name(name: str) -> str:
+    """The output file name for an image of a folder: the same, but JPEG for HEIC/HEIF
+    (``IMG_1.heic.jpg``: never the name of another input of the folder)."""
+    return f"{name}.jpg" if Path(name).suffix.lower() in READ_ONLY_IMAGE_SUFFIXES else name
+
+
+def _pillow_rgb(image) -> np.ndarray:  # noqa: ANN001 - a PIL.Image
+    """A Pillow image as 8-bit RGB (16-bit and float TIFFs scaled, not clipped to white)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+
+
+class _Timeline:
+    """Output timestamps that only go forward. A file whose clock restarts (concatenated
+    MPEG-TS: each part from 0; a wrapped 33-bit clock) continues one frame after the last
+    timestamp instead of going back: backwards, the muxer refused the frames ("Operation not
+    permitted", 3 of 37 written) and the audio with them."""
+
+    def __init__(self, time_base: Fraction | None, forward_jumps: bool = False) -> None:
+        tb = float(time_base) if time_base else 1 / 90000
+        self.back = max(1, round(DISCONTINUITY / tb))
+        self.forward = round(FORWARD_JUMP / tb) if forward_jumps else None
+        self.offset = 0
+        self.last: int | None = None  # the last timestamp out
+        self.step: int | None = None
+        self.restarts = 0
+
+    def __call__(self, value: int | None) -> int | None:
+        if value is None:
+            return None
+        out = value + self.offset
+        if self.last is not None and (out < self.last - self.back or (self.forward is not None and out > self.last + self.forward)):
+            self.offset += self.last + (self.step or 1) - out
+            self.restarts += 1
+            out = self.last + (self.step or 1)
+        if self.last is not None and out > self.last:
+            self.step = out - self.last if self.step is None else min(self.step, out - self.last)
+        self.last = out if self.last is None else max(self.last, out)
+        return out
 
 
 class _TimestampGuesser:
@@ -149,11 +251,12 @@ class VideoFileSource(Source):
             raise InputError(f"{self.path}: not a video or image FFmpeg can read ({exc.strerror or exc})") from None
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: cannot open ({exc.strerror or exc})") from None
-        if not self.container.streams.video:
+        stream = main_video_stream(self.container)
+        if stream is None:
             what = "an audio-only file" if self.container.streams.audio else "no video stream"
             self.container.close()
             raise InputError(f"{self.path}: {what}; nothing to anonymize")
-        self.stream = self.container.streams.video[0]
+        self.stream = stream
         self.stream.thread_type = "AUTO"
         cc = self.stream.codec_context
         fps = self.stream.average_rate or self.stream.guessed_rate
@@ -178,11 +281,13 @@ class VideoFileSource(Source):
             duration=duration,
             has_audio=bool(self.container.streams.audio),
             metadata=dict(self.container.metadata),
+            video_index=self.stream.index,
         )
         if cc.width <= 0 or cc.height <= 0:
             raise InputError(f"{self.path}: video stream has no picture size (damaged header?)")
+        self.stored_size = (cc.width, cc.height)  # a frame of another size is scaled to this (the sink's)
         # The sink is sized before the first frame is read: the rotation must be known now.
-        self.info.rotation = _stream_rotation(self.path)
+        self.info.rotation = _stream_rotation(self.path, self.stream.index)
         if self.info.rotation % 180:
             self.info.width, self.info.height = self.info.height, self.info.width
         log.debug("input %s: %s %dx%d, %s fps, time base %s, rotation %d, %s frames", self.path, cc.name,
@@ -196,7 +301,10 @@ class VideoFileSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
+        decoded = 0  # frames out of the decoder, before --start/--end: the file's own count
         guess = _TimestampGuesser(prefer_dts="avi" in self.container.format.name)
+        timeline = _Timeline(self.stream.time_base, forward_jumps=self.container.format.name.split(",")[0] in JUMP_FORMATS)
+        resized = False
         packets = self.container.demux(self.stream)
         while True:
             try:
@@ -206,27 +314,121 @@ class VideoFileSource(Source):
             except av.error.FFmpegError as exc:  # damaged container: stop where it breaks
                 self.stats.decode_errors += 1
                 self.stats.note_error(f"demux: {exc}")
+                log.warning("%s: the file breaks off (%s); what came before is kept", self.path, exc.strerror or exc)
                 break
             try:
-                decoded = packet.decode()  # the final empty packet flushes the decoder
+                frames = packet.decode()  # the final empty packet flushes the decoder
             except av.error.FFmpegError as exc:
                 self.stats.decode_errors += 1
                 self.stats.note_error(f"packet at pts={packet.pts}: {exc}")
                 continue
-            for vframe in decoded:
-                pts = guess.peek(vframe.pts, vframe.dts)
+            for vframe in frames:
+                decoded += 1
+                pts = timeline(guess(vframe.pts, vframe.dts))
                 t = float(pts * vframe.time_base) if pts is not None and vframe.time_base else None
+                if vframe.is_corrupt:  # concealed by the decoder: shown, but not what was recorded
+                    self.stats.decode_errors += 1
+                    self.stats.note_error(f"frame {decoded - 1} (pts={vframe.pts}) decoded with errors (concealed)")
                 if self.start is not None and t is not None and t < self.start - 1e-6:
                     continue
                 if self.end is not None and t is not None and t >= self.end - 1e-6:
+                    self._note_restarts(timeline)
                     return
+                if (vframe.width, vframe.height) != self.stored_size:
+                    if not resized:
+                        resized = True
+                        log.warning("%s: the picture size changes mid-file (%dx%d, was %dx%d): frames scaled to the first size",
+                                    self.path, vframe.width, vframe.height, *self.stored_size)
+                    vframe = vframe.reformat(width=self.stored_size[0], height=self.stored_size[1])
                 image = _upright(vframe.to_ndarray(format="rgb24"), self.info.rotation)
                 self.stats.frames += 1
-                yield Frame(index=index, image=image, pts=guess(vframe.pts, vframe.dts), time_base=vframe.time_base)
+                yield Frame(index=index, image=image, pts=pts, time_base=vframe.time_base)
                 index += 1
+        self._note_restarts(timeline)
+        self._check_complete(decoded)
+
+    def _note_restarts(self, timeline: _Timeline) -> None:
+        if timeline.restarts:
+            log.warning("%s: the timestamps restart %d time(s) (joined recordings?); the output continues them",
+                        self.path, timeline.restarts)
+
+    def _check_complete(self, decoded: int) -> None:
+        """A file that ends before its own index or header says (a truncated MP4 or MKV:
+        FFmpeg stops quietly at the end of what is there) is damaged: counted, so the run
+        says ``partial`` with a warning, never ``ok``."""
+        cut = truncated(self.path)
+        if cut is not None:
+            self.stats.decode_errors += 1
+            self.stats.note_error(f"the file is cut short: {cut}")
+            log.warning("%s: the file is cut short (%s); what it holds was anonymized", self.path, cut)
+            return
+        if self.start is not None or self.end is not None:
+            return  # a range: the count covers part of the file
+        expected = self.stream.frames or 0
+        if expected and decoded < expected - max(1, expected // 100):
+            self.stats.decode_errors += 1
+            self.stats.note_error(f"the file ends early: {decoded} of {expected} frames decoded (truncated?)")
+            log.warning("%s: the file ends early: %d of %d frames decoded (truncated?)", self.path, decoded, expected)
 
     def close(self) -> None:
         self.container.close()
+
+
+def _vint(data: bytes, at: int) -> tuple[int, int] | None:
+    """An EBML variable-length integer at ``at``: (value, length); None past the end. An
+    all-ones value (unknown size, a live recording) comes back as -1."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 9 - data[at].bit_length()
+    if at + length > len(data):
+        return None
+    value = data[at] & (0xFF >> length)
+    for byte in data[at + 1:at + length]:
+        value = (value << 8) | byte
+    return (-1 if value == (1 << (7 * length)) - 1 else value), length
+
+
+def truncated(path: Path) -> str | None:
+    """Whether an MP4/MOV or Matroska/WebM file ends before its own structure says: a
+    top-level box or the Segment declares more bytes than the file holds. None when whole
+    (or not one of these formats, or of unknown size: a recording still being written)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the header element, then the Segment
+                header = _vint(head, 4)
+                if header is None or header[0] < 0:
+                    return None
+                at = 4 + header[1] + header[0]
+                f.seek(at)
+                seg = f.read(12)
+                if seg[:4] != b"\x18\x53\x80\x67":
+                    return None
+                body = _vint(seg, 4)
+                if body is None or body[0] < 0:
+                    return None
+                declared = at + 4 + body[1] + body[0]
+                return f"{size} of {declared} bytes" if declared > size else None
+            if head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+                return None
+            at = 0
+            while at + 8 <= size:
+                f.seek(at)
+                box = f.read(16)
+                length = int.from_bytes(box[:4], "big")
+                if length == 1 and len(box) == 16:
+                    length = int.from_bytes(box[8:16], "big")
+                elif length == 0:  # to the end of the file
+                    return None
+                if length < 8:
+                    return None  # not a box structure after all: leave it to FFmpeg
+                if at + length > size:
+                    return f"{size} of {at + length} bytes ('{box[4:8].decode('latin-1')}' box cut)"
+                at += length
+    except OSError:
+        return None
+    return None
 
 
 class ImageSource(Source):
@@ -273,11 +475,13 @@ class ImageSource(Source):
         """The image, upright; all black (with the error counted) when it decodes only with errors."""
         try:
             return self._decode(path, strict=True)
-        except (av.error.FFmpegError, StopIteration) as exc:
+        except (av.error.FFmpegError, StopIteration, OSError, ValueError, SyntaxError) as exc:
             strict_error = exc
+        if path.suffix.lower() in READ_ONLY_IMAGE_SUFFIXES:
+            raise InputError(f"{path}: not an image that can be read ({strict_error})") from None
         try:
             image = self._decode(path, strict=False)
-        except (av.error.FFmpegError, StopIteration) as exc:
+        except (av.error.FFmpegError, StopIteration, OSError, ValueError) as exc:
             raise InputError(f"{path}: not an image FFmpeg can read ({exc})") from None
         message = f"{path}: damaged image ({getattr(strict_error, 'strerror', None) or strict_error}); covered whole"
         self.stats.decode_errors += 1
@@ -287,12 +491,26 @@ class ImageSource(Source):
 
     @staticmethod
     def _decode(path: Path, strict: bool) -> np.ndarray:
+        """Strict: any damage is an error. FFmpeg conceals a damaged JPEG and says nothing
+        ('explode' makes it an error), but the same flag fails every TIFF that OpenCV,
+        FFmpeg or ImageMagick writes (a tag it does not know): TIFFs are read strictly by
+        libtiff (Pillow), HEIC/HEIF by libheif (pillow-heif, which applies their rotation and
+        mirror). The EXIF orientation (1-8, mirrors included) is applied here."""
+        suffix = path.suffix.lower()
+        if suffix in READ_ONLY_IMAGE_SUFFIXES:
+            return _read_heif(path)
+        if strict and suffix in TIFF_SUFFIXES:
+            from PIL import Image, ImageOps
+
+            with Image.open(path) as im:
+                im.load()  # libtiff: a truncated strip or a bad tile raises
+                return _pillow_rgb(ImageOps.exif_transpose(im))
         with av.open(str(path)) as container:
             if strict:
-                # FFmpeg conceals a damaged picture and says nothing; 'explode' makes it an error.
                 container.streams.video[0].codec_context.options = {"err_detect": "explode"}
             vframe = next(container.decode(video=0))
-            return _upright(vframe.to_ndarray(format="rgb24"), int(getattr(vframe, "rotation", 0) or 0))
+            image = vframe.to_ndarray(format="rgb24")
+        return _orient(image, exif_orientation(path))
 
     def __iter__(self) -> Iterator[Frame]:
         assert self._first is not None
@@ -308,6 +526,21 @@ class ImageSource(Source):
                 continue
             self.stats.frames += 1
             yield Frame(index=index, image=image)
+
+
+def _read_heif(path: Path) -> np.ndarray:
+    """A HEIC/HEIF picture, upright (libheif applies its 'irot' and 'imir'), whole (a grid of
+    tiles assembled: FFmpeg gives the first tile only)."""
+    try:
+        import pillow_heif
+    except ModuleNotFoundError:
+        raise InputError(f"{path}: HEIC/HEIF needs pillow-heif: pip install pillow-heif") from None
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    with Image.open(path) as im:
+        im.load()
+        return _pillow_rgb(im)
 
 
 class LiveSource(Source):
@@ -380,9 +613,10 @@ class LiveSource(Source):
 
     def _describe(self, first: bool = False) -> None:
         assert self.container is not None
-        if not self.container.streams.video:
+        stream = main_video_stream(self.container)
+        if stream is None:
             raise StreamError(f"{self.uri}: the stream carries no video")
-        stream = self.container.streams.video[0]
+        self.video_index = stream.index
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
             raise StreamError(f"{self.uri}: the video stream has no picture size")
@@ -408,7 +642,7 @@ class LiveSource(Source):
         try:
             while not self._closing.is_set():
                 assert self.container is not None
-                stream = self.container.streams.video[0]
+                stream = self.container.streams[self.video_index]
                 tb = stream.time_base or out_tb
                 codec = stream.codec_context
                 read_at = time.monotonic()

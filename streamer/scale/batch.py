@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..anonymizers import CLASSICAL
 from ..config import Config
 from ..errors import ConfigError, Interrupted, OutputError
 from ..redact import redacted
+from ..report import made_with
 from ..sources import IMAGE_SUFFIXES, STREAM_SCHEMES
 from .cluster import connect, import_ray, runtime_env
 from .worker import STAGING, FileWorker
@@ -48,9 +50,12 @@ class Unit:
     output: str
     report: str
     outdir: str
+    overwrite: bool = False  # the output and report may replace existing files (never an input)
+    inputs: list[str] = field(default_factory=list)  # every input of the batch: none may be written
 
-    def as_dict(self) -> dict[str, str]:
-        return {"id": self.id, "input": self.input, "output": self.output, "report": self.report, "outdir": self.outdir}
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "input": self.input, "output": self.output, "report": self.report, "outdir": self.outdir,
+                "overwrite": self.overwrite, "inputs": self.inputs}
 
 
 @dataclass
@@ -84,40 +89,52 @@ class BatchSummary:
 
 
 def output_name(input_path: Path) -> str:
-    """The name ``camstream run INPUT`` would give beside the input, in OUTDIR."""
-    if input_path.is_dir():
-        return input_path.name + ".anonymized"
-    if input_path.suffix.lower() in IMAGE_SUFFIXES:
-        return f"{input_path.stem}.anonymized{input_path.suffix}"
-    return f"{input_path.stem}.anonymized.mp4"
+    """The name ``camstream run INPUT`` would give beside the input, in OUTDIR (long names
+    shortened the same way: streamer.paths.output_name)."""
+    kind = "images" if input_path.is_dir() else "image" if input_path.suffix.lower() in IMAGE_SUFFIXES else "file"
+    return paths.output_name(input_path.name, kind)
 
 
-def plan(inputs: list[str], outdir: str | Path) -> list[Unit]:
-    """One unit per input (a file, or a folder of images); names checked before any work."""
+def plan(inputs: list[str], outdir: str | Path, overwrite: bool = False) -> list[Unit]:
+    """One unit per input (a file, or a folder of images); names checked before any work:
+    no output or report may be an input of the batch (``--overwrite`` or not, links
+    resolved) or the output or report of another input."""
     out = Path(outdir).resolve()
     if out.exists() and not out.is_dir():
         raise OutputError(f"{outdir}: with --ray, -o names a folder (it is a file)")
     units, names = [], {}
+    absolute = [os.path.abspath(text) for text in inputs]
     for i, text in enumerate(inputs):
         if text.startswith(STREAM_SCHEMES) or text.startswith("webcam:"):
             raise ConfigError(f"{text}: live streams do not end; run cameras with 'camstream serve'")
-        path = Path(os.path.abspath(text))  # not resolve(): a link's own name names the output
+        path = Path(absolute[i])  # not resolve(): a link's own name names the output
         name = output_name(path)
         if name in names:
             raise ConfigError(f"{text} and {names[name]} would both write {out / name}: rename one")
         names[name] = text
         stem = name if path.is_dir() else Path(name).stem
-        units.append(Unit(id=f"{i:05d}", input=str(path), output=str(out / name), report=str(out / f"{stem}.json"), outdir=str(out)))
+        unit = Unit(id=f"{i:05d}", input=str(path), output=str(out / name), report=str(out / f"{stem}.json"), outdir=str(out),
+                    overwrite=overwrite, inputs=absolute)
+        for target, what in ((unit.output, "output"), (unit.report, "report")):
+            for other in absolute:
+                if paths.same_file(target, other):
+                    raise OutputError(f"{target}: the {what} of {text} would overwrite the input {other}")
+        units.append(unit)
+    paths.check_distinct([(u.input, u.output) for u in units] + [(f"{u.input}'s report", u.report) for u in units])
     return units
 
 
-def finished(unit: Unit) -> dict[str, Any] | None:
-    """The report of an earlier run that completed this unit, or None."""
+def finished(unit: Unit, made: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The report of an earlier run that completed this unit the same way, or None: the same
+    input and output, ``ok`` or ``partial``, and made with the same method, settings and
+    time range (``made``: what this batch would make; a report without it never matches)."""
     try:
         report = json.loads(Path(unit.report).read_text())
     except (OSError, ValueError):
         return None
     same = isinstance(report, dict) and report.get("input") == unit.input and report.get("output") == unit.output
+    if made is not None and (not isinstance(report, dict) or report.get("made_with") != made):
+        return None
     if same and report.get("status") in ("ok", "partial") and Path(unit.output).exists():
         return report
     return None
@@ -216,10 +233,12 @@ def run_batch(
     end: float | None = None,
     progress: bool = True,
     debug: bool = False,
+    overwrite: bool = False,
 ) -> BatchSummary:
     """Runs every input as one unit on the cluster; returns the summary (never raises for
-    a failed file: it is in the summary, the others go on)."""
-    units = plan(inputs, outdir)
+    a failed file: it is in the summary, the others go on). An existing output (or report)
+    that is not skipped is refused (exit 4 for that file) unless ``overwrite``."""
+    units = plan(inputs, outdir, overwrite)
     out = Path(outdir).resolve()
     if not out.parent.is_dir():
         raise OutputError(f"{outdir}: parent folder {out.parent} does not exist")
@@ -230,14 +249,23 @@ def run_batch(
     if not os.access(out, os.W_OK):
         raise OutputError(f"{outdir}: output folder is not writable")
     summary = BatchSummary(outdir=str(out), method=config.anonymize.method)
+    made = made_with(config.anonymize.method, config.to_dict(), start, end)
     todo = []
     for unit in units:
-        report = finished(unit) if skip_existing else None
+        report = finished(unit, made) if skip_existing else None
         if report is not None:
             summary.files.append({"input": unit.input, "output": unit.output, "status": "skipped",
                                   "previous_status": report["status"], **_figures(report)})
-        else:
-            todo.append(unit)
+            continue
+        taken = [p for p in (unit.output, unit.report) if os.path.lexists(p)]
+        if taken and not overwrite:
+            why = " (made with another method, settings or range)" if skip_existing and os.path.lexists(unit.report) else ""
+            error = f"{taken[0]} already exists{why}; add --overwrite to replace it"
+            log.warning("%s: %s", unit.input, error)
+            summary.files.append({"input": unit.input, "output": None, "status": "error", "error": error, "exit_code": 4,
+                                  "attempts": 0})
+            continue
+        todo.append(unit)
     started = time.monotonic()
     if not todo:
         return summary
@@ -365,11 +393,18 @@ def run_batch_cli(args: Any, config: Config) -> int:
     if args.preview:
         raise ConfigError("--preview shows one local run; it does not go with --ray")
     skip = True if args.skip_existing is None else args.skip_existing
+    summary_path = Path(args.report) if args.report else Path(args.output) / "camstream-summary.json"
+    paths.check_target(summary_path, "summary", list(args.input), args.overwrite or not args.report)
+    units = plan(list(args.input), args.output)
+    paths.check_distinct([("the summary", str(summary_path))] + [(u.input, u.output) for u in units]
+                         + [(f"{u.input}'s report", u.report) for u in units])
     summary = run_batch(list(args.input), args.output, config, address=args.ray, workers=args.ray_workers,
                         retries=args.retries, skip_existing=skip, start=args.start, end=args.end,
-                        progress=not args.quiet, debug=args.debug)
-    path = Path(args.report) if args.report else Path(summary.outdir) / "camstream-summary.json"
-    path.write_text(json.dumps(redacted(json.loads(json.dumps(summary.to_dict(), default=str))), indent=2) + "\n")
+                        progress=not args.quiet, debug=args.debug, overwrite=args.overwrite)
+    text = json.dumps(redacted(json.loads(json.dumps(summary.to_dict(), default=str))), indent=2) + "\n"
+    # --report names the summary: the rule of every path a run writes (never an input, an existing
+    # file only with --overwrite); the default one in OUTDIR is the batch's own, replaced each run
+    paths.write_text(summary_path, text, overwrite=args.overwrite or not args.report)
     print_table(summary)
     codes = {f.get("exit_code", 1) for f in summary.failed}
     return 0 if not codes else (codes.pop() if len(codes) == 1 else 1)

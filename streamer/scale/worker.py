@@ -22,15 +22,24 @@ STAGING = ".camstream-staging"
 PROGRESS_EVERY = 0.25  # seconds between progress messages to the driver
 
 
-def _replace(staged: Path, final: Path) -> None:
-    """Move a finished file (or folder of images) into place over any older one."""
-    if staged.is_dir() and final.exists():
-        old = staged.with_name(staged.name + ".old")
-        os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
+def _replace(staged: Path, final: Path, overwrite: bool = False) -> None:
+    """Move a finished file (or folder of images) into place: over an older one only with
+    ``overwrite`` (else only while the name is free: streamer.paths.publish)."""
+    from ..errors import OutputError
+    from ..paths import publish
+
+    if staged.is_dir():
+        if os.path.lexists(final) and not overwrite:
+            raise OutputError(f"{final} appeared while this file was processed; left untouched (add --overwrite to replace)")
+        if final.exists():
+            old = staged.with_name(staged.name + ".old")
+            os.replace(final, old)
+            os.replace(staged, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staged, final)
     else:
-        os.replace(staged, final)
+        publish(staged, final, overwrite)
 
 
 def _count_attempt(root: Path, unit_id: str) -> int:
@@ -66,6 +75,7 @@ class FileWorker:
 
     def process(self, unit: dict[str, Any], start: float | None, end: float | None) -> dict[str, Any]:
         from ..errors import CamstreamError
+        from ..paths import claim, publish
         from ..runner import run
 
         root = Path(unit["outdir"]) / STAGING
@@ -84,26 +94,30 @@ class FileWorker:
                 last[0] = now
                 self.board.update.remote(unit["id"], attempt, written, total)
 
+        final, report_path = Path(unit["output"]), Path(unit["report"])
+        overwrite = bool(unit.get("overwrite", False))
         try:
-            report = run(unit["input"], str(staged), self.config, start=start, end=end,
-                         report_path=str(work / "report.json"), progress=False, on_frame=progress)
+            # a second batch writing the same output now is refused, not interleaved with this one
+            with claim([final, report_path]):
+                report = run(unit["input"], str(staged), self.config, start=start, end=end,
+                             report_path=str(work / "report.json"), progress=False, on_frame=progress,
+                             inputs=unit.get("inputs") or [unit["input"]])
+                if report.status not in ("ok", "partial") or not staged.exists():
+                    shutil.rmtree(work, ignore_errors=True)
+                    return {**result, "status": "error", "error": report.error or f"run ended {report.status}", "exit_code": 1}
+                _replace(staged, final, overwrite)
+                report.output = str(final)
+                data = json.loads(report.to_json())
+                data["attempts"] = attempt
+                tmp = work / "report.final.json"
+                tmp.write_text(json.dumps(data, indent=2) + "\n")
+                publish(tmp, report_path, overwrite)
         except CamstreamError as exc:  # bad input, unwritable output...: the same again on a retry
             shutil.rmtree(work, ignore_errors=True)
             return {**result, "status": "error", "error": str(exc), "exit_code": exc.exit_code}
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise  # internal: Ray retries it (retry_exceptions)
-        final, report_path = Path(unit["output"]), Path(unit["report"])
-        if report.status not in ("ok", "partial") or not staged.exists():
-            shutil.rmtree(work, ignore_errors=True)
-            return {**result, "status": "error", "error": report.error or f"run ended {report.status}", "exit_code": 1}
-        _replace(staged, final)
-        report.output = str(final)
-        data = json.loads(report.to_json())
-        data["attempts"] = attempt
-        tmp = work / "report.final.json"
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, report_path)
         shutil.rmtree(work, ignore_errors=True)
         (root / f"{unit['id']}.attempts").unlink(missing_ok=True)
         return {**result, "status": report.status, "output": str(final), "report": data}
