@@ -12,6 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .errors import CamstreamError, ConfigError, ModelError
 from .extras import missing_extra
@@ -135,8 +136,17 @@ def _methods() -> list[str]:
     return methods
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error quotes what was typed (``invalid choice: 'rtsp://admin:pw@cam/x'`` when a
+    camera URL lands in the wrong place): redacted like every other line. Subcommands' parsers
+    are made of the same class (argparse's default ``parser_class``)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(redact(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="camstream",
         description="Anonymize people in video files and live camera streams.",
         epilog=EPILOG,

@@ -135,13 +135,15 @@ def run(
     preview_file: str | None = None,
     draw_detections: bool = False,
     on_frame: Callable[[int, int | None], None] | None = None,
-    overwrite: bool = False,
+    overwrite: bool = True,
     inputs: Sequence[str] | None = None,
 ) -> RunReport:
     """``on_frame(frames written, frames expected or None)`` after each written frame
     (progress for a caller that runs many files, e.g. a Ray worker). ``overwrite``: the
-    output, report and preview may replace existing files (never an input); ``inputs``:
-    every input of the run this file belongs to (none of them may be written)."""
+    output, report and preview may replace existing files, as a library call that names
+    them expects (never an input); ``camstream run`` passes its ``--overwrite``, so that
+    without it an existing file, or one that appears while the run writes, is never
+    replaced. ``inputs``: every input of the run this file belongs to (none is written)."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     validate(config)
     inputs = [*(inputs or []), input_uri]

@@ -15,7 +15,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import CAMSTREAM, REPO, camstream, probe, read_frames, write_video
 
@@ -121,7 +120,7 @@ def test_skip_existing_without_ray_is_a_usage_error(data: Path, tmp_path: Path) 
 
 def test_two_runs_writing_one_output_the_second_is_refused(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    first = subprocess.Popen([*CAMSTREAM, "run", data / "Megamind.avi", "--method", "solid", "-o", out, "-q"], cwd=REPO,
+    first = subprocess.Popen([*CAMSTREAM, "run", data / "Megamind.avi", "--method", "solid", "-o", out, "--end", "6", "-q"], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -201,10 +200,13 @@ def test_ray_batch_never_destroys_and_skips_only_what_the_same_settings_made(dat
     r = camstream("run", clip, twin, "-o", tmp_path, "--ray", "auto", "--method", "solid", "-q", "--overwrite", timeout=600)
     assert r.returncode == 4 and "would overwrite the input" in _last(r), r.stderr
     # --report (the summary) naming an input: refused, --overwrite or not
-    r = camstream("run", clip, "-o", tmp_path / "out", "--ray", "auto", "--report", twin, "--overwrite", "-q", "--method", "solid",
-                  timeout=600)
+    other = _clip(data, tmp_path / "other.mp4", frames=3)
+    other_before = other.read_bytes()
+    r = camstream("run", clip, other, "-o", tmp_path / "out", "--ray", "auto", "--report", other, "--overwrite", "-q",
+                  "--method", "solid", timeout=600)
     assert r.returncode == 4 and "overwrite the input" in _last(r), r.stderr
-    assert twin.read_bytes() == twin_before
+    assert twin.read_bytes() == twin_before and other.read_bytes() == other_before
+    assert not (tmp_path / "out").exists()  # refused before anything ran
     out = tmp_path / "out"
     out.mkdir()
     mine = out / "clip.anonymized.mp4"
@@ -224,4 +226,4 @@ def test_ray_batch_never_destroys_and_skips_only_what_the_same_settings_made(dat
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "camstream-summary.json").read_text())
     assert [f["status"] for f in summary["files"]] == ["skipped"]  # the same settings: kept
-    assert np.any(read_frames(out / "clip.anonymized.mp4")[0])
+    assert probe(out / "clip.anonymized.mp4")["frames"] == 6

@@ -68,6 +68,17 @@ def test_rtsp_output_with_a_password(tmp_path: Path) -> None:
     _nothing_leaks(r.stderr, r.stdout)
 
 
+URL = f"rtsp://{USER}:{PASSWORD}@127.0.0.1/cam"
+
+
+@pytest.mark.parametrize("args", [["run", URL, "--method", URL], ["run", URL, "--start", URL], ["serve", "cameras.yaml", URL]])
+def test_a_usage_error_quoting_a_camera_url(args: list[str], tmp_path: Path) -> None:
+    """A URL in the wrong place (a flag's value, an extra argument) is quoted by the usage error."""
+    r = subprocess.run([*CAMSTREAM, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"rtsp://{USER}:***@127.0.0.1" in r.stderr, r.stderr
+    _nothing_leaks(r.stderr, r.stdout)
+
+
 def test_drops_reconnects_report_and_debug_with_a_password(cameras, procs, tmp_path: Path) -> None:  # noqa: F811
     camera = cameras()
     run = procs([_with_password(camera.url), "-o", "out.mkv", "--end", "4", "--report", "r.json", "--debug", *FAST[1:],

@@ -31,7 +31,7 @@ from .. import paths
 from ..anonymizers import CLASSICAL
 from ..config import Config
 from ..errors import ConfigError, Interrupted, OutputError
-from ..redact import redacted
+from ..redact import redact, redacted
 from ..report import made_with
 from ..sources import IMAGE_SUFFIXES, STREAM_SCHEMES
 from .cluster import connect, import_ray, runtime_env
@@ -379,7 +379,7 @@ def print_table(summary: BatchSummary, stream: Any = None) -> None:
     for r in (head, *rows):
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip(), file=stream)
     for f in summary.failed:
-        print(f"failed: {f['input']}: {f.get('error')}", file=stream)
+        print(redact(f"failed: {f['input']}: {f.get('error')}"), file=stream)
 
 
 def run_batch_cli(args: Any, config: Config) -> int:
