@@ -74,8 +74,14 @@ def test_an_alias_that_expands_a_little_is_fine(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", ["dev-zero", "fifo", "folder", "huge", "binary", "not-utf8"])
 def test_config_files_that_are_not_small_text_files(case: str, tmp_path: Path) -> None:
-    path = {"dev-zero": Path("/dev/zero"), "fifo": tmp_path / "fifo.yaml", "folder": tmp_path,
-            "huge": tmp_path / "huge.yaml", "binary": tmp_path / "bin.yaml", "not-utf8": tmp_path / "latin.yaml"}[case]
+    path = {
+        "dev-zero": Path("/dev/zero"),
+        "fifo": tmp_path / "fifo.yaml",
+        "folder": tmp_path,
+        "huge": tmp_path / "huge.yaml",
+        "binary": tmp_path / "bin.yaml",
+        "not-utf8": tmp_path / "latin.yaml",
+    }[case]
     if case == "fifo":
         os.mkfifo(path)  # opened for reading, it would wait for a writer for ever
     elif case == "huge":
@@ -84,8 +90,14 @@ def test_config_files_that_are_not_small_text_files(case: str, tmp_path: Path) -
         path.write_bytes(bytes(range(256)) * 8)
     elif case == "not-utf8":
         path.write_bytes("anonymize: {replace_with: caf\xe9.png}\n".encode("latin-1"))
-    needle = {"dev-zero": "not a regular file", "fifo": "not a regular file", "folder": "a folder", "huge": "larger than",
-              "binary": "not UTF-8", "not-utf8": "not UTF-8"}[case]
+    needle = {
+        "dev-zero": "not a regular file",
+        "fifo": "not a regular file",
+        "folder": "a folder",
+        "huge": "larger than",
+        "binary": "not UTF-8",
+        "not-utf8": "not UTF-8",
+    }[case]
     _one_line(_image_run(tmp_path, "-c", path, timeout=30), 2, needle)
     r = _run("serve", path, timeout=30)
     _one_line(r, 2, needle)
@@ -98,29 +110,33 @@ def test_an_unknown_preset_lists_the_presets(tmp_path: Path) -> None:
 # -- values -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--set", "detection.threshold=[x"], "--set detection.threshold: invalid YAML"),
-    (["--set", "a.b=*x"], "--set a.b: invalid YAML"),
-    (["--set", "stream.open_timeout=-1"], "stream.open_timeout"),
-    (["--set", "stream.read_timeout=.nan"], "stream.read_timeout"),
-    (["--set", "stream.reconnect_attempts=-2"], "stream.reconnect_attempts"),
-    (["--set", "anonymize.scope=bogus"], "anonymize.scope"),
-    (["--set", "anonymize.shape=star"], "anonymize.shape"),
-    (["--set", "anonymize.fallback=camouflage"], "anonymize.fallback"),
-    (["--set", "detection.detector=yolo"], "detection.detector"),
-    (["--set", "models.device=gpu"], "models.device"),
-    (["--set", "camouflage.mode=fast"], "camouflage.mode"),
-    (["--set", "base.steps=0"], "base.steps"),
-    (["--set", "light.strength=.inf"], "light.strength"),
-    (["--set", "output.audio_streams=some"], "output.audio_streams"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--set", "detection.threshold=[x"], "--set detection.threshold: invalid YAML"),
+        (["--set", "a.b=*x"], "--set a.b: invalid YAML"),
+        (["--set", "stream.open_timeout=-1"], "stream.open_timeout"),
+        (["--set", "stream.read_timeout=.nan"], "stream.read_timeout"),
+        (["--set", "stream.reconnect_attempts=-2"], "stream.reconnect_attempts"),
+        (["--set", "anonymize.scope=bogus"], "anonymize.scope"),
+        (["--set", "anonymize.shape=star"], "anonymize.shape"),
+        (["--set", "anonymize.fallback=camouflage"], "anonymize.fallback"),
+        (["--set", "detection.detector=yolo"], "detection.detector"),
+        (["--set", "models.device=gpu"], "models.device"),
+        (["--set", "camouflage.mode=fast"], "camouflage.mode"),
+        (["--set", "base.steps=0"], "base.steps"),
+        (["--set", "light.strength=.inf"], "light.strength"),
+        (["--set", "output.audio_streams=some"], "output.audio_streams"),
+    ],
+)
 def test_bad_values_are_one_line_and_exit_2(args: list[str], needle: str, tmp_path: Path) -> None:
     _one_line(_image_run(tmp_path, *args), 2, needle)
     assert not (tmp_path / "o.jpg").exists()
 
 
-@pytest.mark.parametrize("args", [["--start", "nan"], ["--start", "inf"], ["--start", "1e308"], ["--end", "nan"],
-                                  ["--start", "1:-30"], ["--end=-inf"]])
+@pytest.mark.parametrize(
+    "args", [["--start", "nan"], ["--start", "inf"], ["--start", "1e308"], ["--end", "nan"], ["--start", "1:-30"], ["--end=-inf"]]
+)
 def test_bad_times_are_usage_errors(args: list[str], tmp_path: Path) -> None:
     r = _image_run(tmp_path, *args)
     assert r.returncode == 2, r.stderr
@@ -134,17 +150,20 @@ def _camera(**extra: object) -> str:
     return json.dumps({"cameras": [{"name": "a", "input": "rtsp://127.0.0.1:1/x", "output": "o", "method": "solid", **extra}]})
 
 
-@pytest.mark.parametrize(("extra", "needle"), [
-    ({"set": ["a", "b"]}, "'set' is a mapping"),
-    ({"max_restarts": "INF"}, "max_restarts"),
-    ({"segment_seconds": "NAN"}, "segment_seconds"),
-    ({"segment_seconds": -1}, "segment_seconds"),
-    ({"cpus": 0}, "cpus"),
-    ({"max_restarts": True}, "max_restarts"),
-    ({"set": {"stream.open_timeout": -1}}, "stream.open_timeout"),
-    ({"set": {"anonymize.scope": "bogus"}}, "anonymize.scope"),
-    ({"input": "/dev/video0"}, "not a stream URL"),
-])
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"set": ["a", "b"]}, "'set' is a mapping"),
+        ({"max_restarts": "INF"}, "max_restarts"),
+        ({"segment_seconds": "NAN"}, "segment_seconds"),
+        ({"segment_seconds": -1}, "segment_seconds"),
+        ({"cpus": 0}, "cpus"),
+        ({"max_restarts": True}, "max_restarts"),
+        ({"set": {"stream.open_timeout": -1}}, "stream.open_timeout"),
+        ({"set": {"anonymize.scope": "bogus"}}, "anonymize.scope"),
+        ({"input": "/dev/video0"}, "not a stream URL"),
+    ],
+)
 def test_bad_camera_values_are_one_line_and_exit_2(extra: dict, needle: str, tmp_path: Path) -> None:
     spec = tmp_path / "cameras.yaml"
     # YAML's own infinities and NaN (JSON has none): .inf and .nan
@@ -168,9 +187,16 @@ def test_serve_checks_every_camera_before_starting_any(tmp_path: Path) -> None:
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the second camera's folder would go")
     spec = tmp_path / "cameras.yaml"
-    spec.write_text(json.dumps({"cameras": [
-        {"name": "a", "input": "rtsp://127.0.0.1:1/x", "output": "ok", "method": "solid"},
-        {"name": "b", "input": "rtsp://127.0.0.1:1/y", "output": "blocked/segments", "method": "solid"}]}))
+    spec.write_text(
+        json.dumps(
+            {
+                "cameras": [
+                    {"name": "a", "input": "rtsp://127.0.0.1:1/x", "output": "ok", "method": "solid"},
+                    {"name": "b", "input": "rtsp://127.0.0.1:1/y", "output": "blocked/segments", "method": "solid"},
+                ]
+            }
+        )
+    )
     _one_line(_run("serve", spec), 4, "camera b")
     # a camera with the diffusion method (the default) on a machine without the extra: exit 5, not "starting" for ever
     spec.write_text(json.dumps({"cameras": [{"name": "a", "input": "rtsp://127.0.0.1:1/x", "output": "ok2"}]}))

@@ -33,7 +33,7 @@ def _frames(n: int, w: int = 64, h: int = 48, seed: int = 0) -> list[np.ndarray]
     out = []
     for i in range(n):
         f = np.full((h, w, 3), (i * 7 + seed) % 200, np.uint8)
-        f[h // 4:h // 2, w // 4:w // 2] = 255
+        f[h // 4 : h // 2, w // 4 : w // 2] = 255
         out.append(f)
     return out
 
@@ -197,9 +197,15 @@ def test_every_exif_orientation_comes_out_upright_and_not_mirrored(orientation: 
     from PIL import Image
 
     # stored as a camera would: the upright picture turned so that orientation N shows it upright
-    undo = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
-            8: Image.Transpose.ROTATE_270}
+    undo = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }
     stored = Image.fromarray(_UP)
     if orientation in undo:
         stored = stored.transpose(undo[orientation])

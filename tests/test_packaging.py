@@ -42,8 +42,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert r.returncode == 0, r.stderr
     (wheel,) = (work / "dist").glob("camstream-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"camstream/configs/models.yaml", "camstream/configs/paranoid.yaml", "camstream/configs/quality.yaml",
-            "camstream/configs/realtime.yaml", "camstream/configs/default.yaml"} <= set(names), names
+    assert {
+        "camstream/configs/models.yaml",
+        "camstream/configs/paranoid.yaml",
+        "camstream/configs/quality.yaml",
+        "camstream/configs/realtime.yaml",
+        "camstream/configs/default.yaml",
+    } <= set(names), names
     venv = work / "venv"
     r = _run(sys.executable, "-m", "venv", "--without-pip", venv)
     assert r.returncode == 0, r.stderr
@@ -66,16 +71,35 @@ def _env() -> dict[str, str]:
 
 
 def test_the_wheel_runs_from_its_own_files(installed: Path, tmp_path: Path) -> None:
-    r = _run(installed / "python", "-c", "import streamer, camouflage; print(streamer.__file__, camouflage.__file__)",
-             cwd=tmp_path, env=_env())
+    r = _run(
+        installed / "python",
+        "-c",
+        "import streamer, camouflage; print(streamer.__file__, camouflage.__file__)",
+        cwd=tmp_path,
+        env=_env(),
+    )
     assert r.returncode == 0, r.stderr
     assert all(str(REPO) not in p for p in r.stdout.split()), r.stdout  # the wheel's copy, not the checkout
 
 
 def test_a_preset_from_the_wheel(installed: Path, tmp_path: Path) -> None:
     out = tmp_path / "g.jpg"
-    r = _run(installed / "camstream", "run", DATA / "grace_hopper_512x512.jpg", "-c", "paranoid", "--method", "solid",
-             "-o", out, "--report", tmp_path / "r.json", "-q", cwd=tmp_path, env=_env())
+    r = _run(
+        installed / "camstream",
+        "run",
+        DATA / "grace_hopper_512x512.jpg",
+        "-c",
+        "paranoid",
+        "--method",
+        "solid",
+        "-o",
+        out,
+        "--report",
+        tmp_path / "r.json",
+        "-q",
+        cwd=tmp_path,
+        env=_env(),
+    )
     assert r.returncode == 0, r.stderr
     assert out.exists()
     import json

@@ -77,8 +77,13 @@ def test_an_existing_preview_is_refused_and_an_interrupted_preview_keeps_partial
     r = camstream("run", src, "--method", "solid", "-o", tmp_path / "o.mp4", "--preview-file", taken)
     assert r.returncode == 4 and "already exists" in _last(r) and taken.read_bytes() == b"keep me", r.stderr
     preview = tmp_path / "preview.mp4"
-    proc = subprocess.Popen([*CAMSTREAM, "run", src, "--method", "solid", "-o", tmp_path / "out.mp4", "--preview-file", preview],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CAMSTREAM, "run", src, "--method", "solid", "-o", tmp_path / "out.mp4", "--preview-file", preview],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         partial = tmp_path / "preview.partial.mp4"
@@ -120,8 +125,13 @@ def test_skip_existing_without_ray_is_a_usage_error(data: Path, tmp_path: Path) 
 
 def test_two_runs_writing_one_output_the_second_is_refused(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    first = subprocess.Popen([*CAMSTREAM, "run", data / "Megamind.avi", "--method", "solid", "-o", out, "--end", "6", "-q"], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [*CAMSTREAM, "run", data / "Megamind.avi", "--method", "solid", "-o", out, "--end", "6", "-q"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (tmp_path / "out.partial.mp4").exists():
@@ -202,8 +212,22 @@ def test_ray_batch_never_destroys_and_skips_only_what_the_same_settings_made(dat
     # --report (the summary) naming an input: refused, --overwrite or not
     other = _clip(data, tmp_path / "other.mp4", frames=3)
     other_before = other.read_bytes()
-    r = camstream("run", clip, other, "-o", tmp_path / "out", "--ray", "auto", "--report", other, "--overwrite", "-q",
-                  "--method", "solid", timeout=600)
+    r = camstream(
+        "run",
+        clip,
+        other,
+        "-o",
+        tmp_path / "out",
+        "--ray",
+        "auto",
+        "--report",
+        other,
+        "--overwrite",
+        "-q",
+        "--method",
+        "solid",
+        timeout=600,
+    )
     assert r.returncode == 4 and "overwrite the input" in _last(r), r.stderr
     assert twin.read_bytes() == twin_before and other.read_bytes() == other_before
     assert not (tmp_path / "out").exists()  # refused before anything ran

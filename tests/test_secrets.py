@@ -37,14 +37,17 @@ def _nothing_leaks(*texts: str) -> None:
         assert f"{USER}:***@" in text or "://" not in text or PASSWORD not in text
 
 
-@pytest.mark.parametrize(("text", "shown"), [
-    ("rtsp://admin:S3cretPass@10.0.0.5:554/stream1", "rtsp://admin:***@10.0.0.5:554/stream1"),
-    ("cannot connect rtsp://a:p@ss@h/x (refused)", "cannot connect rtsp://a:***@h/x (refused)"),  # '@' in the password
-    ("'rtsp://token123@h/x'", "'rtsp://***@h/x'"),  # a user name alone may be a token
-    ("http://h/x?user=a&password=zz&x=1", "http://h/x?user=a&password=***&x=1"),
-    ("srt://h:9000?passphrase=abc", "srt://h:9000?passphrase=***"),
-    ("rtsp://10.0.0.5/stream1 and mail@example.org", "rtsp://10.0.0.5/stream1 and mail@example.org"),
-])
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("rtsp://admin:S3cretPass@10.0.0.5:554/stream1", "rtsp://admin:***@10.0.0.5:554/stream1"),
+        ("cannot connect rtsp://a:p@ss@h/x (refused)", "cannot connect rtsp://a:***@h/x (refused)"),  # '@' in the password
+        ("'rtsp://token123@h/x'", "'rtsp://***@h/x'"),  # a user name alone may be a token
+        ("http://h/x?user=a&password=zz&x=1", "http://h/x?user=a&password=***&x=1"),
+        ("srt://h:9000?passphrase=abc", "srt://h:9000?passphrase=***"),
+        ("rtsp://10.0.0.5/stream1 and mail@example.org", "rtsp://10.0.0.5/stream1 and mail@example.org"),
+    ],
+)
 def test_redact(text: str, shown: str) -> None:
     assert redact(text) == shown
     assert redacted({"input": text, "errors": [text]}) == {"input": shown, "errors": [shown]}
@@ -52,8 +55,13 @@ def test_redact(text: str, shown: str) -> None:
 
 def test_unreachable_camera_with_a_password(tmp_path: Path) -> None:
     url = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/cam"
-    r = subprocess.run([*CAMSTREAM, "run", url, "--method", "solid", "-o", tmp_path / "o.mkv", "--debug",
-                        "--set", "stream.open_timeout=2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*CAMSTREAM, "run", url, "--method", "solid", "-o", tmp_path / "o.mkv", "--debug", "--set", "stream.open_timeout=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 6, r.stderr
     assert "cannot connect" in r.stderr and f"rtsp://{USER}:***@127.0.0.1" in r.stderr
     _nothing_leaks(r.stderr, r.stdout)
@@ -62,8 +70,13 @@ def test_unreachable_camera_with_a_password(tmp_path: Path) -> None:
 def test_rtsp_output_with_a_password(tmp_path: Path) -> None:
     relay = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/anon"
     image = Path(os.environ.get("CAMSTREAM_TEST_DATA", REPO.parent / "shared" / "data")) / "grace_hopper_512x512.jpg"
-    r = subprocess.run([*CAMSTREAM, "run", image, "--method", "solid", "-o", relay, "--debug"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*CAMSTREAM, "run", image, "--method", "solid", "-o", relay, "--debug"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 6 and "cannot publish" in r.stderr, r.stderr
     _nothing_leaks(r.stderr, r.stdout)
 
@@ -81,9 +94,26 @@ def test_a_usage_error_quoting_a_camera_url(args: list[str], tmp_path: Path) -> 
 
 def test_drops_reconnects_report_and_debug_with_a_password(cameras, procs, tmp_path: Path) -> None:  # noqa: F811
     camera = cameras()
-    run = procs([_with_password(camera.url), "-o", "out.mkv", "--end", "4", "--report", "r.json", "--debug", *FAST[1:],
-                 "--set", "stream.reconnect_backoff=0.2", "--set", "stream.reconnect_max_backoff=0.5",
-                 "--set", "stream.reconnect_attempts=20"], tmp_path)
+    run = procs(
+        [
+            _with_password(camera.url),
+            "-o",
+            "out.mkv",
+            "--end",
+            "4",
+            "--report",
+            "r.json",
+            "--debug",
+            *FAST[1:],
+            "--set",
+            "stream.reconnect_backoff=0.2",
+            "--set",
+            "stream.reconnect_max_backoff=0.5",
+            "--set",
+            "stream.reconnect_attempts=20",
+        ],
+        tmp_path,
+    )
     run.wait_frames(10)
     camera.stop()  # the camera loses power ...
     time.sleep(1.5)
@@ -103,11 +133,28 @@ def test_serve_forwarded_lines_and_metrics_with_a_password(tmp_path: Path) -> No
     pytest.importorskip("prometheus_client")
     port = free_port()
     spec = tmp_path / "cameras.yaml"
-    spec.write_text(json.dumps({"cameras": [{
-        "name": "gate", "input": f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/cam", "output": "segments",
-        "method": "solid", "set": {"stream.open_timeout": 1, "stream.reconnect_backoff": 0.2, "stream.reconnect_max_backoff": 0.5}}]}))
-    proc = subprocess.Popen([*CAMSTREAM, "--debug", "serve", str(spec), "--metrics-port", str(port)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    spec.write_text(
+        json.dumps(
+            {
+                "cameras": [
+                    {
+                        "name": "gate",
+                        "input": f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/cam",
+                        "output": "segments",
+                        "method": "solid",
+                        "set": {"stream.open_timeout": 1, "stream.reconnect_backoff": 0.2, "stream.reconnect_max_backoff": 0.5},
+                    }
+                ]
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [*CAMSTREAM, "--debug", "serve", str(spec), "--metrics-port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     metrics = ""
     try:
         deadline = time.monotonic() + 120
