@@ -17,9 +17,11 @@ import logging
 import re
 from typing import Any
 
-# scheme://USERINFO@ : the userinfo runs to the last '@' before the path (as FFmpeg's
-# av_url_split reads it), so a password holding '@' is covered whole.
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s'\"<>]*)@")
+# scheme://USERINFO@ : the userinfo runs to the last '@' of the URL (up to a space or a
+# quote), so a password holding '@', or a '/', '?' or '#' typed unencoded (FFmpeg then
+# takes part of it for the host and quotes the whole URL in its error), is covered whole.
+# An '@' in a path hides the host as well: more than needed, never less.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s'\"<>]*)@")
 _QUERY = re.compile(
     r"(?P<key>[?&;](?:password|passwd|passphrase|pass|pwd|token|access_token|auth|authorization|key|apikey|api_key|secret|signature|sig)=)"
     r"[^&#;\s'\"<>]*",

@@ -43,6 +43,10 @@ def _nothing_leaks(*texts: str) -> None:
         ("rtsp://admin:S3cretPass@10.0.0.5:554/stream1", "rtsp://admin:***@10.0.0.5:554/stream1"),
         ("cannot connect rtsp://a:p@ss@h/x (refused)", "cannot connect rtsp://a:***@h/x (refused)"),  # '@' in the password
         ("'rtsp://token123@h/x'", "'rtsp://***@h/x'"),  # a user name alone may be a token
+        # '/', '?' or '#' typed unencoded in a password: FFmpeg quotes the whole URL in its error
+        ("rtsp://admin:S3cret#Pass@10.0.0.5/s", "rtsp://admin:***@10.0.0.5/s"),
+        ("rtsp://admin:pa/ss?x@h/x", "rtsp://admin:***@h/x"),
+        ("rtsp://u:p@h/a, rtsp://v:q@h/b", "rtsp://u:***@h/a, rtsp://v:***@h/b"),
         ("http://h/x?user=a&password=zz&x=1", "http://h/x?user=a&password=***&x=1"),
         ("srt://h:9000?passphrase=abc", "srt://h:9000?passphrase=***"),
         ("rtsp://10.0.0.5/stream1 and mail@example.org", "rtsp://10.0.0.5/stream1 and mail@example.org"),
