@@ -388,14 +388,28 @@ def _vint(data: bytes, at: int) -> tuple[int, int] | None:
     return (-1 if value == (1 << (7 * length)) - 1 else value), length
 
 
+def _ts_packet(head: bytes) -> int | None:
+    """The packet size of an MPEG transport stream (188; 192 for M2TS/AVCHD, a 4-byte
+    timestamp before each packet; 204 with Reed-Solomon bytes), from its sync bytes (0x47)."""
+    for size, offset in ((188, 0), (192, 4), (204, 0)):
+        if all(len(head) > offset + k * size and head[offset + k * size] == 0x47 for k in range(3)):
+            return size
+    return None
+
+
 def truncated(path: Path) -> str | None:
     """Whether an MP4/MOV or Matroska/WebM file ends before its own structure says: a
-    top-level box or the Segment declares more bytes than the file holds. None when whole
-    (or not one of these formats, or of unknown size: a recording still being written)."""
+    top-level box or the Segment declares more bytes than the file holds; or an MPEG
+    transport stream ends inside a packet (it has no index: FFmpeg drops the cut frame
+    quietly). None when whole (or not one of these formats, or of unknown size: a
+    recording still being written)."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
-            head = f.read(64)
+            head = f.read(640)
+            packet = _ts_packet(head)
+            if packet is not None:
+                return f"{size} bytes, {size % packet} into a {packet}-byte packet" if size % packet else None
             if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the header element, then the Segment
                 header = _vint(head, 4)
                 if header is None or header[0] < 0:
