@@ -168,8 +168,9 @@ def plan(inputs: list[str], output: str | None, report: str | None = None) -> li
             target = str(Path(output) / Path(name).name)
         else:
             target = output
-        if kind in ("file", "stream", "webcam") and is_local(target) and Path(target).suffix.lower() in IMAGE_SUFFIXES:
-            what = "a video" if kind == "file" else "a live stream"
+        if kind != "image" and is_local(target) and Path(target).suffix.lower() in IMAGE_SUFFIXES:
+            # one picture would keep one frame (the last) of many: refused, not cut short
+            what = {"file": "a video", "images": "a folder of images"}.get(kind, "a live stream")
             raise ConfigError(f"{target}: an image cannot hold {what} ({uri} has many frames); use a video name "
                               f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
         jobs.append(Job(uri, target, kind, folder=output if output and target != output else None))

@@ -189,6 +189,16 @@ def test_an_image_output_for_a_video_is_refused(output: str, tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == [src]
 
 
+def test_an_image_output_for_a_folder_of_images_is_refused(data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copy(data / "messi5.jpg", folder / name)
+    r = camstream("run", folder, "--method", "solid", "-o", tmp_path / "x.jpg")
+    assert r.returncode == 2 and "an image cannot hold a folder of images" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # nothing written
+
+
 _UP = np.zeros((40, 60, 3), np.uint8)
 _UP[:20, :30], _UP[:20, 30:], _UP[20:, :30] = (255, 0, 0), (0, 255, 0), (0, 0, 255)  # red green / blue black
 
