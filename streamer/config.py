@@ -213,7 +213,10 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int
 
 def parse_yaml(text: str, where: str) -> Any:
     """YAML text to Python values (the safe loader), refusing alias bombs and deep nesting."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader already refuses control characters (a NUL)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -72,7 +72,7 @@ def test_an_alias_that_expands_a_little_is_fine(tmp_path: Path) -> None:
     assert loaded.detection.threshold == loaded.detection.person_threshold == 0.3
 
 
-@pytest.mark.parametrize("case", ["dev-zero", "fifo", "folder", "huge", "binary", "not-utf8"])
+@pytest.mark.parametrize("case", ["dev-zero", "fifo", "folder", "huge", "binary", "not-utf8", "nul", "proc"])
 def test_config_files_that_are_not_small_text_files(case: str, tmp_path: Path) -> None:
     path = {
         "dev-zero": Path("/dev/zero"),
@@ -81,6 +81,8 @@ def test_config_files_that_are_not_small_text_files(case: str, tmp_path: Path) -
         "huge": tmp_path / "huge.yaml",
         "binary": tmp_path / "bin.yaml",
         "not-utf8": tmp_path / "latin.yaml",
+        "nul": tmp_path / "nul.yaml",
+        "proc": Path("/proc/self/environ"),  # a regular file of size 0 that reads NUL-separated text
     }[case]
     if case == "fifo":
         os.mkfifo(path)  # opened for reading, it would wait for a writer for ever
@@ -90,6 +92,8 @@ def test_config_files_that_are_not_small_text_files(case: str, tmp_path: Path) -
         path.write_bytes(bytes(range(256)) * 8)
     elif case == "not-utf8":
         path.write_bytes("anonymize: {replace_with: caf\xe9.png}\n".encode("latin-1"))
+    elif case == "nul":
+        path.write_bytes(b"detection:\n  threshold: 0.5\x00\n")
     needle = {
         "dev-zero": "not a regular file",
         "fifo": "not a regular file",
@@ -97,6 +101,8 @@ def test_config_files_that_are_not_small_text_files(case: str, tmp_path: Path) -
         "huge": "larger than",
         "binary": "not UTF-8",
         "not-utf8": "not UTF-8",
+        "nul": "unacceptable character",
+        "proc": "unacceptable character",
     }[case]
     _one_line(_image_run(tmp_path, "-c", path, timeout=30), 2, needle)
     r = _run("serve", path, timeout=30)
