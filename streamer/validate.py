@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 from .config import Config, short
 from .errors import ConfigError
@@ -90,6 +91,10 @@ def _models_and_methods(config: Config) -> None:
     if not isinstance(m.device, str) or not _DEVICE.match(m.device):
         raise ConfigError(f"models.device (--device): {short(m.device)} is not auto, cpu, mps, cuda or cuda:N")
     _choice("models.dtype", m.dtype, ("auto", "float32", "float16", "bfloat16"))
+    folder = Path(m.dir).expanduser() if m.dir else None
+    if folder is not None and folder.exists() and not folder.is_dir():
+        # a file or a device: every model would be "missing" there, and fetched from the hub instead
+        raise ConfigError(f"models.dir (--models-dir): {short(m.dir)} is not a folder")
     for name, section in (("base", b), ("light", li)):
         _number(f"{name}.resolution", section.resolution, 64, 4096, integer=True)
         _number(f"{name}.steps", section.steps, 1, 1000, integer=True)

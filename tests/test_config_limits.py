@@ -133,6 +133,7 @@ def test_an_unknown_preset_lists_the_presets(tmp_path: Path) -> None:
         (["--set", "base.steps=0"], "base.steps"),
         (["--set", "light.strength=.inf"], "light.strength"),
         (["--set", "output.audio_streams=some"], "output.audio_streams"),
+        (["--models-dir", "/dev/zero"], "models.dir (--models-dir): '/dev/zero' is not a folder"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_2(args: list[str], needle: str, tmp_path: Path) -> None:
