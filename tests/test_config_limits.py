@@ -18,6 +18,8 @@ import pytest
 from conftest import CAMSTREAM, DATA, REPO
 from test_cli_inputs import WITHOUT_DIFFUSION
 
+from streamer.paths import claim
+
 BOMB = """\
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
 b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
@@ -209,3 +211,13 @@ def test_serve_checks_every_camera_before_starting_any(tmp_path: Path) -> None:
     spec.write_text(json.dumps({"cameras": [{"name": "a", "input": "rtsp://127.0.0.1:1/x", "output": "ok2"}]}))
     r = _run("serve", spec, script=[sys.executable, "-c", WITHOUT_DIFFUSION])
     _one_line(r, 5, "diffusion extra")
+
+
+def test_a_second_serve_of_a_camera_is_refused_before_it_starts(tmp_path: Path) -> None:
+    """Two serves writing one camera's segments into one folder: the second is refused (it
+    also removed the first one's unfinished segment as "left by a dead process")."""
+    spec = tmp_path / "cameras.yaml"
+    spec.write_text(_camera())
+    (tmp_path / "o").mkdir()
+    with claim([tmp_path / "o" / "a"]):  # what the first serve holds while it runs
+        _one_line(_run("serve", spec), 4, "camera a")

@@ -29,13 +29,14 @@ import re
 import signal
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from ..anonymizers import CLASSICAL
 from ..config import Config, load_config, read_yaml, short
 from ..errors import ConfigError, ModelError, OutputError
-from ..paths import STREAM_SCHEMES
+from ..paths import STREAM_SCHEMES, claim
 from ..validate import validate
 from .cluster import connect, import_ray, runtime_env
 from .metrics import CameraFigures, start_server
@@ -300,5 +301,12 @@ def cmd_serve(args: Any) -> int:
         raise ConfigError(f"--duration {args.duration}: a number of seconds > 0")
     cameras = load_cameras(args.cameras, args.config, args.set)
     check_cameras(cameras)
-    return serve(cameras, address=args.address, host=args.metrics_host, port=args.metrics_port, duration=args.duration,
-                 debug=args.debug)
+    with ExitStack() as held:
+        for cam, _ in cameras:  # one writer per camera's segments: a second serve of it is refused (exit 4)
+            if "://" not in cam["output"]:
+                try:
+                    held.enter_context(claim([Path(cam["output"]) / cam["name"]]))
+                except OutputError as exc:
+                    raise OutputError(f"camera {cam['name']}: {exc}") from None
+        return serve(cameras, address=args.address, host=args.metrics_host, port=args.metrics_port, duration=args.duration,
+                     debug=args.debug)
