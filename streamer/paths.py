@@ -267,9 +267,19 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
+def _beside(path: Path, tail: str) -> Path:
+    """``STEM + tail + EXT`` beside ``path``, the stem shortened (:func:`fit_name`) only when
+    the name would pass the file system's limit: an image of a folder keeps its own name,
+    up to 255 bytes, so its temporary name can be longer than any name allowed."""
+    name = f"{path.stem}{tail}{path.suffix}"
+    if len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX:
+        return path.with_name(name)
+    return path.with_name(fit_name(path.stem, tail + path.suffix))
+
+
 def partial_path(path: Path) -> Path:
     """The usual temporary name of an output: ``NAME.partial.EXT``."""
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
+    return _beside(path, ".partial")
 
 
 def claim_partial(path: Path) -> Path:
@@ -279,7 +289,7 @@ def claim_partial(path: Path) -> Path:
     file is created with O_EXCL, so whatever already has the name (an input, an earlier
     run's partial file) is left alone.
     """
-    candidates = [partial_path(path)] + [path.with_name(f"{path.stem}.partial-{secrets.token_hex(3)}{path.suffix}") for _ in range(20)]
+    candidates = [partial_path(path)] + [_beside(path, f".partial-{secrets.token_hex(3)}") for _ in range(20)]
     for candidate in candidates:
         try:
             fd = os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -187,6 +188,19 @@ def test_long_input_names_are_shortened_safely(data: Path, tmp_path: Path) -> No
     assert len(list((tmp_path / "reports").iterdir())) == 2
     r = camstream("run", a, "--method", "solid", "-q")  # beside the input, the default name
     assert r.returncode == 0, r.stderr
+
+
+def test_a_folder_image_with_a_long_name_keeps_it(data: Path, tmp_path: Path) -> None:
+    """An image of a folder keeps its name in the output folder: with ".partial" added, its
+    temporary name passed the limit and the whole folder failed with "File name too long"."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    long = "é" * 60 + "x" * 126 + ".jpg"  # 250 bytes
+    for name in (long, "b.jpg"):
+        shutil.copy(data / "messi5.jpg", folder / name)
+    r = camstream("run", folder, "-o", tmp_path / "out", "--method", "solid", "-q")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([long, "b.jpg"])
 
 
 def test_fit_name_keeps_short_names_and_whole_characters() -> None:
