@@ -138,8 +138,11 @@ def exif_orientation(path: Path) -> int:
 
 def image_output_name(name: str) -> str:
     """The output file name for an image of a folder: the same, but JPEG for HEIC/HEIF
-    (``IMG_1.heic.jpg``: never the name of another input of the folder)."""
-    return f"{name}.jpg" if Path(name).suffix.lower() in READ_ONLY_IMAGE_SUFFIXES else name
+    (``IMG_1.heic.jpg``: never the name of another input of the folder; shortened when
+    ``.jpg`` would take it past the file system's limit)."""
+    from .paths import fit_name
+
+    return fit_name(name, ".jpg") if Path(name).suffix.lower() in READ_ONLY_IMAGE_SUFFIXES else name
 
 
 def _pillow_rgb(image) -> np.ndarray:  # noqa: ANN001 - a PIL.Image

@@ -21,6 +21,7 @@ from conftest import CAMSTREAM, REPO, camstream, probe, read_frames, write_video
 
 from streamer.errors import OutputError
 from streamer.paths import NAME_MAX, claim, fit_name, publish
+from streamer.sources import image_output_name
 
 
 def _clip(data: Path, path: Path, frames: int = 8) -> Path:
@@ -204,6 +205,9 @@ def test_a_folder_image_with_a_long_name_keeps_it(data: Path, tmp_path: Path) ->
 
 
 def test_fit_name_keeps_short_names_and_whole_characters() -> None:
+    assert image_output_name("IMG_1.heic") == "IMG_1.heic.jpg"
+    heic = image_output_name("h" * 250 + ".heic")  # a HEIC of a folder, written as JPEG
+    assert heic.endswith(".jpg") and len(heic.encode()) <= NAME_MAX
     assert fit_name("clip", ".anonymized.mp4") == "clip.anonymized.mp4"
     name = fit_name("ü" * 200, ".anonymized.mp4")
     assert len(name.encode()) <= NAME_MAX - 27 and name.endswith(".anonymized.mp4")
