@@ -499,6 +499,9 @@ class ImageSource(Source):
         try:
             image = self._decode(path, strict=False)
         except (av.error.FFmpegError, StopIteration, OSError, ValueError) as exc:
+            if _animated_webp(path):
+                raise InputError(f"{path}: an animated WebP, whose frames FFmpeg cannot decode; "
+                                 "convert it to a video (.mp4, .webm) or a GIF first") from None
             raise InputError(f"{path}: not an image FFmpeg can read ({exc})") from None
         message = f"{path}: damaged image ({getattr(strict_error, 'strerror', None) or strict_error}); covered whole"
         self.stats.decode_errors += 1
@@ -543,6 +546,17 @@ class ImageSource(Source):
                 continue
             self.stats.frames += 1
             yield Frame(index=index, image=image)
+
+
+def _animated_webp(path: Path) -> bool:
+    """A WebP whose extended header (VP8X) sets the animation flag: FFmpeg's decoder takes
+    its first chunk for damage, which told the user "not an image" about a real picture."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(21)
+    except OSError:
+        return False
+    return len(head) == 21 and head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20] & 0x02)
 
 
 def _read_heif(path: Path) -> np.ndarray:

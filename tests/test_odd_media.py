@@ -189,6 +189,17 @@ def test_an_image_output_for_a_video_is_refused(output: str, tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == [src]
 
 
+def test_an_animated_webp_is_refused_with_what_it_is(tmp_path: Path) -> None:
+    from PIL import Image
+
+    src = tmp_path / "anim.webp"
+    first, *rest = [Image.fromarray(f) for f in _frames(5)]
+    first.save(src, save_all=True, append_images=rest, duration=40)
+    r = camstream("run", src, "--method", "solid", "-q")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 3 and len(lines) == 1 and "an animated WebP" in lines[0], r.stderr
+
+
 def test_an_image_output_for_a_folder_of_images_is_refused(data: Path, tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
