@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tracking.detectors import YoloPersonDetector, build_detector
+from tracking.regions import RegionsFile
 from tracking.tracker import FaceTracker
 
 from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
@@ -134,11 +135,15 @@ def run(
     preview_file: str | None = None,
     draw_detections: bool = False,
     on_frame: Callable[[int, int | None], None] | None = None,
+    regions: str | None = None,
+    regions_only: bool = False,
 ) -> RunReport:
     """``on_frame(frames written, frames expected or None)`` after each written frame
-    (progress for a caller that runs many files, e.g. a Ray worker)."""
+    (progress for a caller that runs many files, e.g. a Ray worker). ``regions``: a
+    MOTChallenge detection CSV whose boxes are covered too (``regions_only``: alone)."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     validate(config)
+    given = RegionsFile.load(regions) if regions else None  # a bad file fails before anything opens
     check_paths(input_uri, output, report_path)  # before any work: a bad path fails now, not at the end
     show = _preview_window() if preview else None  # no display: exit 2 before anything is printed
     source = open_source(
@@ -164,9 +169,14 @@ def run(
         # then the models: a missing model fails before any output is created.
         anonymizer = build_anonymizer(ano.method, config)
         fallback = build_classical(ano.fallback, config)
-        detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
         extra = []
-        if det.persons or ano.scope == "person":
+        if given is not None and regions_only:  # the file's boxes alone
+            detector = given.detector()
+        else:
+            detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
+            if given is not None:
+                extra.append(given.detector())
+        if (det.persons or ano.scope == "person") and not regions_only:
             try:
                 extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
             except ModelError as exc:
@@ -215,7 +225,8 @@ def run(
         tracker=tracker,
         anonymizer=anonymizer,
         fallback=fallback,
-        detect_every=1 if info.kind in ("image", "images") else det.every,
+        # regions only: the file's boxes reach the tracker on every frame they are given
+        detect_every=1 if info.kind in ("image", "images") or (given is not None and regions_only) else det.every,
         scene_cut=det.scene_cut,
         hold_growth=trk.hold_growth,
         report=report,
@@ -225,6 +236,9 @@ def run(
         full_every=det.full_every,
     )
     pipeline.preview = show
+    if given is not None:
+        pipeline.given_regions = given.regions
+        report.source["regions_file"] = {"path": str(regions), "boxes": len(given), "only": regions_only}
     if preview_sink is not None:
         pipeline.preview = overlay.preview_writer(pipeline.preview)
     bar.pipeline = pipeline
