@@ -99,15 +99,14 @@ class _InputLog:
         self.handle.remove()
 
 
-@pytest.fixture(scope="module")
-def default_method(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201, F811
-    """``--method camouflage`` from the public weights alone (no IDF: the default is blind)."""
+def _method(models: Path, folder: Path, conditioning: str = "auto"):  # noqa: ANN202
+    """``--method camouflage`` from the public weights alone (no IDF: ``auto`` is blind)."""
     from camouflage.methods import build_method
 
-    public = public_models(tiny_models, tmp_path_factory.mktemp("blind") / "public")
-    config = tiny_config(public)
+    config = tiny_config(public_models(models, folder))
     config.anonymize.method = "camouflage"
     config.light.resolution, config.light.steps = RESOLUTION, STEPS
+    config.base.conditioning = config.light.conditioning = conditioning
     return build_method("camouflage", config)
 
 
@@ -145,35 +144,56 @@ def _two_inputs(data: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[Re
         g = f.copy()
         g[y1:y2, x1:x2] = cv2.resize(other, (x2 - x1, y2 - y1), interpolation=cv2.INTER_AREA)
         swapped.append(g)
+    assert np.abs(frames[0][y1:y2, x1:x2].astype(int) - swapped[0][y1:y2, x1:x2]).mean() > 20  # really another face
     return frames, swapped, regions
 
 
-def test_a_different_face_in_the_box_changes_no_generator_input_and_no_output_pixel(default_method, data: Path) -> None:  # noqa: ANN001
-    """THE identity-blindness check, on the default (no trained IDF): frame 0 is the birth
-    keyframe (Base), frame 1 a Light frame. (On the code before the identity-blind default
-    this failed: img2img from the real face, OpenPose's face landmarks, lineart of the face.)"""
+def _both_inputs(method, data: Path):  # noqa: ANN001, ANN202
+    """Frame 0 (the birth keyframe: Base) and frame 1 (Light) of each input, each input a
+    fresh run: [(outputs, per-frame input logs, report)] for the real and the swapped face."""
     frames, swapped, regions = _two_inputs(data)
-    x1, y1, x2, y2 = (int(round(v)) for v in regions[0].box)
-    assert np.abs(frames[0][y1:y2, x1:x2].astype(int) - swapped[0][y1:y2, x1:x2]).mean() > 20  # really another face
     runs = []
     for inputs in (frames, swapped):
-        anonymizer = _fresh(default_method)
+        anonymizer = _fresh(method)
         outputs, logs = [], []
         for i, f in enumerate(inputs):
             with _InputLog() as log:
                 outputs.append(anonymizer.anonymize(f.copy(), regions, Frame(i, f.copy())))
             logs.append(log.calls)
-        report = anonymizer.report()
+        runs.append((outputs, logs, anonymizer.report()))
         anonymizer.close()
-        runs.append((outputs, logs, report))
-    (out_a, log_a, report), (out_b, log_b, _) = runs
     n = len(regions)
-    assert report["conditioning"] == "blind" and report["keyframes_by_reason"] == {"birth": n} and report["light_regions"] == n
+    for _, logs, report in runs:
+        assert report["keyframes_by_reason"] == {"birth": n} and report["light_regions"] == n
+        for log in logs:
+            assert len(log) > 100 and {c for c, _ in log} >= {"UNet2DConditionModel", "ControlNetModel"}
+    return frames, runs
+
+
+def test_a_different_face_in_the_box_changes_no_generator_input_and_no_output_pixel(
+    tiny_models: Path,  # noqa: F811
+    data: Path,
+    tmp_path: Path,
+) -> None:
+    """THE identity-blindness check, on the default (no trained IDF): frame 0 is the birth
+    keyframe (Base), frame 1 a Light frame."""
+    frames, ((out_a, log_a, report), (out_b, log_b, _)) = _both_inputs(_method(tiny_models, tmp_path / "public"), data)
+    assert report["conditioning"] == "blind"
     for frame in (0, 1):  # Base's keyframe, then Light
-        assert len(log_a[frame]) > 100 and {c for c, _ in log_a[frame]} >= {"UNet2DConditionModel", "ControlNetModel"}
         assert log_a[frame] == log_b[frame], f"frame {frame}: a network saw the face in the box"
         np.testing.assert_array_equal(out_a[frame], out_b[frame])
     assert not np.array_equal(out_a[0], frames[0])  # it did replace the faces
+
+
+def test_the_paper_conditioning_reads_the_face(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The same check on ``conditioning: paper`` without an IDF (what the default was before:
+    img2img from the real face, OpenPose's face landmarks, lineart of the face): it fails, the
+    networks see the face in the box on the keyframe and on the Light frame alike."""
+    _, ((out_a, log_a, report), (out_b, log_b, _)) = _both_inputs(_method(tiny_models, tmp_path / "public", "paper"), data)
+    assert report["conditioning"] == "paper"
+    for frame in (0, 1):
+        assert log_a[frame] != log_b[frame]
+        assert not np.array_equal(out_a[frame], out_b[frame])
 
 
 # -- the CLI: --regions-only on two images --------------------------------------------------------
