@@ -4,7 +4,9 @@
 # of Megamind.avi with 2 tracked faces, fp16, quality mode (every frame rendered: fps is
 # throughput). Prints one table: fps, ms per stage, U-Net branches and evaluations per face
 # and frame (and per-frame Base's), peak GPU memory, regions that got the fallback, and
-# out-of-memory retries/offload.
+# out-of-memory retries/offload. The first frame (the birth keyframes: Base) is a warm-up
+# counted in the peak memory but not in the fps; with FRAMES up to 48 the timed frames are
+# Light's (a keyframe every 48 frames: FRAMES=49 times one, at the cost of twice the run).
 #
 #   bash benchmarks/gpu_check.sh [MODELS_DIR] [FRAMES]
 #
