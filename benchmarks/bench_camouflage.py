@@ -64,12 +64,14 @@ def regions_for(frame: np.ndarray, faces: int):  # noqa: ANN201
 
 
 def run(models: Path, preset: str, faces: int, frames: list[np.ndarray], resolution: int | None,
-        steps: int | None, device: str) -> dict:
+        steps: int | None, device: str, dtype: str = "auto") -> dict:
+    import torch
+
     from camouflage.methods import build_method
     from streamer.config import load_config
     from streamer.frame import Frame
 
-    overrides = [f"models.dir={models}", f"models.device={device}", "anonymize.method=camouflage",
+    overrides = [f"models.dir={models}", f"models.device={device}", f"models.dtype={dtype}", "anonymize.method=camouflage",
                  "camouflage.mode=quality"]
     if resolution:
         overrides += [f"light.resolution={resolution}", f"base.resolution={resolution}"]
@@ -78,21 +80,34 @@ def run(models: Path, preset: str, faces: int, frames: list[np.ndarray], resolut
     config = load_config([] if preset == "default" else [preset], overrides)
     anonymizer = build_method("camouflage", config)
     regions = regions_for(frames[0], faces)
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if cuda:  # the peak includes the birth keyframes (Base: five ControlNets) as well as Light
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     anonymizer.anonymize(frames[0].copy(), regions, Frame(0, frames[0]))  # warm-up (birth keyframes)
     anonymizer.stats.seconds.clear()
     anonymizer.stats.unet_evals.clear()
     anonymizer.stats.keyframes.clear()
     anonymizer.stats.light_regions = 0
+    if cuda:
+        torch.cuda.synchronize()
     started = time.perf_counter()
     for i, f in enumerate(frames[1:], 1):
         anonymizer.anonymize(f.copy(), regions, Frame(i, f))
+    if cuda:
+        torch.cuda.synchronize()
     wall = time.perf_counter() - started
     n = len(frames) - 1
     report = anonymizer.report()
     return {"preset": preset, "faces": faces, "fps": n / wall,
             **{s: 1000 * anonymizer.stats.seconds.get(s, 0.0) / n for s in STAGES},
             "keyframes": report["keyframes"], "evals": report["unet_evals_per_face_frame"],
-            "base_evals": report["per_frame_base_unet_evals_per_face_frame"]}
+            "base_evals": report["per_frame_base_unet_evals_per_face_frame"],
+            "branches": "{base}/{light}".format(**report["unet_branches"]),
+            "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+            # any region the generator did not render: the fallback cover (errors, out of memory, late)
+            "fallback": report["fallback_failed_regions"] + report["fallback_late_regions"],
+            "memory": f"{report['memory_retries']} retries" + (", offloaded" if report["models_offloaded"] else "")}
 
 
 def main() -> None:
@@ -104,6 +119,7 @@ def main() -> None:
     p.add_argument("--resolution", type=int, help="crop resolution (default: the preset's; 64 with the tiny set)")
     p.add_argument("--steps", type=int, help="denoising steps (default: the preset's; 4 with the tiny set)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", help="models.dtype: auto (fp16 on a GPU), float16, bfloat16, float32")
     p.add_argument("--threads", type=int, default=1, help="torch threads (tiny models: 1 is fastest)")
     args = p.parse_args()
 
@@ -120,17 +136,19 @@ def main() -> None:
         models = make_tiny(Path(tmp.name) / "tiny", resolution=64)
         resolution, steps = resolution or 64, steps or 4
     frames = frames_720p(args.frames)
-    rows = [run(Path(models), preset, faces, frames, resolution, steps, args.device)
+    rows = [run(Path(models), preset, faces, frames, resolution, steps, args.device, args.dtype)
             for preset in args.presets.split(",") for faces in (int(x) for x in args.faces.split(","))]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "CPU"
     print(f"\ncamouflage at 1280x720, {len(frames) - 1} frames, {device}, models: "
-          f"{'tiny random set' if tmp else models}, crops {resolution or 'preset'} px, steps {steps or 'preset'}")
+          f"{'tiny random set' if tmp else models}, crops {resolution or 'preset'} px, steps {steps or 'preset'}, dtype {args.dtype}")
     print("| preset | faces | fps | ms/frame: attributes | base | light | paste | measure | keyframes "
-          "| UNet evals/face/frame | per-frame Base |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "| UNet branches Base/Light | UNet evals/face/frame | per-frame Base | peak GPU GB | fallback regions | memory |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--|")
     for r in rows:
+        peak = f"{r['peak_gb']:.1f}" if r["peak_gb"] is not None else "-"
         print(f"| {r['preset']} | {r['faces']} | {r['fps']:.2f} | {r['attributes']:.0f} | {r['base']:.0f} | "
-              f"{r['light']:.0f} | {r['paste']:.0f} | {r['measure']:.0f} | {r['keyframes']} | {r['evals']} | {r['base_evals']} |")
+              f"{r['light']:.0f} | {r['paste']:.0f} | {r['measure']:.0f} | {r['keyframes']} | {r['branches']} | {r['evals']} | "
+              f"{r['base_evals']} | {peak} | {r['fallback']} | {r['memory']} |")
     if tmp is not None:
         tmp.cleanup()
 

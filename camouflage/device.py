@@ -45,3 +45,31 @@ def brownian_seed(generator: torch.Generator | list[torch.Generator] | None) -> 
     if isinstance(generator, list):
         return [int(torch.randint(0, 2**31 - 1, (1,), generator=g)) for g in generator]
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
+_STREAMS: dict[tuple[str, bool], torch.cuda.Stream] = {}
+
+
+def worker_stream(device: torch.device, high_priority: bool = False):  # noqa: ANN201 - a context manager
+    """The CUDA stream discipline of the video method's workers: each worker thread renders
+    on its own stream (this frame's Light on a high-priority one, background Base keyframes
+    on a normal one), so a keyframe's kernels queue behind Light's instead of beside them on
+    the default stream, and leaves only after its stream is done (its results are read on
+    another thread). On a CPU: nothing to do."""
+    import contextlib
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    key = (str(device), high_priority)
+    if key not in _STREAMS:  # one per worker kind, for the whole run
+        _STREAMS[key] = torch.cuda.Stream(device=device, priority=-1 if high_priority else 0)
+    stream = _STREAMS[key]
+
+    @contextlib.contextmanager
+    def on_stream():  # noqa: ANN202
+        stream.wait_stream(torch.cuda.current_stream(device))  # weights moved or written before: visible here
+        with torch.cuda.stream(stream):
+            yield stream
+        stream.synchronize()
+
+    return on_stream()

@@ -9,6 +9,9 @@
   ``AutoencoderTiny``) in the latent space of SD's ``AutoencoderKL``, whose latents come
   already scaled (``scaling_factor`` 1.0); encode and decode cost a fraction of the full
   VAE's, at some loss of fine detail.
+- ``speed.compile`` (no model): channels_last memory format and ``torch.compile`` of the
+  U-Net's and the ControlNets' ``forward`` (:func:`apply_compile`), as diffusers' own speed
+  guide does it; the first frames of a batch size compile (minutes), later ones run faster.
 
 Both pipelines encode and decode through :func:`encode_latents` and :func:`decode_latents`,
 which accept either VAE. This module imports no torch or diffusers at import time, so the
@@ -138,3 +141,31 @@ def apply_speed(pipe: DiffusionPipeline, models: ModelResolver | Mapping[str, Pa
         use_tiny_vae(pipe, load_tiny_vae(paths[TINY_VAE], pipe.vae.device, pipe.vae.dtype))
     if lcm:
         apply_lcm_lora(pipe, paths[LCM_LORA])
+
+
+# -- channels_last + torch.compile (speed.compile) ----------------------------------------
+
+
+def apply_compile(pipe: DiffusionPipeline, backend: str = "inductor", mode: str | None = "max-autotune-no-cudagraphs") -> None:
+    """channels_last for the convolution-heavy networks, ``torch.compile`` of their forward.
+
+    The compiled function replaces the module's ``forward`` (not the module), so forward
+    hooks (the video method counts U-Net samples with one) stay outside the graph and the
+    pipeline keeps its components. CUDA graphs stay off: the batch (faces per frame) varies.
+    A module shared by two pipelines (Base's openpose ControlNet in public Light) is
+    compiled once.
+    """
+    import torch
+
+    modules = [getattr(pipe, name, None) for name in ("unet", "controlnet", "idf_controlnet", "adapter")]
+    for module in modules:
+        nets = getattr(module, "nets", None)  # MultiControlNetModel: compile each net
+        for net in (nets if nets is not None else [module]):
+            if net is None or getattr(net, "_camstream_compiled", False):
+                continue
+            net.to(memory_format=torch.channels_last)
+            net.forward = torch.compile(net.forward, backend=backend, mode=mode if backend == "inductor" else None)
+            net._camstream_compiled = True
+    vae = getattr(pipe, "vae", None)
+    if vae is not None:
+        vae.to(memory_format=torch.channels_last)

@@ -95,6 +95,11 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--person-weights", metavar="PT", help="local YOLO weights file for --persons")
     g.add_argument("--persons-optional", action="store_true", help="with --persons: go on with faces only if YOLO cannot load (default: exit 5)")
     g.add_argument("--allow-sparse-detection", action="store_true", help="allow --detect-every above 30 (faces can stay visible between detections)")
+    # regions from a file (tracking/regions.py)
+    g.add_argument("--regions", metavar="FILE", help="also cover the boxes of FILE, a MOTChallenge detection CSV "
+                   "(frame,id,x,y,w,h,conf[,x,y,z][,10 landmark values]; frames from 1; an image is frame 1), "
+                   "on every frame it names, tracked like detections")
+    g.add_argument("--regions-only", action="store_true", help="with --regions: the file's boxes alone, no face or person detector")
     o = p.add_argument_group("output")
     o.add_argument("--no-audio", dest="keep_audio", action="store_false", default=None, help="drop the audio track")
     o.add_argument("--keep-metadata", action="store_true", default=None, help="keep container metadata (GPS, dates, device); stripped by default")
@@ -240,6 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise ConfigError("--end must be after --start")
+    check_regions_args(args)
     if args.ray is not None:  # every input one unit of work on Ray (streamer/scale): its own output checks and skip rule
         from .scale.batch import run_batch_cli
 
@@ -270,9 +276,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             draw_detections=args.draw_detections,
             overwrite=args.overwrite,
             inputs=args.input,
+            regions=args.regions,
+            regions_only=args.regions_only,
         )
 
     return run_jobs(jobs, run_one, overwrite=args.overwrite, inputs=args.input)
+
+
+def check_regions_args(args: argparse.Namespace) -> None:
+    """--regions numbers the frames of one input from its first (tracking/regions.py)."""
+    if args.regions_only and not args.regions:
+        raise ConfigError("--regions-only needs --regions FILE")
+    if not args.regions:
+        return
+    if len(args.input) > 1 or args.ray is not None:
+        raise ConfigError("--regions FILE describes one INPUT: give one, without --ray")
+    if args.start is not None:
+        raise ConfigError("--regions counts frames from the input's first: not with --start")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -116,6 +116,7 @@ class BaseConfig:
     lineart_stop: float = 0.5  # fraction of steps after which lineart is switched off
     prompt: str | None = None  # None: caption the image
     annotators: dict[str, str] = field(default_factory=dict)  # control -> annotator name override
+    conditioning: str = "auto"  # "blind" (the face from seeded noise, no face detail in), "paper" (img2img + IDF), "auto": paper with a trained IDF
 
 
 @dataclass
@@ -131,7 +132,10 @@ class LightConfig:
     adapter_scale: float = 1.0  # T2I-Adapter (attribute/keypoint map) residual scale
     seed: int = 0
     scheduler: str = "dpmpp_sde_karras"  # or dpmpp_2m_sde_karras, dpmpp_2m_karras, ddim, euler_a
-    prompt: str = ""  # captions are a training signal; inference runs unconditioned on text
+    prompt: str = "a photo of a person's face, natural skin, detailed eyes, sharp focus"  # text CFG, as IP-Adapter is used
+    negative_prompt: str = "deformed, disfigured, distorted face, blurry, lowres, cartoon, painting, text, watermark"
+    guidance_scale: float = 7.5  # text + image-prompt CFG (the zero-image branch); <= 1: one branch (as with LCM)
+    conditioning: str = "auto"  # as base.conditioning: "blind", "paper" (img2img + push from the real face), "auto"
     context: float = 0.5  # crop = region + this fraction of its size on every side
     feather: float = 0.25  # paste fall-off, as a fraction of the band between shape and crop edge
 
@@ -143,6 +147,7 @@ class SpeedConfig:
     lcm: bool = False  # fuse the LCM-LoRA (manifest: lcm_lora_sd15) and sample with LCMScheduler
     lcm_steps: int = 4  # steps with lcm (replaces base.steps/light.steps; strength still trims them)
     tiny_vae: bool = False  # TAESD (manifest: taesd) in place of the full VAE: faster encode/decode, softer detail
+    compile: bool = False  # channels_last + torch.compile for the U-Nets and ControlNets (GPU; the first frames compile)
 
 
 @dataclass
@@ -162,7 +167,8 @@ class CamouflageConfig:
     colour_match: bool = True  # shift the generated crop's colour to its surroundings
     max_batch: int = 8  # crops per generator call
     fresh_noise: bool = False  # new noise every frame: the per-frame baseline for the flicker measure
-    measure: bool = True  # flicker (warping error, optical flow on the crops) and UNet cost in the report
+    measure: bool = False  # flicker (warping error: optical flow on the crops, costly); the UNet cost is always reported
+    tracklet_frames: int = 12  # untracked regions: a short-lived identity matched by overlap, kept this many frames unseen
     measure_identity: bool = False  # identity drift too (dlib face embeddings: ~0.1 s per face per frame on CPU)
 
 

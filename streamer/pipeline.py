@@ -190,6 +190,13 @@ def _merge(dets: sv.Detections, more: sv.Detections) -> sv.Detections:
     return sv.Detections.merge([dets, more])
 
 
+def _detect_whole(detector: Detector, frame: Frame) -> sv.Detections:
+    """``detector`` on the whole frame; a detector that needs to know which frame it is given
+    (tracking/regions.py: boxes from a file) has ``detect_frame(frame)``."""
+    detect_frame = getattr(detector, "detect_frame", None)
+    return detect_frame(frame) if detect_frame is not None else detector.detect(frame.image)
+
+
 @contextmanager
 def _signal_handler(handler: Callable[[int, object], None]) -> Iterator[None]:
     """``handler`` for SIGINT and SIGTERM inside the block; the previous handlers after it."""
@@ -222,6 +229,10 @@ class Pipeline:
     preview: Callable[[np.ndarray, np.ndarray], None] | None = None  # on-screen only
     stills: bool = False  # unrelated images (a folder of photos): every frame is a scene cut
     full_every: int = 1  # every n-th detection on the whole frame, the others on crops (tracking/roi.py)
+    # Regions that must be covered on their frame whatever the detector and the tracker say
+    # (`--regions FILE`, tracking/regions.py): added in _anonymize, so every frame gets them,
+    # detected or between detections.
+    given_regions: Callable[[Frame], list[Region]] | None = None
 
     def __post_init__(self) -> None:
         self.timers = {name: StageTimer() for name in ("decode", "detect", "track", "anonymize", "encode")}
@@ -345,9 +356,9 @@ class Pipeline:
         """Runs in a worker thread; detectors must be re-entrant (ours are: one buffer per call).
         ``second``: a detection's second job (:meth:`_face_job`), the face detector only."""
         t = time.perf_counter()
-        dets = self.detector.detect(frame.image) if crops is None else self.detector.detect_crops(frame.image, crops)
+        dets = _detect_whole(self.detector, frame) if crops is None else self.detector.detect_crops(frame.image, crops)
         for extra in () if second else self.extra_detectors:
-            dets = _merge(dets, extra.detect(frame.image))
+            dets = _merge(dets, _detect_whole(extra, frame))
         with self._lock:
             self.timers["detect"].add(time.perf_counter() - t)
             if not second:
@@ -357,6 +368,8 @@ class Pipeline:
 
     def _anonymize(self, frame: Frame, regions: list[Region]) -> Frame:
         t = time.perf_counter()
+        if self.given_regions is not None:
+            regions = regions + self.given_regions(frame)
         regions = _dedupe(regions)
         self.report.regions_covered += len(regions)
         for tid in {r.track_id for r in regions}:  # every frame a track is covered in, detected or not

@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tracking.detectors import YoloPersonDetector, build_detector
+from tracking.regions import RegionsFile
 from tracking.tracker import FaceTracker
 
 from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
@@ -137,15 +138,20 @@ def run(
     on_frame: Callable[[int, int | None], None] | None = None,
     overwrite: bool = True,
     inputs: Sequence[str] | None = None,
+    regions: str | None = None,
+    regions_only: bool = False,
 ) -> RunReport:
     """``on_frame(frames written, frames expected or None)`` after each written frame
     (progress for a caller that runs many files, e.g. a Ray worker). ``overwrite``: the
     output, report and preview may replace existing files, as a library call that names
     them expects (never an input); ``camstream run`` passes its ``--overwrite``, so that
     without it an existing file, or one that appears while the run writes, is never
-    replaced. ``inputs``: every input of the run this file belongs to (none is written)."""
+    replaced. ``inputs``: every input of the run this file belongs to (none is written).
+    ``regions``: a MOTChallenge detection CSV whose boxes are covered too
+    (``regions_only``: alone)."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     validate(config)
+    given = RegionsFile.load(regions) if regions else None  # a bad file fails before anything opens
     inputs = [*(inputs or []), input_uri]
     # before any work: a bad path fails now, not at the end
     check_paths(input_uri, output, report_path, overwrite=overwrite, inputs=inputs)
@@ -176,9 +182,14 @@ def run(
         # then the models: a missing model fails before any output is created.
         anonymizer = build_anonymizer(ano.method, config)
         fallback = build_classical(ano.fallback, config)
-        detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
         extra = []
-        if det.persons or ano.scope == "person":
+        if given is not None and regions_only:  # the file's boxes alone
+            detector = given.detector()
+        else:
+            detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
+            if given is not None:
+                extra.append(given.detector())
+        if (det.persons or ano.scope == "person") and not regions_only:
             try:
                 extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
             except ModelError as exc:
@@ -231,7 +242,8 @@ def run(
         tracker=tracker,
         anonymizer=anonymizer,
         fallback=fallback,
-        detect_every=1 if info.kind in ("image", "images") else det.every,
+        # regions only: the file's boxes reach the tracker on every frame they are given
+        detect_every=1 if info.kind in ("image", "images") or (given is not None and regions_only) else det.every,
         scene_cut=det.scene_cut,
         hold_growth=trk.hold_growth,
         report=report,
@@ -241,6 +253,9 @@ def run(
         full_every=det.full_every,
     )
     pipeline.preview = show
+    if given is not None:
+        pipeline.given_regions = given.regions
+        report.source["regions_file"] = {"path": str(regions), "boxes": len(given), "only": regions_only}
     if preview_sink is not None:
         pipeline.preview = overlay.preview_writer(pipeline.preview)
     bar.pipeline = pipeline

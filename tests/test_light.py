@@ -166,6 +166,74 @@ def test_negative_identity_guidance(pipe, inputs) -> None:  # noqa: ANN001
     np.testing.assert_allclose(zero, run(pipe, image, amap, identity_embeds=own), atol=1e-4)
 
 
+def test_guidance_branches_in_one_unet_call(pipe, inputs) -> None:  # noqa: ANN001
+    """U-Net samples per step: 1, + the unconditional branch (text CFG with the zero image),
+    + the push (the original's identity); all in one batched call."""
+    from camouflage.guidance import unet_branches
+
+    image, amap = inputs
+    own = pipe.encode_identity(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    batches = []
+    hook = pipe.unet.register_forward_pre_hook(lambda m, a, kw: batches.append(int((a[0] if a else kw["sample"]).shape[0])),
+                                               with_kwargs=True)
+    try:
+        for g, a_s in ((1.0, 1.0), (7.5, 1.0), (1.0, 1.5), (7.5, 1.5)):
+            batches.clear()
+            run(pipe, image, amap, guidance_scale=g, anonymization_scale=a_s, original_embeds=own,
+                prompt="a face", negative_prompt="blurry")
+            assert batches and set(batches) == {unet_branches(g, a_s != 1.0)}, (g, a_s, batches)
+    finally:
+        hook.remove()
+    assert unet_branches(7.5, True) == 3 and unet_branches(1.0, False) == 1
+
+
+def test_the_unconditional_branch_is_the_negative_prompt_with_the_zero_image(pipe, inputs) -> None:  # noqa: ANN001
+    """As diffusers builds it for a projected-embedding IP-Adapter: zeros. With the same prompt
+    as negative prompt and no target (the zero image), both CFG branches are the same, so the
+    scale changes nothing."""
+    image, amap = inputs
+    zero = pipe.unconditional_identity(2)
+    assert zero.shape == (2, pipe.image_encoder.config.projection_dim) and not zero.any()
+    plain = run(pipe, image, amap, prompt="a face", negative_prompt="a face")
+    guided = run(pipe, image, amap, prompt="a face", negative_prompt="a face", guidance_scale=7.5)
+    np.testing.assert_allclose(plain, guided, atol=1e-4)
+    assert np.abs(guided - run(pipe, image, amap, prompt="a face", negative_prompt="blurry", guidance_scale=7.5)).max() > 1e-4
+
+
+def test_identity_push_on_top_of_cfg_is_the_one_formula(pipe, inputs, monkeypatch) -> None:  # noqa: ANN001
+    """eps = eps_push + a_s * (CFG(uncond, cond) - eps_push): camouflage.guidance, as Base mixes its IDF."""
+    from camouflage import guidance
+
+    image, amap = inputs
+    own = pipe.encode_identity(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    target = torch.randn(1, pipe.image_encoder.config.projection_dim, generator=torch.Generator().manual_seed(5))
+    seen = []
+    predict = pipe.predict_noise
+    monkeypatch.setattr(pipe, "predict_noise", lambda *a, **k: seen.append(predict(*a, **k)) or seen[-1])
+    from camouflage.light import pipeline as module
+
+    mixed = []
+    original_identity_guidance = module.identity_guidance
+    monkeypatch.setattr(module, "identity_guidance", lambda p, n, a: mixed.append(original_identity_guidance(p, n, a)) or mixed[-1])
+    run(pipe, image, amap, identity_embeds=target, original_embeds=own, guidance_scale=3.0, anonymization_scale=1.5)
+    u, c, o = seen[0].chunk(3)
+    torch.testing.assert_close(mixed[0], guidance.identity_guidance(guidance.classifier_free_guidance(u, c, 3.0), o, 1.5))
+
+
+def test_identity_blind_mask_starts_the_face_from_noise_and_keeps_the_context(pipe, inputs) -> None:  # noqa: ANN001
+    image, amap = inputs
+    mask = np.zeros((R, R), np.float32)
+    mask[16:48, 16:48] = 1
+    a = run(pipe, image, amap, mask_image=mask, strength=0.3)
+    b = run(pipe, image, amap, mask_image=mask, strength=0.9)
+    np.testing.assert_array_equal(a, b)  # strength 1 inside: the asked strength does not apply
+    plain = run(pipe, image, amap, strength=0.7)
+    # outside the face (away from its edge) the context follows the image more closely than the face does
+    outside = np.ones((R, R), bool)
+    outside[8:56, 8:56] = False
+    assert np.abs(a - plain)[0][outside].mean() < np.abs(a - plain)[0][20:44, 20:44].mean()
+
+
 def test_prompts_are_encoded_once_and_give_what_the_text_encoder_gives(pipe) -> None:  # noqa: ANN001
     calls = []
     hook = pipe.text_encoder.register_forward_pre_hook(lambda *_: calls.append(1))

@@ -249,3 +249,90 @@ def test_realtime_preset_and_the_builders_use_the_switches(tiny_models: Path) ->
     base = build_base_anonymizer(config)
     assert base.settings.steps == 2 and base.settings.guidance_scale == LCM_GUIDANCE_SCALE and config.base.steps != 2
     assert isinstance(base.pipeline.vae, AutoencoderTiny) and isinstance(base.pipeline.scheduler, LCMScheduler)
+
+
+# -- out of memory, batching, compile, streams ------------------------------------------------
+
+
+class _OOM:
+    """Work that runs out of memory above ``fits`` items (as activations scale with the batch)."""
+
+    def __init__(self, fits: int, error: type[Exception] = RuntimeError) -> None:
+        self.fits, self.error, self.batches = fits, error, []
+
+    def __call__(self, items):  # noqa: ANN001, ANN204
+        self.batches.append(len(items))
+        if len(items) > self.fits:
+            raise self.error("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [i * 10 for i in items]
+
+
+def test_out_of_memory_retries_in_halves_then_offloads_then_gives_up() -> None:
+    from camouflage.memory import MemoryPolicy
+
+    policy = MemoryPolicy()
+    work = _OOM(fits=2)
+    assert policy.run(work, [1, 2, 3, 4, 5]) == [10, 20, 30, 40, 50]  # in order, whatever the split
+    assert work.batches[0] == 5 and max(work.batches[1:]) <= 3 and policy.retries >= 2
+    offloads = []
+    policy = MemoryPolicy(offload=lambda: offloads.append(1))
+
+    def run(items):  # noqa: ANN001, ANN202 - one crop fits only once the models are offloaded
+        if not offloads:
+            raise RuntimeError("CUDA out of memory (one crop)")
+        return [i * 10 for i in items]
+
+    assert policy.run(run, [7]) == [70] and offloads == [1] and policy.offloaded
+    with pytest.raises(RuntimeError, match="out of memory"):  # offloaded already: the fallback's turn
+        policy.run(_OOM(fits=0), [1])
+    assert offloads == [1]
+    with pytest.raises(RuntimeError, match="out of memory"):  # on a CPU there is nothing to offload
+        MemoryPolicy().run(_OOM(fits=0), [1])
+    other = MemoryPolicy()
+    with pytest.raises(ValueError):  # any other error: at once, no retry
+        other.run(lambda items: (_ for _ in ()).throw(ValueError("bad input")), [1, 2])
+    assert other.retries == 0
+    assert MemoryPolicy().run(_OOM(fits=1, error=torch.OutOfMemoryError), [1, 2]) == [10, 20]
+
+
+def test_annotators_and_the_captioner_give_in_one_batch_what_they_give_one_by_one(tiny_models: Path) -> None:  # noqa: F811
+    from camouflage.base.annotators import Captioner, load_annotators
+
+    resolver = ModelResolver(models_dir=tiny_models, offline=True)
+    rng = np.random.default_rng(4)
+    crops = [rng.integers(0, 256, (80, 80, 3), np.uint8) for _ in range(3)]
+    for name, annotator in load_annotators(resolver, controls=("depth", "seg", "normal", "lineart")).items():
+        batched, single = annotator.batch(crops, R), [annotator(c, R) for c in crops]
+        for b, s in zip(batched, single, strict=True):
+            assert b.shape == s.shape == (R, R, 3)
+            assert np.abs(b.astype(int) - s).max() <= 1, name  # float reductions over a batch: at most one level
+    captioner = Captioner.from_pretrained(resolver.resolve("captioner"))
+    assert captioner.batch(crops) == [captioner(c) for c in crops]
+
+
+def test_compile_keeps_the_modules_their_hooks_and_their_results(tiny_models: Path) -> None:  # noqa: F811
+    from camouflage.base.pipeline import CamouflageBasePipeline
+    from camouflage.speed import apply_compile
+
+    pipe = CamouflageBasePipeline.from_manifest(ModelResolver(models_dir=tiny_models, offline=True))
+    unet = pipe.unet
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(1, 77, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = unet(x, 10, encoder_hidden_states=text).sample
+    calls = []
+    unet.register_forward_pre_hook(lambda *_: calls.append(1))
+    apply_compile(pipe, backend="eager")  # inductor needs a compiler and minutes: the wiring is what is tested
+    assert pipe.unet is unet and unet._camstream_compiled and all(n._camstream_compiled for n in pipe.controlnet.nets)
+    with torch.no_grad():
+        after = unet(x, 10, encoder_hidden_states=text).sample
+    torch.testing.assert_close(before, after, rtol=1e-4, atol=1e-4)
+    assert calls == [1]  # the hook still runs (outside the compiled forward)
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_worker_streams_are_a_no_op_on_the_cpu() -> None:
+    from camouflage.device import worker_stream
+
+    with worker_stream(torch.device("cpu"), high_priority=True) as stream:
+        assert stream is None

@@ -36,6 +36,17 @@ class Annotator(Protocol):
         """RGB uint8 (H, W, 3) -> control image (resolution, resolution, 3) uint8."""
         ...
 
+    def batch(self, images: list[np.ndarray], resolution: int) -> list[np.ndarray]:
+        """The same for many crops, in as few network calls as the annotator allows."""
+        ...
+
+
+class _OneByOne:
+    """``batch`` as a loop, for annotators whose post-processing is per image."""
+
+    def batch(self, images: list[np.ndarray], resolution: int) -> list[np.ndarray]:
+        return [self(image, resolution) for image in images]
+
 
 def _square(image: np.ndarray, resolution: int) -> Image.Image:
     return Image.fromarray(image).resize((resolution, resolution), Image.BICUBIC)
@@ -60,13 +71,17 @@ class DepthAnnotator:
         return cls(AutoModelForDepthEstimation.from_pretrained(path, use_safetensors=True, local_files_only=True).to(device),
                    AutoImageProcessor.from_pretrained(path))
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray, resolution: int) -> np.ndarray:
-        inputs = self.processor(images=_square(image, resolution), return_tensors="pt").to(self.model.device)
-        depth = self.model(**inputs).predicted_depth[:, None].float()
-        depth = torch.nn.functional.interpolate(depth, (resolution, resolution), mode="bicubic")[0, 0]
-        depth = (depth - depth.min()) / (depth.max() - depth.min()).clamp_min(1e-6)
-        return np.repeat(_to_uint8(depth)[:, :, None], 3, axis=2)
+        return self.batch([image], resolution)[0]
+
+    @torch.no_grad()
+    def batch(self, images: list[np.ndarray], resolution: int) -> list[np.ndarray]:
+        inputs = self.processor(images=[_square(i, resolution) for i in images], return_tensors="pt").to(self.model.device)
+        depth = self.model(**_model_dtype(inputs, self.model)).predicted_depth[:, None].float()
+        depth = torch.nn.functional.interpolate(depth, (resolution, resolution), mode="bicubic")[:, 0]
+        low = depth.amin((1, 2), keepdim=True)
+        depth = (depth - low) / (depth.amax((1, 2), keepdim=True) - low).clamp_min(1e-6)  # each image its own range
+        return [np.repeat(_to_uint8(d)[:, :, None], 3, axis=2) for d in depth]
 
 
 class SegAnnotator:
@@ -86,33 +101,100 @@ class SegAnnotator:
         return cls(AutoModelForSemanticSegmentation.from_pretrained(path, local_files_only=True).to(device),
                    AutoImageProcessor.from_pretrained(path))
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray, resolution: int) -> np.ndarray:
-        inputs = self.processor(images=_square(image, resolution), return_tensors="pt").to(self.model.device)
-        logits = self.model(**inputs).logits.float()
+        return self.batch([image], resolution)[0]
+
+    @torch.no_grad()
+    def batch(self, images: list[np.ndarray], resolution: int) -> list[np.ndarray]:
+        inputs = self.processor(images=[_square(i, resolution) for i in images], return_tensors="pt").to(self.model.device)
+        logits = self.model(**_model_dtype(inputs, self.model)).logits.float()
         logits = torch.nn.functional.interpolate(logits, (resolution, resolution), mode="bilinear")
-        labels = logits[0].argmax(0).cpu().numpy()
-        return self.palette[labels % len(self.palette)]
+        labels = logits.argmax(1).cpu().numpy()
+        return [self.palette[lab % len(self.palette)] for lab in labels]
+
+
+def _model_dtype(inputs, model):  # noqa: ANN001, ANN202 - a BatchFeature
+    """The processor's float tensors in the model's dtype (fp16 models on a GPU)."""
+    dtype = next(model.parameters()).dtype
+    return {k: v.to(dtype) if torch.is_floating_point(v) else v for k, v in inputs.items()}
+
+
+def _work_size(resolution: int) -> int:
+    # controlnet-aux rounds sizes to multiples of 64 (a 32 px request became 0 px and
+    # OpenCV raised): run it at the nearest such size, at least 64, and resize after.
+    return max(64, int(round(resolution / 64)) * 64)
+
+
+def _to_resolution(out: np.ndarray, resolution: int) -> np.ndarray:
+    out = np.asarray(out)
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    if out.shape[:2] != (resolution, resolution):
+        out = np.asarray(Image.fromarray(out).resize((resolution, resolution), Image.BILINEAR))
+    return out.astype(np.uint8)
 
 
 class ControlnetAuxAnnotator:
-    """A controlnet-aux detector (NormalBAE, OpenPose, Lineart) loaded from a local folder."""
+    """A controlnet-aux detector (NormalBAE, OpenPose, Lineart) loaded from a local folder.
+
+    ``batch`` runs NormalBAE's and lineart's networks once over all crops, with
+    controlnet-aux's own pre- and post-processing (same output as one call per crop);
+    OpenPose's post-processing is NumPy per image, so it stays one call per crop."""
 
     def __init__(self, name: str, detector, kwargs: Mapping | None = None) -> None:  # noqa: ANN001
         self.name, self.detector, self.kwargs = name, detector, dict(kwargs or {})
 
     def __call__(self, image: np.ndarray, resolution: int) -> np.ndarray:
-        # controlnet-aux rounds sizes to multiples of 64 (a 32 px request became 0 px and
-        # OpenCV raised): run it at the nearest such size, at least 64, and resize after.
-        work = max(64, int(round(resolution / 64)) * 64)
+        work = _work_size(resolution)
         out = self.detector(_square(image, work), detect_resolution=work, image_resolution=work,
                             output_type="np", **self.kwargs)
-        out = np.asarray(out)
-        if out.ndim == 2:
-            out = np.repeat(out[:, :, None], 3, axis=2)
-        if out.shape[:2] != (resolution, resolution):
-            out = np.asarray(Image.fromarray(out).resize((resolution, resolution), Image.BILINEAR))
-        return out.astype(np.uint8)
+        return _to_resolution(out, resolution)
+
+    @torch.no_grad()
+    def batch(self, images: list[np.ndarray], resolution: int) -> list[np.ndarray]:
+        if self.name not in ("normal", "lineart") or len(images) < 2:
+            return [self(image, resolution) for image in images]
+        work = _work_size(resolution)
+        model = self.detector.model
+        p = next(model.parameters())
+        x = torch.from_numpy(np.stack([np.asarray(_square(i, work)) for i in images])).to(p.device).float() / 255.0
+        x = x.permute(0, 3, 1, 2)
+        if self.name == "normal":  # NormalBaeDetector.__call__, over a batch
+            normal = model(self.detector.norm(x))[0][-1][:, :3]
+            maps = (((normal + 1) * 0.5).clip(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
+        else:  # LineartDetector.__call__ (fine model), over a batch
+            line = model(x)[:, 0].cpu().numpy()
+            maps = 255 - (line * 255.0).clip(0, 255).astype(np.uint8)
+        return [_to_resolution(m, resolution) for m in maps]
+
+    def body_with_faces(self, image: np.ndarray, resolution: int, faces: list[np.ndarray]) -> np.ndarray:
+        """Pose for the identity-blind path: OpenPose's body and hands (never its 70 face
+        landmarks; its head keypoints are dropped), then each face's 5 detector landmarks
+        (crop pixels at ``resolution``) drawn as openpose's nose, eyes and mouth
+        (camouflage/blind.py). ``image`` is the crop with the faces filled from context."""
+        from controlnet_aux.open_pose import util
+
+        from ..blind import HEAD_KEYPOINTS, NECK, draw_head_pose, head_keypoints
+
+        work = _work_size(resolution)
+        poses = self.detector.detect_poses(np.asarray(_square(image, work)), include_hand=True, include_face=False)
+        canvas = np.zeros((work, work, 3), np.uint8)
+        necks = []
+        for pose in poses:
+            keypoints = [None if k in HEAD_KEYPOINTS else p for k, p in enumerate(pose.body.keypoints)]
+            canvas = util.draw_bodypose(canvas, keypoints)
+            canvas = util.draw_handpose(canvas, pose.left_hand)
+            canvas = util.draw_handpose(canvas, pose.right_hand)
+            if keypoints[NECK] is not None:
+                necks.append(np.array([keypoints[NECK].x * work, keypoints[NECK].y * work], np.float32))
+        scale = work / resolution
+        for landmarks in faces:
+            lm = np.asarray(landmarks, np.float32).reshape(5, 2) * scale
+            guess = head_keypoints(lm)[NECK]
+            size = float(np.ptp(lm[:, 0]) + np.ptp(lm[:, 1])) + 1.0
+            near = [n for n in necks if np.hypot(*(n - guess)) < 1.5 * size]  # this face's own body, if OpenPose found it
+            draw_head_pose(canvas, lm, min(near, key=lambda n: np.hypot(*(n - guess))) if near else None)
+        return _to_resolution(canvas, resolution)
 
 
 def _controlnet_aux_module():  # noqa: ANN202
@@ -187,7 +269,7 @@ def _controlnet_aux(kind: str, path: Path, device: torch.device) -> Annotator:
     raise ModelError(f"unknown annotator kind {kind!r}")
 
 
-class WeightFreeAnnotator:
+class WeightFreeAnnotator(_OneByOne):
     """controlnet-aux detectors that need no weights, offered only when asked for by name."""
 
     def __init__(self, name: str) -> None:
@@ -263,8 +345,12 @@ class Captioner:
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: cannot load the captioner ({type(exc).__name__})") from exc
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray) -> str:
-        inputs = self.processor(images=Image.fromarray(image), return_tensors="pt").to(self.model.device)
-        ids = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        return self.processor.decode(ids[0], skip_special_tokens=True).strip()
+        return self.batch([image])[0]
+
+    @torch.no_grad()
+    def batch(self, images: list[np.ndarray]) -> list[str]:
+        """One ``generate`` over all crops (greedy decoding: the same captions as one by one)."""
+        inputs = self.processor(images=[Image.fromarray(i) for i in images], return_tensors="pt").to(self.model.device)
+        ids = self.model.generate(**_model_dtype(inputs, self.model), max_new_tokens=self.max_new_tokens, do_sample=False)
+        return [text.strip() for text in self.processor.batch_decode(ids, skip_special_tokens=True)]

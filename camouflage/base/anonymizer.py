@@ -7,6 +7,16 @@ one batch) and pasted back through a feathered mask. The mask is 1 on the covere
 pixels outside the ring are never touched. Scope ``scene``: the whole frame is
 regenerated (resized to a square, then back).
 
+``base.conditioning`` (resolved once: ``auto`` is ``paper`` with a trained IDF ControlNet,
+else ``blind``):
+
+* ``blind``: identity-blind (camouflage/blind.py). The crops, the annotators and the
+  caption read the frame with every covered shape filled from its context; the face
+  starts from the seeded noise and only the pose (body + the detector's 5 landmarks)
+  reaches it. a_s does not apply (there is no original to push away from).
+* ``paper``: the paper's Base, img2img from the crop at ``base.strength`` with all five
+  controls (OpenPose with its face landmarks) and the IDF's negative guidance at a_s.
+
 Every failure raises: the video pipeline then covers the regions with its fallback, so
 an original face is never returned.
 """
@@ -26,7 +36,9 @@ from streamer.errors import ConfigError
 from streamer.frame import Frame
 from tracking.tracker import Region, enlarge
 
+from ..blind import blind_frame, face_keypoints, landmark_pose, resolve_conditioning
 from ..manifest import ModelResolver
+from ..memory import MemoryPolicy, offload_models
 from ..speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
 from . import BASE_MODELS, CONTROLS, IDF
 
@@ -55,28 +67,55 @@ class BaseAnonymizer:
     name = "base"
 
     def __init__(self, pipeline: CamouflageBasePipeline, annotators: dict, captioner: Captioner | None,
-                 settings, scope: str = "face", shape: Shape | None = None) -> None:  # noqa: ANN001 - BaseConfig
+                 settings, scope: str = "face", shape: Shape | None = None,  # noqa: ANN001 - BaseConfig
+                 conditioning: str = "paper") -> None:
         if scope not in ("face", "person", "scene"):
             raise ConfigError(f"anonymize.scope {scope!r}: use face, person or scene")
         if settings.prompt is None and captioner is None:
             raise ConfigError("CAMOUFLaGE-Base needs a captioner or base.prompt")
+        if conditioning not in ("blind", "paper"):
+            raise ConfigError(f"base.conditioning {conditioning!r}: use blind or paper (auto is resolved when loading)")
         self.pipeline, self.annotators, self.captioner = pipeline, annotators, captioner
         self.settings, self.scope, self.shape = settings, scope, shape or Shape()
+        self.conditioning = conditioning
+        self.memory = MemoryPolicy(offload_models(pipeline) if hasattr(pipeline, "device") else None)
+
+    @property
+    def blind(self) -> bool:
+        return self.conditioning == "blind"
 
     # -- one batch of square crops -> generated crops -------------------------------------
 
-    def generate(self, crops: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
+    def generate(self, crops: list[np.ndarray], seeds: list[int], masks: list[np.ndarray] | None = None,
+                 faces: list[list[np.ndarray]] | None = None) -> list[np.ndarray]:
+        """Base's faces for a batch of crops. Identity-blind (``masks`` given): ``crops`` come
+        from the frame with its faces filled from context, ``masks`` (crop-sized bool) say
+        where the face is and ``faces`` hold each crop's face landmarks (crop pixels)."""
         import torch
 
         s, res = self.settings, self.settings.resolution
-        squares = [cv2.resize(c, (res, res), interpolation=cv2.INTER_AREA if c.shape[0] > res else cv2.INTER_CUBIC) for c in crops]
-        controls = {c: [self.annotators[c](img, res) for img in squares] for c in CONTROLS}
-        prompts = [s.prompt if s.prompt is not None else self.captioner(img) for img in squares]
+        squares = [_square(c, res) for c in crops]
+        blind = masks is not None
+        if blind:
+            scale = [res / c.shape[0] for c in crops]
+            masks = [cv2.resize(m.astype(np.float32), (res, res), interpolation=cv2.INTER_AREA) > 0 for m in masks]
+            faces = [[np.asarray(f, np.float32) * k for f in fs] for fs, k in zip(faces or [[]] * len(crops), scale, strict=True)]
+        controls = {}
+        for c in CONTROLS:
+            if float(s.controls.get(c, 1.0)) == 0.0:  # a control at scale 0 changes nothing: do not compute it
+                controls[c] = [np.zeros((res, res, 3), np.uint8)] * len(squares)
+            elif blind and c == "pose":  # never OpenPose's face landmarks: body + the detector's 5 points
+                body = getattr(self.annotators[c], "body_with_faces", None)
+                controls[c] = [body(img, res, f) if body else landmark_pose(res, f) for img, f in zip(squares, faces, strict=True)]
+            else:
+                controls[c] = self.annotators[c].batch(squares, res)
+        prompts = [s.prompt] * len(squares) if s.prompt is not None else self.captioner.batch(squares)
         generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
         out = self.pipeline(
             squares, controls, prompt=prompts, num_inference_steps=s.steps, strength=s.strength,
-            anonymization_scale=s.anonymization_scale, guidance_scale=s.guidance_scale,
+            anonymization_scale=1.0 if blind else s.anonymization_scale, guidance_scale=s.guidance_scale,
             controlnet_conditioning_scale=s.controls, lineart_stop=s.lineart_stop, generator=generators, output_type="np",
+            mask_image=np.stack(masks).astype(np.float32) if blind else None,
         ).images
         if len(out) != len(crops):
             raise RuntimeError(f"generator returned {len(out)} images for {len(crops)} crops")
@@ -92,9 +131,13 @@ class BaseAnonymizer:
     def anonymize(self, image: np.ndarray, regions: Sequence[Region], frame: Frame | None = None) -> np.ndarray:
         if not regions:
             return image
+        # identity-blind: every network reads the frame with the covered shapes filled from context
+        source, covered_all = blind_frame(image, [r.box for r in regions], self.shape) if self.blind else (image, None)
         if self.scope == "scene":
             seed = self.seed(min(regions, key=lambda r: r.track_id if r.track_id >= 0 else 1 << 30))
-            return self.generate([image], [seed])[0]
+            if not self.blind:
+                return self.generate([image], [seed])[0]
+            return self.generate([source], [seed], [covered_all], [_landmarks(regions, 0, 0)])[0]
         h, w = image.shape[:2]
         jobs = []  # (bounds, blend mask (crop-sized), region)
         for region in regions:
@@ -116,14 +159,32 @@ class BaseAnonymizer:
             jobs.append(((bx1, by1, bx2, by2), feathered_mask(covered, ring), region))
         if not jobs:
             return image
-        crops = [image[y1:y2, x1:x2].copy() for (x1, y1, x2, y2), _, _ in jobs]
-        generated = self.generate(crops, [self.seed(r) for _, _, r in jobs])
+        crops = [source[y1:y2, x1:x2].copy() for (x1, y1, x2, y2), _, _ in jobs]
+        seeds = [self.seed(r) for _, _, r in jobs]
+        order = list(range(len(jobs)))
+        if self.blind:
+            masks = [covered_all[y1:y2, x1:x2] for (x1, y1, x2, y2), _, _ in jobs]
+            faces = [_landmarks(regions, x1, y1) for (x1, y1, _, _), _, _ in jobs]
+            generated = self.memory.run(lambda k: self.generate([crops[i] for i in k], [seeds[i] for i in k],
+                                                                [masks[i] for i in k], [faces[i] for i in k]), order)
+        else:
+            generated = self.memory.run(lambda k: self.generate([crops[i] for i in k], [seeds[i] for i in k]), order)
         for ((x1, y1, x2, y2), mask, _), gen in zip(jobs, generated, strict=True):
             target = image[y1:y2, x1:x2]
             m = mask[:, :, None]
             blended = (m * gen.astype(np.float32) + (1 - m) * target.astype(np.float32)).round().astype(np.uint8)
             np.copyto(target, blended, where=m > 0)  # outside the ring: untouched, bit for bit
         return image
+
+
+def _square(crop: np.ndarray, res: int) -> np.ndarray:
+    return cv2.resize(crop, (res, res), interpolation=cv2.INTER_AREA if crop.shape[0] > res else cv2.INTER_CUBIC)
+
+
+def _landmarks(regions: Sequence[Region], x0: float, y0: float) -> list[np.ndarray]:
+    """Every face's 5 points relative to ``(x0, y0)``: the detector's landmarks, else the
+    template placed in its box (from the box alone)."""
+    return [face_keypoints(r.box, r.landmarks) - np.array([x0, y0], np.float32) for r in regions if r.kind == "face"]
 
 
 def effective_anonymization_scale(asked: float, has_idf: bool) -> float:
@@ -161,10 +222,18 @@ def build_base_anonymizer(config) -> BaseAnonymizer:  # noqa: ANN001 - streamer.
     device = resolve_device(m.device)
     dtype = resolve_dtype(m.dtype, device)
     pipeline = CamouflageBasePipeline.from_manifest(resolver, device=device, dtype=dtype, scheduler=s.scheduler)
-    s = dataclasses.replace(s, anonymization_scale=effective_anonymization_scale(s.anonymization_scale, pipeline.idf_controlnet is not None))
+    has_idf = pipeline.idf_controlnet is not None
+    conditioning = resolve_conditioning(s.conditioning, has_idf)
+    if conditioning == "blind":
+        log.info("%sCAMOUFLaGE-Base is identity-blind: each face starts from its seeded noise and only the pose "
+                 "(body + 5 landmarks) reaches it (base.conditioning: paper for the paper's img2img + IDF)",
+                 f"no trained IDF ControlNet ({IDF}): " if not has_idf else "")
+    else:
+        s = dataclasses.replace(s, anonymization_scale=effective_anonymization_scale(s.anonymization_scale, has_idf))
     apply_speed(pipeline, resolver, config.speed.lcm, config.speed.tiny_vae)
     if config.speed.lcm:  # a few consistency steps, no text CFG
         s = dataclasses.replace(s, steps=config.speed.lcm_steps, guidance_scale=LCM_GUIDANCE_SCALE)
     annotators = load_annotators(resolver, device, overrides)
     captioner = Captioner.from_pretrained(resolver.resolve("captioner"), device) if s.prompt is None else None
-    return BaseAnonymizer(pipeline, annotators, captioner, s, scope=a.scope, shape=Shape(kind=a.shape, margin=a.margin))
+    return BaseAnonymizer(pipeline, annotators, captioner, s, scope=a.scope, shape=Shape(kind=a.shape, margin=a.margin),
+                          conditioning=conditioning)

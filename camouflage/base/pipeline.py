@@ -1,17 +1,23 @@
 """CAMOUFLaGE-Base as a diffusers pipeline (arXiv 2403.14790, Sec. 3).
 
-img2img from the VAE encoding of the original: five ControlNets (depth, normal, seg,
-pose, lineart; lineart switched off after ``lineart_stop`` of the steps) give the
-positive branch, text CFG with the image's caption; a sixth, identity-function (IDF)
-ControlNet conditioned on the original's VAE latents gives the negative branch, and
-:func:`identity_guidance` mixes them with the anonymization scale ``a_s``:
+The paper's path: img2img from the VAE encoding of the original: five ControlNets (depth,
+normal, seg, pose, lineart; lineart switched off after ``lineart_stop`` of the steps, and
+then not run at all) give the positive branch, text CFG with the image's caption; a sixth,
+identity-function (IDF) ControlNet conditioned on the original's VAE latents gives the
+negative branch, and :func:`camouflage.guidance.identity_guidance` mixes them with the
+anonymization scale ``a_s``:
 
     eps = eps_idf + a_s * (eps_pos - eps_idf)
 
 a_s = 0 reproduces the original, 1 follows the positive controls, > 1 pushes away from it.
 All branches run in ONE batched UNet call per step. Nobody publishes an IDF ControlNet
-(``camstream train idf`` trains one): without it, or at a_s = 1, the IDF branch is not run
-and the pipeline is the positive controls alone (the paper's a_s = 1).
+(``camstream train idf`` trains one): without it, or at a_s = 1, the IDF branch is not run.
+
+The identity-blind path (``mask_image``; the default without an IDF, camouflage/blind.py):
+the face starts from the seeded noise (strength 1 inside the mask), the context outside it
+is re-imposed from the given image's latents at every step, and depth/normal/seg/lineart
+act outside the mask only (:data:`FACE_FREE_CONTROLS`). The caller hands it a frame whose
+faces are already filled from their context, so no pixel of a face reaches any network.
 
 >>> pipe = CamouflageBasePipeline.from_manifest(ModelResolver(models_dir="models"))  # doctest: +SKIP
 >>> out = pipe(image, controls, prompt="a woman in a room", generator=torch.Generator().manual_seed(0))
@@ -43,17 +49,18 @@ from diffusers.utils.torch_utils import randn_tensor
 from streamer.errors import ConfigError, ModelError
 
 from ..device import brownian_seed
+from ..guidance import classifier_free_guidance, identity_guidance
+from ..masked import as_mask, at_resolution, keep_context, masked_start
 from ..schedulers import SCHEDULERS
 from ..speed import decode_latents, encode_latents
 from . import BASE_MODELS, CONTROLS, IDF
 
 DEFAULT_SCALES = {"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart": 0.5}
-__all__ = ["BASE_MODELS", "CONTROLS", "CamouflageBasePipeline", "CamouflageBasePipelineOutput", "identity_guidance"]
-
-
-def identity_guidance(eps_pos: torch.Tensor, eps_idf: torch.Tensor, anonymization_scale: float) -> torch.Tensor:
-    """The paper's negative identity guidance: eps = eps_idf + a_s * (eps_pos - eps_idf)."""
-    return eps_idf + anonymization_scale * (eps_pos - eps_idf)
+# identity-blind: these act outside the faces only (their residuals are cut inside); the pose
+# (body keypoints + the detector's 5 landmarks) is the one control that reaches the face
+FACE_FREE_CONTROLS = ("depth", "normal", "seg", "lineart")
+__all__ = ["BASE_MODELS", "CONTROLS", "FACE_FREE_CONTROLS", "CamouflageBasePipeline", "CamouflageBasePipelineOutput",
+           "identity_guidance"]
 
 
 def make_idf_controlnet(unet: UNet2DConditionModel, embedding: tuple[int, ...] = (128,)) -> ControlNetModel:
@@ -186,6 +193,26 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     # -- the algorithm ----------------------------------------------------------------------
 
+    def controlnet_residuals(self, sample: torch.Tensor, t: torch.Tensor, text: torch.Tensor, controls: list[torch.Tensor],
+                             scales: list[float], face: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The five ControlNets' summed residuals (what MultiControlNetModel gives), skipping
+        every net whose scale is 0 (lineart after ``lineart_stop``: it would add exactly
+        nothing). ``face`` (B, 1, H, W: 1 on the faces): the residuals of
+        :data:`FACE_FREE_CONTROLS` are cut to 0 there, so only the pose reaches the face."""
+        down = mid = None
+        for control, cond, scale, net in zip(CONTROLS, controls, scales, self.controlnet.nets, strict=True):
+            if scale == 0.0:
+                continue
+            d, m = net(sample, t, encoder_hidden_states=text, controlnet_cond=cond, conditioning_scale=scale, return_dict=False)
+            if face is not None and control in FACE_FREE_CONTROLS:  # 0 in every cell a face touches
+                d = [r * (1 - at_resolution(face, r)) for r in d]
+                m = m * (1 - at_resolution(face, m))
+            down = d if down is None else [a + b for a, b in zip(down, d, strict=True)]
+            mid = m if mid is None else mid + m
+        if down is None:  # every scale 0: the U-Net alone
+            return None, None
+        return down, mid
+
     @torch.no_grad()
     def __call__(
         self,
@@ -199,10 +226,16 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         guidance_scale: float = 7.5,
         controlnet_conditioning_scale: Mapping[str, float] | None = None,
         lineart_stop: float = 0.5,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
+        mask_image: np.ndarray | torch.Tensor | None = None,
         callback_on_step_end: Callable[[CamouflageBasePipeline, int, torch.Tensor, dict[str, Any]], None] | None = None,
     ) -> CamouflageBasePipelineOutput:
+        """``mask_image`` (B, H, W) or (H, W) in [0, 1], 1 where the face is: the identity-blind
+        path (camouflage/blind.py). The masked area starts from pure noise (strength 1,
+        ``strength`` is not used), the rest is re-imposed from ``image``'s latents at every
+        step, and depth/normal/seg/lineart act outside the mask only. Without it: the
+        paper's img2img at ``strength`` with the IDF branch."""
         device = self._execution_device
         scales = {**DEFAULT_SCALES, **(controlnet_conditioning_scale or {})}
         if set(scales) != set(CONTROLS):
@@ -211,10 +244,12 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         if missing:
             raise ValueError(f"control images missing: {', '.join(missing)}")
         use_idf = anonymization_scale != 1.0
+        if use_idf and mask_image is not None:
+            raise ValueError("the identity-blind path (mask_image) has no original to guide away from: use anonymization_scale 1.0")
         if use_idf and self.idf_controlnet is None:
             raise ValueError(f"anonymization_scale {anonymization_scale} needs the IDF ControlNet (none loaded: use 1.0)")
 
-        # 1. the original, its latents (img2img start AND the IDF condition), the controls
+        # 1. the image, its latents (img2img start or, blind, the context; the IDF condition), the controls
         original = self.image_processor.preprocess(self._as_pil(image))
         batch, _, height, width = original.shape
         prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
@@ -225,6 +260,10 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             self.control_image_processor.preprocess(self._as_pil(control_images[c]), height=height, width=width).to(device, self.unet.dtype)
             for c in CONTROLS
         ]
+        masked = mask_image is not None
+        if masked:  # 1 where the face is, at pixel and at latent resolution (a latent cell touching it is the face's)
+            face = as_mask(mask_image, batch, device)
+            latent_face = at_resolution(face, init_latents)
 
         # 2. text: [negative, caption] for CFG on the positive branch; the IDF branch uses the caption
         do_cfg = guidance_scale > 1.0
@@ -232,34 +271,38 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         positive_text = torch.cat([self.encode_prompt(negatives, device), text]) if do_cfg else text
         n_pos = 2 if do_cfg else 1
         controls = [c.repeat(n_pos, 1, 1, 1) for c in controls]
+        face_pos = face.repeat(n_pos, 1, 1, 1) if masked else None
 
-        # 3. timesteps and the noised start
+        # 3. timesteps and the start: img2img noised to ``strength``, or (blind) the face from pure
+        # noise and the context at the first timestep's noise level
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps, num_inference_steps = self.get_timesteps(num_inference_steps, strength)
+        timesteps, num_inference_steps = self.get_timesteps(num_inference_steps, 1.0 if masked else strength)
         extra_step_kwargs = self._seed_scheduler(generator)
         noise = randn_tensor(init_latents.shape, generator=generator, device=device, dtype=init_latents.dtype)
-        latents = self.scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch))
+        if masked:
+            latents = masked_start(self.scheduler, init_latents, noise, timesteps[:1].repeat(batch), latent_face)
+        else:
+            latents = self.scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch))
 
         # 4. denoising loop
         for i, t in enumerate(timesteps):
             x = self.scheduler.scale_model_input(latents, t).to(self.unet.dtype)
             x_pos = x.repeat(n_pos, 1, 1, 1)
             step_scales = self.control_scales(scales, i, len(timesteps), lineart_stop)
-            down, mid = self.controlnet(x_pos, t, encoder_hidden_states=positive_text, controlnet_cond=controls,
-                                        conditioning_scale=step_scales, return_dict=False)
+            down, mid = self.controlnet_residuals(x_pos, t, positive_text, controls, step_scales, face_pos)
             sample, hidden = x_pos, positive_text
             if use_idf:
                 down_idf, mid_idf = self.idf_controlnet(x, t, encoder_hidden_states=text, controlnet_cond=idf_condition,
                                                         conditioning_scale=1.0, return_dict=False)
-                down = [torch.cat([p, q]) for p, q in zip(down, down_idf, strict=True)]
-                mid, sample, hidden = torch.cat([mid, mid_idf]), torch.cat([x_pos, x]), torch.cat([positive_text, text])
+                down = down_idf if down is None else [torch.cat([p, q]) for p, q in zip(down, down_idf, strict=True)]
+                mid = mid_idf if mid is None else torch.cat([mid, mid_idf])
+                sample, hidden = torch.cat([x_pos, x]), torch.cat([positive_text, text])
             # one UNet call for all branches: [negative+controls, caption+controls, caption+IDF]
             eps = self.unet(sample, t, encoder_hidden_states=hidden, down_block_additional_residuals=down,
                             mid_block_additional_residual=mid, return_dict=False)[0]
             eps_idf = eps[-batch:] if use_idf else None
             if do_cfg:
-                eps_uncond, eps_text = eps[:batch], eps[batch:2 * batch]
-                eps_pos = eps_uncond + guidance_scale * (eps_text - eps_uncond)
+                eps_pos = classifier_free_guidance(eps[:batch], eps[batch:2 * batch], guidance_scale)
             else:
                 eps_pos = eps[:batch]
             noise_pred = identity_guidance(eps_pos, eps_idf, anonymization_scale) if use_idf else eps_pos
@@ -267,6 +310,9 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 callback_on_step_end(self, i, t, {"latents": latents, "model_input": x, "eps_pos": eps_pos, "eps_idf": eps_idf,
                                                   "noise_pred": noise_pred, "control_scales": step_scales})
             latents = self.scheduler.step(noise_pred.to(latents.dtype), t, latents, **extra_step_kwargs, return_dict=False)[0]
+            if masked:  # the context back at the next step's noise level
+                following = timesteps[i + 1:i + 2].repeat(batch) if i < len(timesteps) - 1 else None
+                latents = keep_context(self.scheduler, latents, init_latents, noise, following, latent_face)
 
         # 5. decode
         if output_type == "latent":
@@ -275,3 +321,5 @@ class CamouflageBasePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         images = self.image_processor.postprocess(decoded, output_type=output_type)
         self.maybe_free_model_hooks()
         return CamouflageBasePipelineOutput(images=images, prompts=prompts)
+
+

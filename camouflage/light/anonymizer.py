@@ -13,13 +13,22 @@ Scopes (``anonymize.scope``):
 Identity over time: each track gets its own seed (same initial noise for its whole
 life) and, after its first generated frame, the embedding of its own generated face as
 the IP-Adapter's target identity; so a track keeps one fake face. A track's first frame
-has no target: the IP-Adapter gets its own unconditional input (a blank image, as in its
-training), never a random vector off the embedding manifold; the negative branch always
-uses the original face's embedding.
+has no target: the IP-Adapter gets its own unconditional input (the zero image, as in its
+training), never a random vector off the embedding manifold.
+
+Guidance: text CFG with ``light.prompt`` / ``light.negative_prompt`` at
+``light.guidance_scale``, the unconditional branch with the zero image (as IP-Adapter is
+used); ``light.conditioning`` (``auto``: paper with a trained IDF, else blind):
+
+* ``blind``: every network reads the frame with the covered shapes filled from context
+  (camouflage/blind.py); the face starts from the track's seeded noise; the pose drawing
+  comes from the detector's 5 landmarks. No push: there is no original face to push from.
+* ``paper``: img2img from the crop at ``light.strength``, and the identity push at
+  ``light.anonymization_scale`` away from the original face's own embedding.
 
 Adapters: ``camouflage`` (trained: FaRL IP-Adapter + 41-channel T2I-Adapter on FACER's
-attribute map) or ``public`` (IP-Adapter plus-face + the openpose ControlNet on this
-crop's pose drawing, ``pose``: Base's openpose annotator); ``build_light_anonymizer``
+attribute map) or ``public`` (IP-Adapter plus-face + the openpose ControlNet on the
+openpose drawing of the detector's 5 landmarks: no OpenPose per crop); ``build_light_anonymizer``
 builds the first (``--method light``), the video method either.
 Person regions carry no face box: the head is taken as the top-centre of the box.
 """
@@ -37,7 +46,9 @@ import torch
 from streamer.anonymizers import Shape
 from tracking.tracker import Region
 
-from ..speed import apply_speed, speed_models
+from ..base import IDF
+from ..blind import blind_frame, landmark_pose, resolve_conditioning, shape_in_crop
+from ..speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
 from ..video.compositor import crop_window, paste
 from . import loading
 from .attribute_map import build_attribute_map
@@ -73,23 +84,26 @@ class LightAnonymizer:
         adapter_scale: float = 1.0,
         seed: int = 0,
         prompt: str = "",
+        negative_prompt: str = "",
+        guidance_scale: float = 1.0,
+        conditioning: str = "paper",
         scope: str = "face",
         shape: Shape | None = None,
         context: float = 0.5,
         feather: float = 0.25,
         max_tracks: int = 256,
-        pose=None,  # noqa: ANN001 - an Annotator (public adapters: the ControlNet's pose drawing)
     ) -> None:
         if scope not in ("face", "person", "scene"):
             raise ValueError(f"scope {scope!r}: use face, person or scene")
-        if pipe.adapters == "public" and pose is None:
-            raise ValueError("public Light adapters need a pose annotator")
         if pipe.adapters == "camouflage" and attributes is None:
             raise ValueError("the CAMOUFLaGE-Light adapters need FACER's attribute model")
-        self.pipe, self.attributes, self.pose = pipe, attributes, pose
+        if conditioning not in ("blind", "paper"):
+            raise ValueError(f"light.conditioning {conditioning!r}: use blind or paper (auto is resolved when loading)")
+        self.pipe, self.attributes = pipe, attributes
         m = pipe.size_multiple
         self.resolution = max(m, resolution // m * m)
         self.steps, self.strength, self.seed, self.prompt = steps, strength, seed, prompt
+        self.negative_prompt, self.guidance_scale, self.conditioning = negative_prompt, guidance_scale, conditioning
         self.anonymization_scale, self.ip_adapter_scale, self.adapter_scale = (
             anonymization_scale, ip_adapter_scale, adapter_scale)
         self.scope, self.shape = scope, shape or Shape()
@@ -102,6 +116,20 @@ class LightAnonymizer:
     @property
     def adapters(self) -> str:
         return self.pipe.adapters
+
+    @property
+    def blind(self) -> bool:
+        return self.conditioning == "blind"
+
+    @property
+    def push(self) -> bool:
+        """The identity push runs (a second identity branch fed the original face): paper only."""
+        return not self.blind and self.anonymization_scale != 1.0
+
+    def guidance(self) -> dict:
+        """The pipeline's guidance arguments (:mod:`camouflage.guidance`)."""
+        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "guidance_scale": self.guidance_scale,
+                "anonymization_scale": self.anonymization_scale if self.push else 1.0}
 
     def _faces(self, image: np.ndarray, regions: Sequence[Region]) -> list[FaceAttributes]:
         boxes = [r.box if r.kind == "face" else head_box(r.box) for r in regions]
@@ -117,10 +145,11 @@ class LightAnonymizer:
         crops = face_crops(image, [box], self.pipe.image_encoder.config.image_size)
         return self.pipe.identity_embeddings(crops)[0].float().cpu()
 
-    def conditioning(self, crop: np.ndarray, amap: np.ndarray | None) -> dict:
-        """The spatial control for a crop: the attribute map (T2I) or the pose drawing (ControlNet)."""
+    def control(self, size: int, amap: np.ndarray | None, faces: list[np.ndarray]) -> dict:
+        """The spatial control for a crop: the attribute map (T2I) or, public adapters, the
+        openpose drawing of the faces' 5 landmarks (crop pixels; no OpenPose run per crop)."""
         if self.adapters == "public":
-            return {"control_image": self.pose(crop, crop.shape[0])}
+            return {"control_image": landmark_pose(size, faces)}
         return {"attribute_map": amap}
 
     def _track_seed(self, track_id: int) -> int:
@@ -149,14 +178,14 @@ class LightAnonymizer:
         while len(self.identities) > self.max_tracks:
             self.identities.popitem(last=False)
 
-    def _generate(self, crop: np.ndarray, amap: np.ndarray, target: torch.Tensor | None, original: torch.Tensor,
-                  seed: int) -> np.ndarray:
+    def _generate(self, crop: np.ndarray, amap: np.ndarray, target: torch.Tensor | None, original: torch.Tensor | None,
+                  seed: int, faces: list[np.ndarray], mask: np.ndarray | None = None) -> np.ndarray:
         out = self.pipe(
-            crop, prompt=self.prompt, identity_embeds=None if target is None else target[None],
-            original_embeds=original[None], **self.conditioning(crop, amap),
-            strength=self.strength, num_inference_steps=self.steps, anonymization_scale=self.anonymization_scale,
+            crop, identity_embeds=None if target is None else target[None],
+            original_embeds=None if original is None else original[None], **self.control(crop.shape[0], amap, faces),
+            strength=self.strength, num_inference_steps=self.steps, **self.guidance(),
             adapter_conditioning_scale=self.adapter_scale, ip_adapter_scale=self.ip_adapter_scale,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(seed), mask_image=None if mask is None else mask[None].astype(np.float32),
         ).images[0]
         return (out * 255).round().astype(np.uint8)
 
@@ -164,9 +193,12 @@ class LightAnonymizer:
     def anonymize(self, image: np.ndarray, regions: Sequence[Region], frame=None) -> np.ndarray:  # noqa: ANN001
         if not regions:
             return image
-        faces = self._faces(image, regions)
+        faces = self._faces(image, regions)  # FACER's coarse attributes: of the real faces
+        # identity-blind: every other network reads the frame with the covered shapes filled from context
+        boxes = [np.asarray(r.box, np.float32) for r in regions]
+        source = blind_frame(image, boxes, self.shape)[0] if self.blind else image
         if self.scope == "scene":
-            return self._scene(image, regions, faces)
+            return self._scene(image, source, regions, faces, boxes)
         h, w = image.shape[:2]
         covered = np.zeros((h, w), bool)
         order = sorted(range(len(regions)), key=lambda i: regions[i].kind != "person")  # persons first
@@ -178,22 +210,28 @@ class LightAnonymizer:
             x1, y1, x2, y2 = bounds
             if region.kind == "face" and covered[y1:y2, x1:x2].all():
                 continue  # inside a person generated just now
-            self._region(image, region, faces, i, covered)
+            self._region(image, source, region, faces, i, covered, boxes)
         return image
 
-    def _region(self, image: np.ndarray, region: Region, faces: list[FaceAttributes], index: int,
-                covered: np.ndarray) -> None:
+    def _region(self, image: np.ndarray, source: np.ndarray, region: Region, faces: list[FaceAttributes], index: int,
+                covered: np.ndarray, boxes: list[np.ndarray]) -> None:
         # The crop holds the covered shape (margin, and Shape's pixel minimum for tiny
         # faces) plus a band to feather over.
         window = crop_window(region.box, self.shape, self.resolution, self.context)
-        crop = window.crop(image)
+        crop = window.crop(source)
         # Every face visible in the crop goes into its map; the z-buffer keeps them apart.
         amap = build_attribute_map(faces, (self.resolution, self.resolution), offset=(window.ox, window.oy),
                                    scale=window.scale)
         face = faces[index]
-        original = self._embed(image, face.box)
+        original = self._embed(image, face.box) if self.push else None  # the push's input: the real face
         target = self._target_identity(region.track_id, original)
-        generated = self._generate(crop, amap, target, original, self._track_seed(region.track_id))
+        points = [(f.keypoints - (window.ox, window.oy)) * window.scale for f in faces]
+        mask = None
+        if self.blind:  # every region's covered shape in this crop
+            mask = np.zeros((self.resolution, self.resolution), bool)
+            for box in boxes:
+                mask |= shape_in_crop(box, self.shape, window.ox, window.oy, window.scale, self.resolution)
+        generated = self._generate(crop, amap, target, original, self._track_seed(region.track_id), points, mask)
         # Raises if the covered shape does not fit the crop: never paste a partial cover.
         hard = paste(image, window, generated, region.box, self.shape, self.feather, colour_match=False)
         if hard is not None:
@@ -201,24 +239,32 @@ class LightAnonymizer:
         # The generated face is this track's identity from now on.
         self._remember(region.track_id, self._embed(generated, window.to_crop(face.box)))
 
-    def _scene(self, image: np.ndarray, regions: Sequence[Region], faces: list[FaceAttributes]) -> np.ndarray:
+    def _scene(self, image: np.ndarray, source: np.ndarray, regions: Sequence[Region],
+               faces: list[FaceAttributes], boxes: list[np.ndarray]) -> np.ndarray:
         h, w = image.shape[:2]
         m = self.pipe.size_multiple
         scale = self.resolution / max(h, w)
         gw, gh = max(m, round(w * scale / m) * m), max(m, round(h * scale / m) * m)
         sx, sy = gw / w, gh / h
-        small = cv2.resize(image, (gw, gh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        small = cv2.resize(source, (gw, gh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         amap = build_attribute_map(faces, (gh, gw), scale=(sx, sy))
         # One IP-Adapter embedding per image: the scene's identities are the faces' mean.
-        original = torch.stack([self._embed(image, f.box) for f in faces]).mean(0)
+        original = torch.stack([self._embed(image, f.box) for f in faces]).mean(0) if self.push else None
         first = min((r.track_id for r in regions if r.track_id >= 0), default=-1)
         target = self._target_identity(-1, original)
-        generated = self._generate(small, amap, target, original, self._track_seed(first))
+        points = [f.keypoints * (sx, sy) for f in faces]
+        mask = None
+        if self.blind:
+            mask = np.zeros((gh, gw), bool)
+            for box in boxes:
+                x1, y1, x2, y2 = self.shape.grown(box) * (sx, sy, sx, sy)
+                mask[max(0, int(y1)):max(0, int(np.ceil(y2))), max(0, int(x1)):max(0, int(np.ceil(x2)))] = True
+        generated = self._generate(small, amap, target, original, self._track_seed(first), points, mask)
         image[:] = cv2.resize(generated, (w, h), interpolation=cv2.INTER_CUBIC if scale < 1 else cv2.INTER_AREA)
         return image
 
 
-def build_light_anonymizer(config) -> LightAnonymizer:  # noqa: ANN001 - streamer.config.Config
+def build_light_anonymizer(config, conditioning: str | None = None) -> LightAnonymizer:  # noqa: ANN001 - streamer.config.Config
     """``camstream run --method light``: models from ``models.*``, settings from ``light.*``.
     Light on its own runs the trained CAMOUFLaGE-Light adapters (the public ones need the
     video method's keyframes for an identity)."""
@@ -236,13 +282,18 @@ def build_light_anonymizer(config) -> LightAnonymizer:  # noqa: ANN001 - streame
     pipe = CamouflageLightPipeline.from_paths(paths, scheduler=light.scheduler, device=device, dtype=dtype)
     apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)
     attributes = FacerAttributeModel.from_pretrained(paths[loading.FACER_ATTRIBUTES]).to(device, dtype)
-    return light_anonymizer(config, pipe, attributes)
+    if conditioning is None:  # on its own: auto is paper only with the paper's whole set (a trained IDF too)
+        from ..manifest import ModelResolver
+
+        has_idf = ModelResolver(models_dir=config.models.dir, offline=config.models.offline).available(IDF)
+        conditioning = resolve_conditioning(light.conditioning, has_idf)
+    return light_anonymizer(config, pipe, attributes, conditioning=conditioning)
 
 
-def build_public_light(config, pose_controlnet, pose) -> LightAnonymizer:  # noqa: ANN001 - Config, ControlNetModel, Annotator
+def build_public_light(config, pose_controlnet, conditioning: str) -> LightAnonymizer:  # noqa: ANN001 - Config, ControlNetModel
     """Light with the public adapters for the video method: h94's IP-Adapter plus-face (its
-    CLIP ViT-H encoder reads the keyframe's fake face) and the openpose ControlNet and
-    annotator Base already loaded (shared, not loaded twice)."""
+    CLIP ViT-H encoder reads the keyframe's fake face) and the openpose ControlNet Base
+    already loaded (shared, not loaded twice), fed the drawing of the detector's landmarks."""
     from camouflage.device import resolve_device, resolve_dtype
 
     device = resolve_device(config.models.device)
@@ -253,15 +304,17 @@ def build_public_light(config, pose_controlnet, pose) -> LightAnonymizer:  # noq
     pipe = CamouflageLightPipeline.from_public_paths(paths, scheduler=config.light.scheduler, device=device, dtype=dtype,
                                                      controlnet=pose_controlnet)
     apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)
-    return light_anonymizer(config, pipe, None, pose)
+    return light_anonymizer(config, pipe, None, conditioning=conditioning)
 
 
 def light_anonymizer(config, pipe: CamouflageLightPipeline, attributes: FacerAttributeModel | None,  # noqa: ANN001
-                     pose=None) -> LightAnonymizer:  # noqa: ANN001
+                     conditioning: str = "blind") -> LightAnonymizer:
     light, ano, speed = config.light, config.anonymize, config.speed
     return LightAnonymizer(
-        pipe, attributes, pose=pose, resolution=light.resolution, steps=speed.lcm_steps if speed.lcm else light.steps, strength=light.strength,
+        pipe, attributes, resolution=light.resolution, steps=speed.lcm_steps if speed.lcm else light.steps, strength=light.strength,
         anonymization_scale=light.anonymization_scale, ip_adapter_scale=light.ip_adapter_scale,
-        adapter_scale=light.adapter_scale, seed=light.seed, prompt=light.prompt, scope=ano.scope,
-        shape=Shape(kind=ano.shape, margin=ano.margin), context=light.context, feather=light.feather,
+        adapter_scale=light.adapter_scale, seed=light.seed, prompt=light.prompt, negative_prompt=light.negative_prompt,
+        # LCM-LoRA samples without CFG (one branch), as Base does under speed.lcm
+        guidance_scale=LCM_GUIDANCE_SCALE if speed.lcm else light.guidance_scale, conditioning=conditioning,
+        scope=ano.scope, shape=Shape(kind=ano.shape, margin=ano.margin), context=light.context, feather=light.feather,
     )

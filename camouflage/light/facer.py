@@ -24,6 +24,8 @@ from torch import nn
 
 from streamer.errors import ModelError
 
+from ..blind import KEYPOINT_TEMPLATE, face_keypoints  # noqa: F401 - re-exported: the 5 points FACER aligns on
+
 FILE = "face_attribute.farl.celeba.pt"
 HEAD_DIM = 64
 
@@ -31,18 +33,6 @@ HEAD_DIM = 64
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-# ArcFace's 5-point template (eyes, nose, mouth corners) as fractions of a face box.
-KEYPOINT_TEMPLATE = np.array(
-    [[0.3154, 0.4011], [0.6846, 0.4011], [0.5000, 0.5929], [0.3492, 0.7800], [0.6508, 0.7800]], np.float32
-)
-
-
-def face_keypoints(box: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
-    """(5, 2) keypoints in image pixels: the detector's landmarks, else the template."""
-    if landmarks is not None and len(landmarks) == 5 and np.isfinite(landmarks).all():
-        return np.asarray(landmarks, np.float32)
-    x1, y1, x2, y2 = np.asarray(box, np.float32)
-    return KEYPOINT_TEMPLATE * np.array([x2 - x1, y2 - y1], np.float32) + np.array([x1, y1], np.float32)
 
 
 def _facer():  # noqa: ANN202 - the pyfacer modules the attribute path uses

@@ -1,5 +1,6 @@
 """CamouflageLightPipeline: img2img on a frozen SD1.5 with an IP-Adapter for the identity and
-a spatial control for the pose, plus negative identity guidance. Two sets of adapters:
+a spatial control for the pose, guided as IP-Adapter is used, plus negative identity
+guidance. Two sets of adapters:
 
 * ``camouflage`` (trained by ``camstream train light``): the IP-Adapter fed FaRL's projected
   embedding, the 41-channel T2I-Adapter on the FACER attribute/keypoint map;
@@ -7,19 +8,20 @@ a spatial control for the pose, plus negative identity guidance. Two sets of ada
   of its CLIP ViT-H/14 image encoder, and the openpose ControlNet (Base's) on the pose image.
 
 The loop (``__call__``), top to bottom:
-  1. encode the prompt (empty at inference: captions are a training-time signal only),
-  2. VAE-encode the original and noise it to the timestep chosen by ``strength``,
-  3. run the T2I-Adapter once on the attribute map (its residuals are the same at every step),
-  4. denoise; with ``anonymization_scale`` a_s != 1 each step predicts twice, in one batch:
-         eps_pos: IP-Adapter fed the *target* identity (``identity_embeds``)
-         eps_neg: IP-Adapter fed the *original* face's own FaRL embedding
-         eps = eps_neg + a_s * (eps_pos - eps_neg)
-     Both branches share the prompt, the latents and the attribute/keypoint residuals,
-     so their difference is the identity direction alone: a_s = 0 follows the original
-     identity, a_s = 1 the target, a_s > 1 pushes further away from the original.
-     This mirrors Base's IDF negative guidance without a sixth network: Light's
-     "identity function" is its own IP-Adapter fed the original embedding.
+  1. the branches of a step, all in one batched U-Net call:
+         uncond: the negative prompt, the IP-Adapter's zero-image input   (guidance_scale > 1)
+         cond:   the prompt (a face prompt), the *target* identity        (always)
+         push:   the prompt, the *original* face's own embedding          (anonymization_scale != 1)
+  2. the start: the image's latents noised to ``strength``; identity-blind (``mask_image``)
+     the face from pure noise and the context re-imposed at every step,
+  3. the T2I-Adapter once on the attribute map (its residuals are the same at every step),
+  4. denoise with :mod:`camouflage.guidance`:
+         eps_pos = eps_uncond + g * (eps_cond - eps_uncond)
+         eps     = eps_push + a_s * (eps_pos - eps_push)
+     as Base mixes its IDF branch: a_s = 0 follows the original identity, 1 the target,
+     > 1 pushes further away from the original,
   5. VAE-decode.
+U-Net branches per step: 1 + CFG + push (:func:`camouflage.guidance.unet_branches`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjec
 from streamer.errors import ConfigError, ModelError
 
 from ..device import brownian_seed
+from ..guidance import classifier_free_guidance, identity_guidance
+from ..masked import as_mask, at_resolution, keep_context, masked_start
 from ..schedulers import SCHEDULERS
 from ..speed import decode_latents, encode_latents
 from . import loading
@@ -294,6 +298,24 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
                          **extra).sample
 
     # ------------------------------------------------------------------ the algorithm
+    def unconditional_identity(self, batch: int) -> torch.Tensor:
+        """The IP-Adapter's unconditional input, as diffusers builds it (``encode_image``):
+        zeros for a projected embedding; for IP-Adapter plus the encoder's penultimate hidden
+        states of an all-zero (normalised) image. What the adapter was trained on for a
+        dropped image condition."""
+        p = next(self.image_encoder.parameters())
+        key = (p.device, p.dtype)
+        cache = self.__dict__.setdefault("_uncond_identity", {})
+        if key not in cache:
+            size = self.image_encoder.config.image_size
+            zeros = torch.zeros(1, 3, size, size, device=p.device, dtype=p.dtype)
+            with torch.no_grad():
+                if self.identity_from_hidden_states:
+                    cache[key] = self.image_encoder(pixel_values=zeros, output_hidden_states=True).hidden_states[-2]
+                else:
+                    cache[key] = torch.zeros_like(self.image_encoder(pixel_values=zeros).image_embeds)
+        return cache[key].expand(batch, *cache[key].shape[1:])
+
     @torch.no_grad()
     def __call__(
         self,
@@ -307,13 +329,24 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         anonymization_scale: float = 1.0,
         adapter_conditioning_scale: float = 1.0,
         ip_adapter_scale: float | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "np",
         control_image: np.ndarray | torch.Tensor | None = None,
         controlnet_conditioning_scale: float = 1.0,
+        negative_prompt: str | list[str] = "",
+        guidance_scale: float = 1.0,
+        mask_image: np.ndarray | torch.Tensor | None = None,
     ) -> LightPipelineOutput:
         """``attribute_map`` (B, 41, H, W) feeds the T2I-Adapter (camouflage adapters);
-        ``control_image`` (B, H, W, 3 uint8, e.g. an openpose drawing) the ControlNet (public)."""
+        ``control_image`` (B, H, W, 3 uint8, e.g. an openpose drawing) the ControlNet (public).
+
+        Guidance (:mod:`camouflage.guidance`): with ``guidance_scale`` > 1 text CFG, the
+        unconditional branch being ``negative_prompt`` with the IP-Adapter's zero-image
+        input (as IP-Adapter is trained and used); with ``anonymization_scale`` != 1 the
+        identity push on top, its negative branch the IP-Adapter fed ``original_embeds``.
+        ``identity_embeds`` None: the zero-image input (no target yet).
+        ``mask_image`` (B, H, W), 1 on the face: identity-blind, as in Base's pipeline (the
+        face from pure noise, the context re-imposed each step; ``strength`` unused)."""
         device, dtype = self._execution_device, self.unet.dtype
         pixels = _to_tensor(image).to(device)
         batch, _, height, width = pixels.shape
@@ -324,21 +357,34 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
             raise ValueError("give attribute_map for a T2I-Adapter and control_image for a ControlNet, as loaded")
         if ip_adapter_scale is not None:
             self.set_ip_adapter_scale(ip_adapter_scale)
-
-        # 1. prompt
-        text = self.encode_prompt(prompt, batch).to(dtype)
-        # identities: the target (positive) and the original's own (negative)
-        if identity_embeds is None:  # the IP-Adapter's own unconditional input: a blank image
-            identity_embeds = self.encode_identity(torch.zeros_like(pixels))
-        identity_embeds = identity_embeds.to(device, dtype)
-        guided = anonymization_scale != 1.0
-        if guided and original_embeds is None:
+        do_cfg = guidance_scale > 1.0
+        push = anonymization_scale != 1.0
+        if push and original_embeds is None:  # the face in ``image`` is the original
             original_embeds = self.encode_identity(pixels)
-        # 2. img2img start: the original's latents noised to the first timestep
-        timesteps = self.get_timesteps(num_inference_steps, strength)
+
+        # 1. the branches: [negative prompt + zero image] (CFG), [prompt + target], [prompt + original] (push)
+        text = self.encode_prompt(prompt, batch).to(dtype)
+        identity = (self.unconditional_identity(batch) if identity_embeds is None else identity_embeds).to(device, dtype)
+        texts, identities = [text], [identity]
+        if do_cfg:
+            texts.insert(0, self.encode_prompt(negative_prompt, batch).to(dtype))
+            identities.insert(0, self.unconditional_identity(batch).to(device, dtype))
+        if push:
+            texts.append(text)
+            identities.append(original_embeds.to(device, dtype))
+        branches = len(texts)
+        text_all, identity_all = torch.cat(texts), torch.cat(identities)
+
+        # 2. the start: img2img noised to ``strength``; blind: the face from pure noise
+        masked = mask_image is not None
+        timesteps = self.get_timesteps(num_inference_steps, 1.0 if masked else strength)
         init = self._encode_latents(pixels * 2 - 1, generator).to(dtype)
         noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
-        latents = self.scheduler.add_noise(init, noise, timesteps[:1])
+        if masked:
+            latent_face = at_resolution(as_mask(mask_image, batch, device), init)
+            latents = masked_start(self.scheduler, init, noise, timesteps[:1], latent_face)
+        else:
+            latents = self.scheduler.add_noise(init, noise, timesteps[:1])
         if isinstance(self.scheduler, DPMSolverSDEScheduler):
             # Its Brownian tree draws its seed from the global RNG unless told: take it from ours.
             # A list of generators (one per batch item) gives one Brownian tree per item, so an
@@ -347,34 +393,32 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
             self.scheduler.noise_sampler_seed = brownian_seed(generator)
         # ancestral / SDE multistep schedulers draw step noise: from our generator too
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+
         # 3. the attribute/keypoint residuals, once (T2I-Adapter); the pose image (ControlNet)
         residuals = control = None
         if self.adapter is not None:
             cond = torch.as_tensor(np.asarray(attribute_map) if not isinstance(attribute_map, torch.Tensor)
                                    else attribute_map)
             cond = (cond if cond.ndim == 4 else cond[None]).to(device, self.adapter.dtype)
-            residuals = [(f * adapter_conditioning_scale).to(dtype) for f in self.adapter(cond)]
+            residuals = [(f * adapter_conditioning_scale).to(dtype).repeat(branches, 1, 1, 1) for f in self.adapter(cond)]
         if self.controlnet is not None:
             control = _to_tensor(control_image).to(device, dtype)
             if control.shape[-2:] != (height, width):
                 control = F.interpolate(control, size=(height, width), mode="bilinear", align_corners=False)
-        if guided:
-            text2 = torch.cat([text, text])
-            identity2 = torch.cat([original_embeds.to(device, dtype), identity_embeds])
-            residuals2 = [torch.cat([r, r]) for r in residuals] if residuals is not None else None
-            control2 = torch.cat([control, control]) if control is not None else None
-        # 4. denoise
-        for t in self.progress_bar(timesteps):
+            control = control.repeat(branches, 1, 1, 1)
+
+        # 4. denoise: every branch in one U-Net call
+        for i, t in enumerate(self.progress_bar(timesteps)):
             model_in = self.scheduler.scale_model_input(latents, t)
-            if guided:
-                eps_neg, eps_pos = self.predict_noise(torch.cat([model_in, model_in]), t, text2, identity2,
-                                                      residuals2, control2, controlnet_conditioning_scale).chunk(2)
-                # Negative identity guidance: away from the original face's own embedding.
-                eps = eps_neg + anonymization_scale * (eps_pos - eps_neg)
-            else:
-                eps = self.predict_noise(model_in, t, text, identity_embeds, residuals, control,
-                                         controlnet_conditioning_scale)
-            latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+            eps = self.predict_noise(model_in.repeat(branches, 1, 1, 1), t, text_all, identity_all, residuals, control,
+                                     controlnet_conditioning_scale).chunk(branches)
+            eps_pos = classifier_free_guidance(eps[0], eps[1], guidance_scale) if do_cfg else eps[0]
+            # negative identity guidance: away from the original face's own embedding
+            eps_pos = identity_guidance(eps_pos, eps[-1], anonymization_scale) if push else eps_pos
+            latents = self.scheduler.step(eps_pos, t, latents, **step_kwargs).prev_sample
+            if masked:  # the context back at the next step's noise level
+                following = timesteps[i + 1:i + 2] if i < len(timesteps) - 1 else None
+                latents = keep_context(self.scheduler, latents, init, noise, following, latent_face)
         # 5. decode
         decoded = self._decode_latents(latents)
         images = (decoded.float() / 2 + 0.5).clamp(0, 1)
@@ -382,3 +426,4 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         if output_type == "pt":
             return LightPipelineOutput(images=images)
         return LightPipelineOutput(images=images.permute(0, 2, 3, 1).cpu().numpy())
+

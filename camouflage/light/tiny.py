@@ -88,13 +88,14 @@ def plus_image_proj_state(embed_dim: int, output_dim: int, hidden: int = PLUS_HI
     return {f"image_proj.{k}": v for k, v in state.items()}
 
 
-def make_tiny_public(root: Path, seed: int = 0) -> Path:
-    """h94/IP-Adapter's plus-face SD1.5 layout with a tiny CLIP vision encoder, random weights."""
+def make_tiny_public(root: Path, seed: int = 0, vision_config: dict | None = None) -> Path:
+    """h94/IP-Adapter's plus-face SD1.5 layout with a tiny CLIP vision encoder, random weights
+    (``vision_config``: another encoder size, e.g. the real ViT-H/14 for timing runs)."""
     root = Path(root)
     unet = _unet(root)
     folder = root / loading.IP_ADAPTER_PLUS / loading.IP_ADAPTER_PLUS_SUBFOLDER
     torch.manual_seed(seed + 4)
-    vision = CLIPVisionConfig(**TINY_VIT_H)
+    vision = CLIPVisionConfig(**(vision_config or TINY_VIT_H))
     CLIPVisionModelWithProjection(vision).save_pretrained(folder / loading.IP_ADAPTER_PLUS_ENCODER)
     ip = {k: v for k, v in init_ip_adapter_state_dict(unet, embed_dim=1, seed=seed + 5).items() if k.startswith("ip_adapter.")}
     state = plus_image_proj_state(vision.hidden_size, unet.config.cross_attention_dim, seed=seed + 6) | ip

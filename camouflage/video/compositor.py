@@ -85,12 +85,14 @@ def crop_window(box: np.ndarray, shape: Shape, resolution: int, context: float =
 
 
 def paste(image: np.ndarray, window: CropWindow, generated: np.ndarray, box: np.ndarray, shape: Shape,
-          feather: float = 0.25, colour_match: bool = True) -> np.ndarray | None:
+          feather: float = 0.25, colour_match: bool = True, reference: np.ndarray | None = None) -> np.ndarray | None:
     """Blend ``generated`` (the window at model resolution) into ``image`` in place.
 
     Returns the covered (hard) mask over the frame-clipped window, or None when the window
     lies outside the frame. Raises if the covered shape does not fit the window: a partial
     cover must never be pasted (the caller then covers the region another way).
+    ``reference``: the frame the colour match reads (identity-blind: the frame with every
+    covered shape filled from context, so another face in the band cannot tint this one).
     """
     h, w = image.shape[:2]
     ox, oy, side = window.ox, window.oy, window.side
@@ -118,7 +120,8 @@ def paste(image: np.ndarray, window: CropWindow, generated: np.ndarray, box: np.
     if colour_match:
         ring = (~hard) & (alpha < 1.0)  # surroundings inside the crop: what the paste must blend into
         if ring.sum() >= 16:
-            shift = target[ring].astype(np.float32).mean(0) - back[ring].mean(0)
+            around = target if reference is None else reference[wy1:wy2, wx1:wx2]
+            shift = around[ring].astype(np.float32).mean(0) - back[ring].mean(0)
             back += np.clip(shift, -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT)
     a = alpha[:, :, None]
     blended = (a * back + (1 - a) * target.astype(np.float32)).round().clip(0, 255).astype(np.uint8)
