@@ -14,6 +14,7 @@ from tracking.detectors import YoloPersonDetector, build_detector
 from tracking.tracker import FaceTracker
 
 from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
+from .classes import ClassCover, class_detectors, class_kinds, class_tracker, plate_cover
 from .config import Config
 from .errors import ConfigError, ModelError, OutputError
 from .extras import missing_extra
@@ -165,8 +166,8 @@ def run(
         anonymizer = build_anonymizer(ano.method, config)
         fallback = build_classical(ano.fallback, config)
         detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
-        extra = []
-        if det.persons or ano.scope == "person":
+        extra = class_detectors(config)  # --detect plates, persons
+        if (det.persons or ano.scope == "person") and "persons" not in det.classes:
             try:
                 extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
             except ModelError as exc:
@@ -197,6 +198,7 @@ def run(
         # Fail-closed: every detection the cover uses may start a track (held if lost).
         activation_threshold=min(trk.activation_threshold, det.threshold),
     )
+    tracker = class_tracker(tracker, config)
     report = RunReport(input=input_uri, method=ano.method, config=config.to_dict())
     report.source = {
         "kind": info.kind, "width": info.width, "height": info.height,
@@ -205,6 +207,7 @@ def run(
     }
     if isinstance(source, ImageSource) and source.skipped:
         report.source["skipped_files"] = list(source.skipped)  # not images: listed, never read
+    anonymizer = cover = ClassCover(anonymizer, plate_cover(config))
     overlay = Overlay(draw=draw_detections, preview=preview_sink)
     anonymizer, fallback = overlay.wrap(anonymizer), overlay.wrap(fallback)
     bar = _Progress(info.frame_count, info.live, st.stats_interval, progress and info.kind not in ("image",))
@@ -236,6 +239,7 @@ def run(
             overlay.close()
             if hasattr(anonymizer, "close"):
                 anonymizer.close()
+            report.classes = cover.counts(class_kinds(config))
             if report_path:
                 report.write(report_path)
             _summary(report)
