@@ -12,7 +12,7 @@ tracks seen, for the report's ``classes``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,11 +26,9 @@ from .frame import Frame
 CLASSICAL_FOR_PLATES = ("solid", "pixelate", "blur")
 
 
-def plate_cover(config: Config) -> Anonymizer:
-    """The classical cover plates get: the method if it is one of
-    :data:`CLASSICAL_FOR_PLATES`, else the fallback; always a box."""
-    from .runner import build_classical
-
+def plate_cover(config: Config, build_classical: Callable[[str, Config], Anonymizer]) -> Anonymizer:
+    """The classical cover plates get (``build_classical``: the runner's builder): the method
+    if it is one of :data:`CLASSICAL_FOR_PLATES`, else the fallback; always a box."""
     boxed = copy.deepcopy(config)
     boxed.anonymize.shape = "box"
     method = config.anonymize.method

@@ -207,7 +207,7 @@ def run(
     }
     if isinstance(source, ImageSource) and source.skipped:
         report.source["skipped_files"] = list(source.skipped)  # not images: listed, never read
-    anonymizer = cover = ClassCover(anonymizer, plate_cover(config))
+    anonymizer = cover = ClassCover(anonymizer, plate_cover(config, build_classical))
     overlay = Overlay(draw=draw_detections, preview=preview_sink)
     anonymizer, fallback = overlay.wrap(anonymizer), overlay.wrap(fallback)
     bar = _Progress(info.frame_count, info.live, st.stats_interval, progress and info.kind not in ("image",))
@@ -264,6 +264,9 @@ def _summary(report: RunReport) -> None:
             where, plural(report.frames_out, "frame"), plural(len(report.tracks), "track"),
             plural(report.regions_covered, "region"), report.regions_held, report.fps,
         )
+        if len(report.classes) > 1:  # --detect plates/persons: each class apart
+            log.info("by class: %s", "; ".join(f"{kind} {plural(c['regions_covered'], 'region')} in {plural(c['tracks'], 'track')}"
+                                               for kind, c in report.classes.items()))
         a = report.anonymizer
         if a.get("keyframes") is not None:
             extra = f"; {a['reused_late_regions']} late regions reused their identity's latest face" \

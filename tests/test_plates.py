@@ -4,19 +4,20 @@ manifest entries, and synthetic plates tracked and covered through the real CLI.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import camstream, read_frames, read_image
-from plate_models import PLATES, YELLOW, draw_plate, egoblur_lp, plate_clip, rtdetr_r50vd, yolo_v9_end2end
+from conftest import REPO, camstream, read_frames, read_image
+from plate_models import PLATES, YELLOW, draw_plate, plate_clip
 from tiny_models import RESOLUTION, STEPS, public_models, tiny_models  # noqa: F401 - fixture
 
+from camouflage.tiny_detectors import ONNX_NAME, egoblur_lp, rtdetr, yolo_v9_end2end
 from streamer.errors import ConfigError, ModelError
 from tracking.classes import PLATE, parse_classes
 from tracking.plates import EgoBlurPlateDetector, OnnxPlateDetector
-
-ONNX_NAME = "yolo-v9-t-384-license-plates-end2end.onnx"
 
 
 def _yellow(image: np.ndarray) -> np.ndarray:
@@ -252,7 +253,7 @@ def test_yellow_is_what_the_test_head_finds() -> None:
 def test_persons_with_rtdetr_random_weights_feed_the_person_scope(data: Path, tmp_path: Path) -> None:
     """RT-DETR R50-vd's configuration with random weights, loaded from the folder the hub ships."""
     models = tmp_path / "models"
-    rtdetr_r50vd(models / "rtdetr_r50vd")
+    rtdetr(models / "rtdetr_r50vd", tiny=False)
     out, report = tmp_path / "m.jpg", tmp_path / "r.json"
     r = camstream(
         "run",
@@ -276,3 +277,16 @@ def test_persons_with_rtdetr_random_weights_feed_the_person_scope(data: Path, tm
     counts = json.loads(report.read_text())["classes"]
     assert counts["person"]["regions_covered"] > 0 and "plate" not in counts
     assert not np.array_equal(read_image(out), read_image(data / "messi5.jpg"))
+
+
+def test_plates_on_a_classical_install_import_no_torch(plate_models: Path, data: Path, tmp_path: Path) -> None:
+    """The whole classical run with --detect plates (detector, tracker, cover, report) needs
+    onnxruntime and no torch: camstream[plates] without camstream[diffusion]."""
+    code = (
+        "import sys\nfrom streamer.cli import main\n"
+        f"rc = main(['run', {str(data / 'grace_hopper_512x512.jpg')!r}, '-o', {str(tmp_path / 'g.jpg')!r}, '--method', 'solid', "
+        f"'--detect', 'faces,plates', '--models-dir', {str(plate_models)!r}, '-q'])\n"
+        "print(rc, sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'diffusers', 'transformers'}))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "0 []", r.stdout + r.stderr

@@ -41,19 +41,20 @@ class TransformersPersonDetector:
         self.label, self.threshold, self._torch = labels["person"], threshold, torch
 
     def detect(self, image: np.ndarray) -> sv.Detections:
+        """Every query whose person score passes the threshold. Scores are read per class
+        (sigmoid, as RT-DETR and D-FINE are trained) rather than through the processor's
+        post-processing, which keeps only the top queries over all classes: a person
+        scored under a car in the same query would be dropped there."""
         h, w = image.shape[:2]
         inputs = self.processor(images=image, return_tensors="pt")
         with self._torch.no_grad():
             outputs = self.model(**inputs)
-        found = self.processor.post_process_object_detection(outputs, threshold=self.threshold, target_sizes=[(h, w)])[0]
-        keep = (found["labels"] == self.label).cpu().numpy()
-        boxes = found["boxes"].float().cpu().numpy().reshape(-1, 4)[keep]
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        scores = found["scores"].float().cpu().numpy()[keep]
-        return sv.Detections(
-            xyxy=boxes.astype(np.float32), confidence=scores.astype(np.float32), class_id=np.full(len(boxes), PERSON, int)
-        )
+        scores = outputs.logits[0, :, self.label].sigmoid().float().cpu().numpy()
+        cx, cy, bw, bh = outputs.pred_boxes[0].float().cpu().numpy().T  # relative centre and size
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1) * np.array([w, h, w, h], np.float32)
+        keep = scores >= self.threshold
+        boxes = boxes[keep].clip(0, [w, h, w, h]).astype(np.float32)
+        return sv.Detections(xyxy=boxes, confidence=scores[keep].astype(np.float32), class_id=np.full(len(boxes), PERSON, int))
 
 
 PERSON_LOADERS = {"transformers-object-detection": TransformersPersonDetector}
