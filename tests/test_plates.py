@@ -221,6 +221,7 @@ def test_plates_keep_a_classical_cover_under_a_diffusion_method(
     """CAMOUFLaGE-Base on the tiny random models: faces go to the generator, plates are boxed in solid black."""
     clip, masks = synthetic
     models = public_models(tiny_models, tmp_path / "models")
+    (models / "plate_yolo_v9_t_384").unlink()  # make-tiny's random head: the yellow one instead
     (models / "plate_yolo_v9_t_384").symlink_to(plate_models / "plate_yolo_v9_t_384")
     report = _run(
         clip,
@@ -249,7 +250,6 @@ def test_yellow_is_what_the_test_head_finds() -> None:
     assert _yellow(image).all() and not _yellow(np.full((20, 20, 3), 255, np.uint8)).any()
 
 
-@pytest.mark.full
 def test_persons_with_rtdetr_random_weights_feed_the_person_scope(data: Path, tmp_path: Path) -> None:
     """RT-DETR R50-vd's configuration with random weights, loaded from the folder the hub ships."""
     models = tmp_path / "models"
@@ -290,3 +290,11 @@ def test_plates_on_a_classical_install_import_no_torch(plate_models: Path, data:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "0 []", r.stdout + r.stderr
+
+
+def test_models_fetch_plates_downloads_the_default_and_skips_egoblurs_manual_file(tmp_path: Path) -> None:
+    from camouflage.manifest import ModelResolver
+
+    resolver = ModelResolver(models_dir=tmp_path, offline=False)
+    todo, skipped = resolver.plan_fetch(resolver.manifest.expand(["plates"]))
+    assert todo == ["plate_yolo_v9_t_384"] and len(skipped) == 1 and skipped[0].startswith("egoblur_lp (manual, optional")

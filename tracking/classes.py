@@ -92,9 +92,6 @@ class ClassTracker:
     def stats(self) -> dict[int, TrackStats]:
         return {tid: s for t in self.trackers.values() for tid, s in t.stats.items()}
 
-    def kind_of(self, track_id: int) -> str:
-        return KINDS.get(track_id // TRACK_ID_STRIDE, "face") if track_id >= 0 else "face"
-
 
 def find_model(name: str, models_dir: str | Path | None, section: str, loaders: dict):  # noqa: ANN201 - (ModelEntry, Path)
     """The manifest entry ``name`` of ``section`` and the folder holding its files

@@ -20,7 +20,6 @@ from faces and always covered by a classical cover (:mod:`streamer.classes`).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import cv2
@@ -30,8 +29,6 @@ import supervision as sv
 from streamer.errors import ModelError
 
 from .classes import PLATE, find_model, model_file
-
-log = logging.getLogger(__name__)
 
 LETTERBOX_GREY = 114  # the pad colour YOLO trains with (open-image-models' letterbox)
 EGOBLUR_NMS_IOU = 0.3  # EgoBlur's demo default
@@ -163,4 +160,4 @@ def load_plate_model(kind: str, folder: Path, threshold: float | None = None):  
 def build_plate_detector(name: str, models_dir: str | None, threshold: float | None = None):  # noqa: ANN201 - a Detector
     """The plate detector of manifest entry ``name`` (``detection.plate_model``)."""
     entry, folder = find_model(name, models_dir, "plates", PLATE_LOADERS)
-    return PLATE_LOADERS[entry.kind](model_file(entry.kind, folder), threshold)
+    return load_plate_model(entry.kind, folder, threshold)
