@@ -69,6 +69,40 @@ def test_a_file_that_is_not_onnx_is_a_model_error(tmp_path: Path) -> None:
         OnnxPlateDetector(path)
 
 
+def _onnx_of_shapes(path: Path, inp: list, out: list) -> Path:
+    """A graph with these input and output shapes (the output a constant): only the shapes matter here."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    value = numpy_helper.from_array(np.zeros([d if isinstance(d, int) else 5 for d in out], np.float32))
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["y"], value=value)],
+        "shapes",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, inp)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("inp", "out", "says"),
+    [
+        ([1, 3, 384, 640], ["N", 7], "input \\[batch, 3, S, S\\]"),
+        ([4, 3, 384, 384], ["N", 7], "batch of 1"),
+        ([1, 3, 384, 384], ["N", 6], "end2end output"),
+        ([1, 3, 384, 384], [1, "N", 7], None),  # [batch, N, 7]: accepted
+    ],
+)
+def test_onnx_files_of_other_shapes_are_refused(tmp_path: Path, inp: list, out: list, says: str | None) -> None:
+    path = _onnx_of_shapes(tmp_path / ONNX_NAME, inp, out)
+    if says is None:
+        assert len(OnnxPlateDetector(path).detect(np.zeros((90, 160, 3), np.uint8))) == 0  # all rows score 0
+        return
+    with pytest.raises(ModelError, match=says):
+        OnnxPlateDetector(path)
+
+
 def test_egoblur_signature_module_runs_through_the_loader(tmp_path: Path) -> None:
     detector = EgoBlurPlateDetector(egoblur_lp(tmp_path / "ego_blur_lp.jit"), threshold=0.0)
     image = np.random.default_rng(2).integers(0, 255, (240, 320, 3), np.uint8)

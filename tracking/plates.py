@@ -93,8 +93,8 @@ class OnnxPlateDetector:
             raise ModelError(f"{path}: expected open-image-models' input [batch, 3, S, S] with a fixed S, got {shape}")
         if isinstance(shape[0], int) and shape[0] != 1:
             raise ModelError(f"{path}: expected a batch of 1 or a dynamic batch, got {shape[0]}")
-        out_shape = list(outputs[0].shape)
-        if len(out_shape) != 2 or out_shape[1] != 7:
+        out_shape = list(outputs[0].shape)  # [N, 7]; [batch, N, 7] is read alike; an unknown rank is tried
+        if out_shape and (len(out_shape) not in (2, 3) or (isinstance(out_shape[-1], int) and out_shape[-1] != 7)):
             raise ModelError(f"{path}: expected an end2end output [N, 7] (batch, x1, y1, x2, y2, class, score), got {out_shape}")
         self.input_name, self.output_name, self.size = inp.name, outputs[0].name, shape[2]
         self.threshold = self.DEFAULT_THRESHOLD if threshold is None else threshold
@@ -104,7 +104,7 @@ class OnnxPlateDetector:
         square, scale, (dw, dh) = letterbox(image, self.size)  # frames are RGB already, as the model wants
         batch = (square.transpose(2, 0, 1)[None].astype(np.float32) / 255.0).copy()
         out = np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0], np.float32).reshape(-1, 7)
-        out = out[(out[:, 0] == 0) & (out[:, 6] >= self.threshold)]
+        out = out[out[:, 6] >= self.threshold]  # one image per call: every row is this frame's
         boxes = (out[:, 1:5] - np.array([dw, dh, dw, dh], np.float32)) / scale
         return _plates(boxes, out[:, 6], w, h)
 
