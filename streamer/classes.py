@@ -82,7 +82,7 @@ def class_detectors(config: Config) -> list[Any]:
     if "plates" in det.classes:
         from tracking.plates import build_plate_detector
 
-        out.append(build_plate_detector(det.plate_model, config.models.dir, det.plate_threshold))
+        out.append(build_plate_detector(det.plate_model, config.models.dir, det.plate_threshold, config.models.offline))
     if "persons" in det.classes:
         if det.person_model == "yolo":
             from tracking.detectors import YoloPersonDetector
@@ -91,7 +91,7 @@ def class_detectors(config: Config) -> list[Any]:
         else:
             from tracking.persons import build_person_detector
 
-            out.append(build_person_detector(det.person_model, config.models.dir, det.person_threshold))
+            out.append(build_person_detector(det.person_model, config.models.dir, det.person_threshold, config.models.offline))
     return out
 
 

@@ -11,6 +11,7 @@ face generator.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import supervision as sv
 from streamer.errors import ConfigError, ModelError
 
 from .tracker import FaceTracker, Region, TrackStats
+
+log = logging.getLogger("camstream")
 
 FACE, PERSON, PLATE = 0, 1, 2
 KINDS = {FACE: "face", PERSON: "person", PLATE: "plate"}
@@ -93,22 +96,28 @@ class ClassTracker:
         return {tid: s for t in self.trackers.values() for tid, s in t.stats.items()}
 
 
-def find_model(name: str, models_dir: str | Path | None, section: str, loaders: dict):  # noqa: ANN201 - (ModelEntry, Path)
+def find_model(name: str, models_dir: str | Path | None, section: str, loaders: dict, offline: bool | None = None):  # noqa: ANN201
     """The manifest entry ``name`` of ``section`` and the folder holding its files
-    (``--models-dir DIR/name``, else the default local folder, else the HF cache).
-    Never downloads: a missing model is a ModelError saying how to get it."""
-    from camouflage.manifest import ModelResolver, default_local_dir
+    (``--models-dir DIR/name``, else the default local folder, else the HF cache). A
+    downloadable entry that is not there is fetched on first use, into the same place
+    (``camstream models fetch`` does it ahead of time), unless offline (``HF_HUB_OFFLINE``
+    or ``models.offline``); a missing model is a ModelError saying how to get it."""
+    from camouflage.manifest import ModelResolver, default_local_dir, hub_offline
 
-    resolver = ModelResolver(models_dir=models_dir, offline=True)
+    resolver = ModelResolver(models_dir=models_dir, offline=offline)
     entry = resolver.manifest.entries.get(name)
     if entry is None or entry.kind not in loaders:
         known = ", ".join(resolver.manifest.sections.get(section, []))
         raise ConfigError(f"{name!r} is not a model of the manifest's {section!r} section (known: {known})")
     folder = resolver.find(name)
+    if folder is None and entry.fetchable and not hub_offline(offline):
+        log.info("%s: not here yet, fetching it (first use) from %s", name, entry.url or entry.repo)
+        folder = resolver.fetch(name, Path(models_dir) if models_dir else None)
     if folder is None:
         where = f"{models_dir}/{name}" if models_dir else f"{default_local_dir()}/{name}"
-        how = f"`camstream models fetch {name}`" if entry.fetchable else entry.hint
-        raise ModelError(f"{section[:-1]} model {name} not found ({where}); {how}")
+        how = f"`camstream models fetch {name}` where there is network" if entry.fetchable else entry.hint
+        why = "offline" if entry.fetchable else "not imported"
+        raise ModelError(f"{section[:-1]} model {name} not found ({where}; {why}); {how}")
     resolver.warn_if_random()
     return entry, folder
 

@@ -60,7 +60,7 @@ class TransformersPersonDetector:
 PERSON_LOADERS = {"transformers-object-detection": TransformersPersonDetector}
 
 
-def build_person_detector(name: str, models_dir: str | None, threshold: float):  # noqa: ANN201 - a Detector
+def build_person_detector(name: str, models_dir: str | None, threshold: float, offline: bool | None = None):  # noqa: ANN201
     """The person detector of manifest entry ``name`` (``detection.person_model``)."""
-    entry, folder = find_model(name, models_dir, "persons", PERSON_LOADERS)
+    entry, folder = find_model(name, models_dir, "persons", PERSON_LOADERS, offline)
     return PERSON_LOADERS[entry.kind](folder, threshold)

@@ -157,7 +157,7 @@ def load_plate_model(kind: str, folder: Path, threshold: float | None = None):  
     return PLATE_LOADERS[kind](model_file(kind, folder), threshold)
 
 
-def build_plate_detector(name: str, models_dir: str | None, threshold: float | None = None):  # noqa: ANN201 - a Detector
+def build_plate_detector(name: str, models_dir: str | None, threshold: float | None = None, offline: bool | None = None):  # noqa: ANN201
     """The plate detector of manifest entry ``name`` (``detection.plate_model``)."""
-    entry, folder = find_model(name, models_dir, "plates", PLATE_LOADERS)
+    entry, folder = find_model(name, models_dir, "plates", PLATE_LOADERS, offline)
     return load_plate_model(entry.kind, folder, threshold)
