@@ -97,6 +97,19 @@ def _ip_adapter_plus(path: Path) -> Any:
     return CLIPVisionModelWithProjection.from_pretrained(str(encoder), use_safetensors=True, local_files_only=True)
 
 
+def _detector(kind: str) -> Callable[[Path], Any]:
+    """The detectors of ``--detect`` (tracking/plates.py, tracking/persons.py): the ONNX plate
+    model needs onnxruntime only, so a classical install can import and check it."""
+
+    def load(path: Path) -> Any:
+        from tracking.persons import PERSON_LOADERS
+        from tracking.plates import load_plate_model
+
+        return PERSON_LOADERS[kind](path) if kind in PERSON_LOADERS else load_plate_model(kind, path)
+
+    return load
+
+
 LOADERS: dict[str, Callable[[Path], Any]] = {
     "sd15": _sd15,
     "vae": _diffusers("AutoencoderKL"),
@@ -114,6 +127,9 @@ LOADERS: dict[str, Callable[[Path], Any]] = {
     "facer-attributes": _facer,
     "ip-adapter": _ip_adapter,
     "ip-adapter-plus": _ip_adapter_plus,
+    "onnx-plates-yolo-v9": _detector("onnx-plates-yolo-v9"),
+    "torchscript-egoblur-lp": _detector("torchscript-egoblur-lp"),
+    "transformers-object-detection": _detector("transformers-object-detection"),
 }
 
 
@@ -123,9 +139,12 @@ def load_entry(kind: str, path: str | Path) -> Any:
         loader = LOADERS[kind]
     except KeyError:
         raise ModelError(f"no loader for model kind {kind!r}") from None
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
+    try:
+        import transformers
+    except ImportError:  # a classical install checking a plate model: nothing to quieten
+        pass
+    else:
+        transformers.utils.logging.disable_progress_bar()
     try:
         return loader(Path(path))
     except ModelError:

@@ -54,6 +54,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 RANDOM_MARKER = "RANDOM_WEIGHTS.txt"
 LOCK_NAME = "camstream.lock.json"
 SOURCES = ("hub", "url", "manual", "trained")
+# onnx and torchscript: the detectors of --detect plates (tracking/plates.py), as their publishers ship them
+FORMATS = ("safetensors", "pickle", "onnx", "torchscript")
 # the hub lists sizes in decimal units ("1.45 GB", "723 MB", "98.2 MB", "560 Bytes")
 SIZE_UNITS = {"B": 1, "Bytes": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9}
 
@@ -177,8 +179,8 @@ def _entry(path: Path, section: str, name: str, spec: dict) -> ModelEntry:
     missing = needed - set(spec)
     if missing:
         raise ModelError(f"{path}: model {name!r} ({source}) lacks {', '.join(sorted(missing))}")
-    if spec.get("format", "safetensors") not in ("safetensors", "pickle"):
-        raise ModelError(f"{path}: model {name!r}: format must be safetensors or pickle")
+    if spec.get("format", "safetensors") not in FORMATS:
+        raise ModelError(f"{path}: model {name!r}: format must be one of {', '.join(FORMATS)}")
     if source == "url" and len(spec["files"]) != 1:
         raise ModelError(f"{path}: model {name!r}: a url entry names exactly one file")
     sizes = spec.get("sizes") or {}

@@ -9,7 +9,8 @@ about 800 MB together). ``DIR/RANDOM_WEIGHTS.txt`` marks the set; loaders warn l
 This module writes what both methods share (``sd15``, ``vae``, the speed components
 ``taesd`` and ``lcm_lora_sd15``) and calls each method's own writer after it:
 camouflage/base/tiny.py (ControlNets, IDF, annotators, captioner) and
-camouflage/light/tiny.py (FaRL, FACER, the trained-adapter layouts, h94's plus-face).
+camouflage/light/tiny.py (FaRL, FACER, the trained-adapter layouts, h94's plus-face),
+camouflage/tiny_detectors.py (the plate and person detectors of ``--detect``).
 Those read the tiny U-Net from disk and never import this module (no import circle).
 """
 
@@ -23,6 +24,7 @@ import torch
 
 from .base.tiny import make_tiny_base
 from .light.tiny import make_tiny_light, make_tiny_public
+from .tiny_detectors import make_tiny_detectors
 
 log = logging.getLogger("camstream")
 
@@ -149,5 +151,6 @@ def make_tiny(root: str | Path, resolution: int = 64, seed: int = 0) -> Path:
     make_tiny_base(root, seed)
     make_tiny_light(root, seed)
     make_tiny_public(root, seed)
+    make_tiny_detectors(root, seed)
     (root / "README.txt").write_text(f"tiny random models for {resolution} px tests; see RANDOM_WEIGHTS.txt\n")
     return root

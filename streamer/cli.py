@@ -91,6 +91,9 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--margin", type=float, help="enlarge each covered region by this fraction per side, 0-2 (default 0.3)")
     g.add_argument("--shape", choices=["ellipse", "box"], help="covered shape (default ellipse)")
     g.add_argument("--hold", type=int, metavar="FRAMES", help="keep a lost face covered this many frames, 0-300 (default 12)")
+    g.add_argument("--detect", metavar="CLASSES", help="what to detect and cover, comma-separated: faces (always), plates "
+                   "(always a classical cover, even under the diffusion methods; needs camstream[plates] and "
+                   "`camstream models fetch plates`), persons (RT-DETR, needs camstream[diffusion]; feeds --scope person). Default faces")
     g.add_argument("--persons", action="store_true", help="also detect persons with YOLO (needs camstream[yolo] and weights)")
     g.add_argument("--person-weights", metavar="PT", help="local YOLO weights file for --persons")
     g.add_argument("--persons-optional", action="store_true", help="with --persons: go on with faces only if YOLO cannot load (default: exit 5)")
@@ -232,6 +235,10 @@ def run_config(args: argparse.Namespace):  # noqa: ANN201 - a streamer.config.Co
             setattr(obj, attr, value)
     if args.persons:
         det.persons = True
+    if getattr(args, "detect", None):
+        from tracking.classes import parse_classes
+
+        det.classes = parse_classes(args.detect)
     det.persons_optional = det.persons_optional or getattr(args, "persons_optional", False)
     det.allow_sparse = det.allow_sparse or getattr(args, "allow_sparse_detection", False)
     if config.anonymize.method == "image" and not config.anonymize.replace_with:

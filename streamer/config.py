@@ -46,6 +46,10 @@ class DetectionConfig:
     rotated: bool = False  # also detect on the frame turned +-45 degrees (tilted heads; ~3x detection cost)
     person_weights: str = "yolo11n.pt"
     person_threshold: float = 0.35
+    classes: list[str] = field(default_factory=lambda: ["faces"])  # --detect: faces, plates, persons (streamer/classes.py)
+    plate_model: str = "plate_yolo_v9_t_384"  # a manifest entry of section plates (configs/models.yaml)
+    plate_threshold: float | None = None  # None: the plate model's publisher default
+    person_model: str = "rtdetr_r50vd"  # --detect persons: a manifest entry of section persons, or "yolo" (AGPL extra)
 
 
 @dataclass

@@ -60,6 +60,7 @@ class RunReport:
     source_errors: list[str] = field(default_factory=list)
     tracks: list[dict[str, Any]] = field(default_factory=list)
     untracked: dict[str, Any] = field(default_factory=dict)  # frames covered for faces no track was confirmed for
+    classes: dict[str, dict[str, int]] = field(default_factory=dict)  # per class (face, person, plate): regions covered, tracks
     streams: list[dict[str, Any]] = field(default_factory=list)  # each source stream: anonymized, copied, transcoded or dropped (why)
     anonymizer: dict[str, Any] = field(default_factory=dict)  # the method's own figures (e.g. camouflage's)
     stages: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from tracking.regions import RegionsFile
 from tracking.tracker import FaceTracker
 
 from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
+from .classes import ClassCover, class_detectors, class_kinds, class_tracker, plate_cover
 from .config import Config
 from .errors import ConfigError, ModelError, OutputError
 from .extras import missing_extra
@@ -182,14 +183,14 @@ def run(
         # then the models: a missing model fails before any output is created.
         anonymizer = build_anonymizer(ano.method, config)
         fallback = build_classical(ano.fallback, config)
-        extra = []
+        extra = [] if regions_only else class_detectors(config)  # --detect plates, persons
         if given is not None and regions_only:  # the file's boxes alone
             detector = given.detector()
         else:
             detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
             if given is not None:
                 extra.append(given.detector())
-        if (det.persons or ano.scope == "person") and not regions_only:
+        if (det.persons or ano.scope == "person") and "persons" not in det.classes and not regions_only:
             try:
                 extra.append(YoloPersonDetector(det.person_weights, det.person_threshold))
             except ModelError as exc:
@@ -223,6 +224,7 @@ def run(
         # Fail-closed: every detection the cover uses may start a track (held if lost).
         activation_threshold=min(trk.activation_threshold, det.threshold),
     )
+    tracker = class_tracker(tracker, config)
     report = RunReport(input=input_uri, method=ano.method, config=config.to_dict())
     report.made_with = made_with(ano.method, report.config, start, end)
     report.source = {
@@ -232,6 +234,7 @@ def run(
     }
     if isinstance(source, ImageSource) and source.skipped:
         report.source["skipped_files"] = list(source.skipped)  # not images: listed, never read
+    anonymizer = cover = ClassCover(anonymizer, plate_cover(config, build_classical))
     overlay = Overlay(draw=draw_detections, preview=preview_sink)
     anonymizer, fallback = overlay.wrap(anonymizer), overlay.wrap(fallback)
     bar = _Progress(info.frame_count, info.live, st.stats_interval, progress and info.kind not in ("image",))
@@ -269,6 +272,7 @@ def run(
                     overlay.close(success=report.status in ("ok", "partial"))  # an interrupted preview keeps .partial
                     if hasattr(anonymizer, "close"):
                         anonymizer.close()
+                    report.classes = cover.counts(class_kinds(config))
                     if report_path:
                         report.write(report_path, overwrite=overwrite)
                     _summary(report)
@@ -295,6 +299,9 @@ def _summary(report: RunReport) -> None:
             where, plural(report.frames_out, "frame"), plural(len(report.tracks), "track"),
             plural(report.regions_covered, "region"), report.regions_held, report.fps,
         )
+        if len(report.classes) > 1:  # --detect plates/persons: each class apart
+            log.info("by class: %s", "; ".join(f"{kind} {plural(c['regions_covered'], 'region')} in {plural(c['tracks'], 'track')}"
+                                               for kind, c in report.classes.items()))
         a = report.anonymizer
         if a.get("keyframes") is not None:
             extra = f"; {a['reused_late_regions']} late regions reused their identity's latest face" \

@@ -16,6 +16,8 @@ import math
 import re
 from pathlib import Path
 
+from tracking.classes import parse_classes
+
 from .config import Config, short
 from .errors import ConfigError
 
@@ -50,6 +52,9 @@ def validate(config: Config) -> None:
     _number("detection.full_every", det.full_every, 1, MAX_DETECT_EVERY, integer=True)
     _number("detection.scene_cut", det.scene_cut, 0, 1, low_open=True)
     _number("detection.person_threshold", det.person_threshold, 0, 1, low_open=True)
+    if det.plate_threshold is not None:
+        _number("detection.plate_threshold", det.plate_threshold, 0, 1, low_open=True)
+    det.classes = parse_classes(det.classes)
     if det.max_side is not None:
         _number("detection.max_side", det.max_side, 64, 8192, integer=True)
     _number("tracking.hold_frames (--hold)", trk.hold_frames, 0, 300, integer=True)

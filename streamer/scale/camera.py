@@ -122,6 +122,7 @@ class CameraWorker:
         from tracking.detectors import build_detector
         from tracking.tracker import FaceTracker
 
+        from ..classes import ClassCover, class_detectors, class_tracker, plate_cover
         from ..pipeline import Pipeline
         from ..report import RunReport
         from ..runner import build_anonymizer, build_classical
@@ -134,6 +135,7 @@ class CameraWorker:
         anonymizer = build_anonymizer(c.anonymize.method, c)  # models first: no output without them
         fallback = build_classical(c.anonymize.fallback, c)
         detector = build_detector(det.detector, det.threshold, det.max_side)
+        extra = class_detectors(c)  # detection.classes: plates, persons (streamer/classes.py)
         source = LiveSource(cam["input"], open_timeout=st.open_timeout, read_timeout=st.read_timeout, reconnect_attempts=-1,
                             reconnect_backoff=st.reconnect_backoff, reconnect_max_backoff=st.reconnect_max_backoff)
         try:
@@ -152,10 +154,12 @@ class CameraWorker:
         tracker = FaceTracker(fps=fps, hold_frames=trk.hold_frames, hold_growth=trk.hold_growth,
                               hold_max_growth=trk.hold_max_growth,
                               activation_threshold=min(trk.activation_threshold, det.threshold))
+        tracker = class_tracker(tracker, c)
+        anonymizer = ClassCover(anonymizer, plate_cover(c, build_classical))
         metered = _Metered(sink)
         pipeline = Pipeline(source=source, sink=metered, detector=detector, tracker=tracker, anonymizer=anonymizer,
                             fallback=fallback, detect_every=det.every, scene_cut=det.scene_cut, hold_growth=trk.hold_growth,
-                            report=RunReport(input=cam["input"], method=c.anonymize.method))
+                            report=RunReport(input=cam["input"], method=c.anonymize.method), extra_detectors=extra)
         with self._lock:
             self._source, self._sink, self._pipeline = source, metered, pipeline
         if self._stop.is_set():  # stop() came while this was being built
