@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tracking.motion import Motion
 
 
 @dataclass(slots=True)
@@ -20,6 +24,7 @@ class Frame:
     image: np.ndarray  # (H, W, 3) uint8 RGB, C-contiguous
     pts: int | None = None
     time_base: Fraction | None = None
+    motion: Motion | None = None  # the camera's motion from the frame before (tracking/motion.py), set by the pipeline
 
     @property
     def time(self) -> float | None:

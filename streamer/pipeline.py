@@ -22,17 +22,18 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 import supervision as sv
 
-from tracking.detectors import Detector
+from tracking.detectors import BIG_CONFIDENCE, DOUBTFUL, Detector, merge_parts
+from tracking.motion import STILL, UNKNOWN, Motion, MotionEstimator
 from tracking.roi import MAX_CROPS, CropPlanner, Crops
-from tracking.tracker import CoverageMemory, FaceTracker, Region, enlarge, match_regions
+from tracking.tracker import CoverageMemory, FaceTracker, Region, enlarge, match_regions, regrow, shifted
 
-from .anonymizers import Anonymizer, cover_frame
+from .anonymizers import Anonymizer, Shape, cover_frame
 from .errors import CamstreamError, InputError, Interrupted, StreamError
 from .frame import Frame
 from .report import RunReport, StageTimer
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 _END = object()
 NEW_FACE_GROWTH = 0.5  # per frame and side, in face sizes: a new face's backfill (see _between)
+MOVING_NEW_FACE = 0.5  # of NEW_FACE_GROWTH where the camera moved (measured) between the runs
+COVER_GRID = 8  # px: the cell of the grid the share of the frame covered is measured on
+AGREE = 0.9  # share of a predicted box (its centre too) inside an interpolated cover for the two to agree (_between)
 STILL_FRAMES = 4  # frames a face not found again is also covered where it was (a detection gap; then no ghost)
 
 
@@ -51,19 +55,39 @@ class _Failure:
     exc: BaseException
 
 
+class _Joined:
+    """The parts of one detection (tracking/detectors.py ``Part``: tiles, crops, scales),
+    each its own job on the detector workers, as one future: done when all are, the
+    result merged in the parts' order (never in the order they finished)."""
+
+    def __init__(self, futures: list[Future], merge: Callable[[list[sv.Detections]], sv.Detections]) -> None:
+        self.futures, self._merge = futures, merge
+
+    def done(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+    def result(self) -> sv.Detections:
+        return self._merge([f.result() for f in self.futures])
+
+
 @dataclass
 class _Group:
     """A frame the detector runs on, and the frames after it that it skips."""
 
     frame: Frame
-    future: Future
+    future: Future | _Joined
     skipped: list[Frame] = field(default_factory=list)
     regions: list[Region] | None = None  # the tracker's regions for ``frame``
     failed: bool = False
     cut: bool = False  # ``frame`` starts a new shot: nothing before it is carried over
-    faces: Future | None = None  # the second job: crops around the faces the group before left tracked
+    faces: Future | _Joined | None = None  # the second job: crops around the faces the group before left tracked
     wants_faces: bool = False  # a detection on crops whose second job waits for the group before
     next: _Group | None = None
+    looked: list[np.ndarray] | None = None  # the crops both jobs looked at (None: the whole frame)
+
+    def looked_at(self, box: np.ndarray) -> bool:
+        """Whether this detection looked where ``box`` is (most of it inside one crop)."""
+        return self.looked is None or any(_inside(box, c) >= 0.9 for crops in self.looked for c in crops)
 
     def done(self) -> bool:
         return not self.wants_faces and self.future.done() and (self.faces is None or self.faces.done())
@@ -97,7 +121,7 @@ def _centre(box: np.ndarray) -> np.ndarray:
 
 def _moved(r: Region, frames: int) -> np.ndarray:
     """``r``'s box ``frames`` frames later (earlier when negative), at its measured speed."""
-    return r.box + r.velocity * frames if r.velocity is not None else r.box
+    return shifted(r.box, r.velocity, frames)
 
 
 def _inside(box: np.ndarray, cover: np.ndarray) -> float:
@@ -106,6 +130,31 @@ def _inside(box: np.ndarray, cover: np.ndarray) -> float:
     h = max(0.0, float(min(box[3], cover[3]) - max(box[1], cover[1])))
     area = float((box[2] - box[0]) * (box[3] - box[1]))
     return w * h / area if area > 0 else 1.0
+
+
+def _disagree(predicted: np.ndarray, cover: np.ndarray) -> bool:
+    """Whether a face predicted at ``predicted`` is not covered by ``cover``: its centre
+    outside, or less than AGREE of it inside."""
+    cx, cy = _centre(predicted)
+    return not (cover[0] <= cx <= cover[2] and cover[1] <= cy <= cover[3]) or _inside(predicted, cover) < AGREE
+
+
+def _confirmed(detections: sv.Detections, known: list[np.ndarray]) -> sv.Detections:
+    """``detections`` less the doubtful ones (tracking/detectors.py: large for the network
+    and weak) that continue no face followed lately and once sure: near one of the
+    ``known`` boxes (its
+    centre inside the known box grown by half) a weak box is the same face, blurred or
+    turned; anywhere else it was a soft crowd or a shirt, covered 100-300 px wide."""
+    doubtful = detections.data.get(DOUBTFUL) if len(detections) else None
+    if doubtful is None:
+        return detections
+    doubtful = np.nan_to_num(np.asarray(doubtful, np.float32)) > 0.5
+    if not doubtful.any():
+        return detections
+    grown = [enlarge(k, 0.5) for k in known]
+    centres = (detections.xyxy[:, :2] + detections.xyxy[:, 2:]) / 2
+    near = np.array([any(g[0] <= cx <= g[2] and g[1] <= cy <= g[3] for g in grown) for cx, cy in centres], bool)
+    return detections[~doubtful | near]
 
 
 def _pad(box: np.ndarray, px: float) -> np.ndarray:
@@ -121,9 +170,14 @@ def in_frame(regions: list[Region], width: int, height: int, keep: float = 0.25)
 
 
 def _between(before: list[Region], after: list[Region] | None, n: int, growth: float,
-             max_growth: float = 0.6) -> list[list[Region]]:
+             max_growth: float = 0.6, camera: list[Motion] | None = None, span: Motion = STILL) -> list[list[Region]]:
     """Regions for the ``n`` frames between two detection runs (``after`` None: a scene
     cut or the end follows, so only ``before`` says anything).
+
+    ``camera[k-1]``: the camera's motion from the run before to the k-th frame between,
+    ``span``: to the run after (tracking/motion.py). Every box from the run before is moved
+    with the scene to the frame it covers, every box from the run after moved back; the
+    speeds below are the faces' own, the camera's taken out.
 
     A face found by both runs is covered at its linearly interpolated box, grown by
     ``growth`` and by half its measured speed times the distance to the nearer run (a
@@ -136,40 +190,59 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
     ``max_growth``.
     """
     after = [r for r in (after or []) if r.state == "detected"]
-    pairs = match_regions(before, after, n + 1)
+    camera = camera or [STILL] * n
+    # The run after's boxes in the run before's frame, to pair them where the camera left them.
+    back = span.inverse()
+    after_here = [replace(a, box=back.boxes(a.box)) for a in after] if not span.still else after
+    # Only faces the run before detected are paired: a held box is grown by its frames
+    # unseen, and its gate (face widths per frame) grew with it until it took a face
+    # across the frame, interpolated into a cover as wide as the path between them.
+    seen = [i for i, r in enumerate(before) if r.state == "detected"]
+    pairs = {seen[i]: j for i, j in match_regions([before[i] for i in seen], after_here, n + 1).items()}
     matched_after = set(pairs.values())
     out: list[list[Region]] = []
     for k in range(1, n + 1):
         alpha = k / (n + 1)
+        to_k = camera[k - 1]  # run before -> this frame
+        from_after = back.then(to_k)  # run after -> this frame
         cover: list[Region] = []
         for i, r in enumerate(before):
             j = pairs.get(i)
-            held = Region(box=enlarge(_moved(r, k), min(growth * k, max_growth)), track_id=r.track_id, kind=r.kind,
-                          state="held", confidence=r.confidence, velocity=r.velocity)
+            grow = min(r.grown + growth * k, max_growth)  # a held face's growth goes on, it does not start again
+            held = Region(box=to_k.boxes(regrow(_moved(r, k), r.grown, grow)), track_id=r.track_id, kind=r.kind,
+                          state="held", confidence=r.confidence, velocity=r.velocity, grown=grow)
             if j is None:
                 cover.append(held)
                 # Not found again (or nothing after: the end, a cut): the speed may be a wrong
                 # pairing in a crowd, or the face stopped. Where it was is covered too: a
                 # still face in messi5.jpg was bare on the last frame, its cover thrown 25 px off.
-                still = Region(box=enlarge(r.box, min(growth * k, max_growth)), track_id=r.track_id, kind=r.kind,
-                               state="held", confidence=r.confidence)
+                still = Region(box=to_k.boxes(regrow(r.box, r.grown, grow)), track_id=r.track_id, kind=r.kind,
+                               state="held", confidence=r.confidence, grown=grow)
                 if k <= STILL_FRAMES and _inside(still.box, held.box) < 0.9:
                     cover.append(still)
                 continue
             a = after[j]
-            speed = float(np.hypot(*(_centre(a.box) - _centre(r.box)))) / (n + 1)
-            box = _pad(enlarge((1 - alpha) * r.box + alpha * a.box, growth), 0.5 * speed * min(k, n + 1 - k))
+            start, end = to_k.boxes(r.box), from_after.boxes(a.box)
+            speed = float(np.hypot(*(_centre(after_here[j].box) - _centre(r.box)))) / (n + 1)
+            box = _pad(enlarge((1 - alpha) * start + alpha * end, growth), 0.5 * speed * min(k, n + 1 - k))
             cover.append(Region(box=box, track_id=r.track_id, kind=r.kind, state="interpolated", confidence=r.confidence))
-            back = Region(box=enlarge(_moved(a, k - n - 1), min(growth * (n + 1 - k), max_growth)), track_id=r.track_id,
-                          kind=a.kind, state="backfilled", confidence=a.confidence)
-            cover += [x for x in (held, back) if _inside(x.box, box) < 0.9]
+            backfilled = Region(box=from_after.boxes(enlarge(_moved(a, k - n - 1), min(growth * (n + 1 - k), max_growth))),
+                                track_id=r.track_id, kind=a.kind, state="backfilled", confidence=a.confidence)
+            # Whether the runs disagree is judged on the predicted boxes before their growth:
+            # grown, a prediction that agrees was never inside the cover and was always added
+            # (three covers around every face between detections on a handheld camera).
+            predicted = (to_k.boxes(_moved(r, k)), from_after.boxes(_moved(a, k - n - 1)))
+            cover += [x for x, p in zip((held, backfilled), predicted, strict=True) if _disagree(p, box)]
         for j, r in enumerate(after):
             if j not in matched_after:
                 # A face first seen by the run after, at a speed nobody measured yet: it may
                 # have walked in fast (half its size a frame: a close walker). Its frames
                 # before are covered that far around, for at most ``detect_every`` frames.
-                per_frame, most = (growth, max_growth) if r.velocity is not None else (NEW_FACE_GROWTH, 3 * NEW_FACE_GROWTH)
-                cover.append(Region(box=enlarge(_moved(r, k - n - 1), min(per_frame * (n + 1 - k), most)),
+                # On a moving camera (measured) a face appears mostly because the camera
+                # turned to it, and the camera's motion is taken out: half that growth.
+                new = NEW_FACE_GROWTH if span.still or not span.known else NEW_FACE_GROWTH * MOVING_NEW_FACE
+                per_frame, most = (growth, max_growth) if r.velocity is not None else (new, 3 * new)
+                cover.append(Region(box=from_after.boxes(enlarge(_moved(r, k - n - 1), min(per_frame * (n + 1 - k), most))),
                                     track_id=r.track_id, kind=r.kind, state="backfilled"))
         out.append(cover)
     return out
@@ -233,9 +306,10 @@ class Pipeline:
     # (`--regions FILE`, tracking/regions.py): added in _anonymize, so every frame gets them,
     # detected or between detections.
     given_regions: Callable[[Frame], list[Region]] | None = None
+    cover_shape: Shape | None = None  # the covers' shape, for the share of the frame covered (default: the fallback's)
 
     def __post_init__(self) -> None:
-        self.timers = {name: StageTimer() for name in ("decode", "detect", "track", "anonymize", "encode")}
+        self.timers = {name: StageTimer() for name in ("decode", "motion", "detect", "track", "anonymize", "encode")}
         self._stop = threading.Event()
         self._interrupted = 0  # the signal that asked the run to stop (0: none)
         self._lock = threading.Lock()
@@ -247,10 +321,17 @@ class Pipeline:
         # Crops only where the detector can look at them (detect_crops); others always see the whole frame.
         every = self.full_every if hasattr(self.detector, "detect_crops") else 1
         self.planner = CropPlanner(every)
+        self._motions: dict[int, Motion] = {}  # frame index -> the camera's motion from the frame before (main thread)
+        self._planned: int | None = None  # the frame the planner saw last
+        self._tracked: int | None = None  # the frame the tracker saw last
+        self._cover_shares: list[float] = []  # per frame written, the share of it covered
+        if self.cover_shape is None:
+            self.cover_shape = getattr(self.fallback, "shape", None)
 
     # -- stages ---------------------------------------------------------------------
 
     def _read(self, out: queue.Queue) -> None:
+        estimator = None if self.stills else MotionEstimator()
         try:
             it = iter(self.source)
             while not self._stop.is_set():
@@ -260,6 +341,10 @@ class Pipeline:
                 except StopIteration:
                     break
                 self.timers["decode"].add(time.perf_counter() - t)
+                if estimator is not None:  # here, beside decoding: OpenCV releases the GIL, the main thread goes on
+                    t = time.perf_counter()
+                    frame.motion = estimator(frame.image)
+                    self.timers["motion"].add(time.perf_counter() - t)
                 self._put(out, frame)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._put(out, _Failure(exc))
@@ -325,14 +410,30 @@ class Pipeline:
         with _signal_handler(handler):
             yield
 
-    def _is_scene_cut(self, image: np.ndarray) -> bool:
+    def _is_scene_cut(self, image: np.ndarray, camera: Motion | None = None) -> bool:
         step = max(1, min(image.shape[0] // 72, image.shape[1] // 128))  # every step-th pixel: 3 % of the main thread's time before
         thumb = cv2.resize(image[::step, ::step], (32, 18), interpolation=cv2.INTER_AREA).astype(np.int16)
         previous, self._thumb = self._thumb, thumb
         size, self._size = self._size, image.shape[:2]
         if previous is None or size != self._size:  # a frame of another size is another shot
             return True
+        if camera is not None and camera.known and not camera.still:
+            return False  # the same scene, seen from a camera that moved (a pan's thumbnails differ as much as a cut's)
         return float(np.abs(thumb - previous).mean()) / 255.0 > self.scene_cut
+
+    def _camera(self, start: int | None, end: int) -> Motion:
+        """The camera's motion from frame ``start`` to frame ``end`` (later), composed of the
+        frame-to-frame motions of the frames read between; unknown without a start."""
+        if start is None:
+            return UNKNOWN
+        if start == end:
+            return STILL
+        out = STILL
+        for index in range(start + 1, end + 1):
+            m = self._motions.get(index)
+            if m is not None:  # indices a source skipped (lost frames) have no frame, no motion
+                out = out.then(m)
+        return out
 
     def _face_job(self, group: _Group, before: _Group, pool) -> None:  # noqa: ANN001 - an Executor
         """Submit ``group``'s second job: crops around every face ``before`` (the detection
@@ -343,28 +444,91 @@ class Pipeline:
         group.wants_faces = False
         if before.failed or before.regions is None:
             crops = None
+            group.looked = None
         else:
             h, w = group.frame.image.shape[:2]
             gap = group.frame.index - before.frame.index
-            boxes = CropPlanner.face_crops((_moved(r, gap) for r in before.regions), w, h, self.planner.pad)
+            camera = self._camera(before.frame.index, group.frame.index)
+            boxes = CropPlanner.face_crops((camera.boxes(_moved(r, gap)) for r in before.regions), w, h, self.planner.pad)
             if not len(boxes):
                 return
             crops = Crops(boxes, np.zeros((0, 4), np.int32)) if len(boxes) <= MAX_CROPS else None
-        group.faces = pool.submit(self._detect, group.frame, crops, True)
+        if crops is None:
+            group.looked = None
+        elif group.looked is not None:
+            group.looked.append(crops.faces)
+        group.faces = self._submit(pool, group.frame, crops, second=True)
+
+    def _submit(self, pool, frame: Frame, crops: Crops | None = None, second: bool = False) -> Future | _Joined:  # noqa: ANN001
+        """One detection of ``frame`` (the whole frame, or ``crops``) on the detector workers.
+        A detector that splits its work into parts (tiles of a large frame, crops, scales:
+        ``parts``/``detect_part``) gets one job per part, so the workers share one frame's
+        tiles. ``second``: a detection's second job (:meth:`_face_job`), the face detector only."""
+        if not second:
+            self.report.frames_detected += 1
+            self.report.detections_on_crops += crops is not None
+        plan = getattr(self.detector, "parts", None)
+        if plan is None:
+            return pool.submit(self._detect, frame, crops, second)
+        futures = [pool.submit(self._detect_part, frame, part) for part in plan(frame.image.shape, crops)]
+        extras = [] if second else [pool.submit(self._detect_extra, frame, d) for d in self.extra_detectors]
+
+        def merge(results: list[sv.Detections]) -> sv.Detections:
+            dets = merge_parts(results[:len(futures)])
+            for more in results[len(futures):]:
+                dets = _merge(dets, more)
+            return dets
+
+        return _Joined(futures + extras, merge)
+
+    def _timed(self, t: float) -> None:
+        with self._lock:
+            self.timers["detect"].add(time.perf_counter() - t)
+
+    def _detect_part(self, frame: Frame, part) -> sv.Detections:  # noqa: ANN001 - tracking.detectors.Part
+        t = time.perf_counter()
+        try:
+            return self.detector.detect_part(frame.image, part)
+        finally:
+            self._timed(t)
+
+    def _detect_extra(self, frame: Frame, detector: Detector) -> sv.Detections:
+        t = time.perf_counter()
+        try:
+            return _detect_whole(detector, frame)
+        finally:
+            self._timed(t)
 
     def _detect(self, frame: Frame, crops: Crops | None = None, second: bool = False) -> sv.Detections:
         """Runs in a worker thread; detectors must be re-entrant (ours are: one buffer per call).
         ``second``: a detection's second job (:meth:`_face_job`), the face detector only."""
         t = time.perf_counter()
-        dets = _detect_whole(self.detector, frame) if crops is None else self.detector.detect_crops(frame.image, crops)
-        for extra in () if second else self.extra_detectors:
-            dets = _merge(dets, _detect_whole(extra, frame))
-        with self._lock:
-            self.timers["detect"].add(time.perf_counter() - t)
-            if not second:
-                self.report.frames_detected += 1
-                self.report.detections_on_crops += crops is not None
-        return dets
+        try:
+            dets = _detect_whole(self.detector, frame) if crops is None else self.detector.detect_crops(frame.image, crops)
+            for extra in () if second else self.extra_detectors:
+                dets = _merge(dets, _detect_whole(extra, frame))
+            return dets
+        finally:
+            self._timed(t)
+
+    def _measure_cover(self, regions: list[Region], width: int, height: int) -> None:
+        """The share of the frame the regions' covers take (the price of privacy), on a grid
+        of COVER_GRID px cells: the anonymizer's own shape around each box, overlaps once."""
+        if not regions:
+            self._cover_shares.append(0.0)
+            return
+        shape = self.cover_shape or Shape()
+        gw, gh = -(-width // COVER_GRID), -(-height // COVER_GRID)
+        grid = np.zeros((gh, gw), np.uint8)
+        for r in regions:
+            x1, y1, x2, y2 = (float(v) / COVER_GRID for v in shape.grown(r.box))
+            if shape.kind == "box":
+                cv2.rectangle(grid, (round(x1), round(y1)), (round(x2) - 1, round(y2) - 1), 1, -1)
+            else:
+                centre = (round((x1 + x2) * 8), round((y1 + y2) * 8))  # 16ths of a cell (shift 4)
+                axes = (max(1, round((x2 - x1) * 8)), max(1, round((y2 - y1) * 8)))
+                cv2.ellipse(grid, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8, 4)
+        self._cover_shares.append(float(grid.mean()))
 
     def _anonymize(self, frame: Frame, regions: list[Region]) -> Frame:
         t = time.perf_counter()
@@ -377,6 +541,7 @@ class Pipeline:
             span[1], span[2] = frame.index, span[2] + 1
         self.report.regions_held += sum(r.state == "held" for r in regions)
         self.report.regions_backfilled += sum(r.state == "backfilled" for r in regions)
+        self._measure_cover(regions, frame.width, frame.height)
         before = frame.image.copy() if self.preview is not None else None
         if regions:
             original = frame.image
@@ -459,11 +624,17 @@ class Pipeline:
                 if group.cut:  # velocities and held boxes of the last shot mean nothing here
                     self.tracker.cut()
                     self.memory.cut()
-                regions = self.tracker.update(detections, group.frame.index, group.frame.time)
+                else:  # what the tracker knows, moved with the camera to this frame
+                    camera = self._camera(self._tracked, group.frame.index)
+                    self.tracker.warp(camera)
+                    self.memory.warp(camera)
+                self._tracked = group.frame.index
+                detections = _confirmed(detections, self.memory.known_boxes(BIG_CONFIDENCE))
+                regions = self.tracker.update(detections, group.frame.index, group.frame.time, group.looked_at)
                 detected = [r for r in regions if r.state == "detected"]
                 tracker_held = [r for r in regions if r.state != "detected"]
                 h, w = group.frame.image.shape[:2]
-                group.regions = in_frame(self.memory.update(detected, group.frame.index) + tracker_held, w, h)
+                group.regions = in_frame(self.memory.update(detected, group.frame.index, group.looked_at) + tracker_held, w, h)
                 self.timers["track"].add(time.perf_counter() - t)
 
             def advance() -> None:
@@ -476,8 +647,11 @@ class Pipeline:
                     track(g)
 
             def add(frame: Frame, full: bool, cut: bool = False) -> None:
-                crops = self.planner.plan(frame.image, force_full=full)  # what moved; the faces: _face_job
-                group = _Group(frame, pool.submit(self._detect, frame, crops), cut=cut, wants_faces=crops is not None)
+                # What moved since the detection before, the camera's motion taken out; the faces: _face_job.
+                crops = self.planner.plan(frame.image, force_full=full, camera=self._camera(self._planned, frame.index))
+                self._planned = frame.index
+                group = _Group(frame, self._submit(pool, frame, crops), cut=cut, wants_faces=crops is not None,
+                               looked=None if crops is None else [crops.moved])
                 if groups:
                     before = groups[-1]
                     before.next = group
@@ -489,6 +663,8 @@ class Pipeline:
                 track(group)
                 if following is not None:
                     track(following)
+                for index in [i for i in self._motions if i <= group.frame.index]:
+                    del self._motions[index]  # nothing composes motions from before a finished group
                 if group.failed or (following is not None and following.failed and group.skipped):
                     # A failed detection leaves frames that cannot be checked: cover them whole.
                     frames_ = (group.frame, *group.skipped) if group.failed else group.skipped
@@ -496,6 +672,7 @@ class Pipeline:
                         yield self._anonymize(group.frame, group.regions or [])
                     for f in frames_:
                         self.report.frames_blanked += 1
+                        self._cover_shares.append(1.0)
                         f.image = cover_frame(f.image)
                         yield f
                     return
@@ -504,14 +681,17 @@ class Pipeline:
                     # No interpolation or backfill across a cut: the next shot's faces are elsewhere.
                     after = following.regions if following is not None and not following.cut else None
                     h, w = group.frame.image.shape[:2]
-                    covers = _between(group.regions, after, len(group.skipped), self.hold_growth, self.max_growth)
+                    camera = [self._camera(group.frame.index, f.index) for f in group.skipped]
+                    span = self._camera(group.frame.index, following.frame.index) if after is not None else STILL
+                    covers = _between(group.regions, after, len(group.skipped), self.hold_growth, self.max_growth, camera, span)
                     for f, cover in zip(group.skipped, covers, strict=True):
                         yield self._anonymize(f, in_frame(cover, w, h))
 
             since_detect = self.detect_every  # detect on the first frame
             for frame in frames:
                 self.report.frames_in += 1
-                cut = self.stills or self._is_scene_cut(frame.image)
+                self._motions[frame.index] = frame.motion if frame.motion is not None else STILL
+                cut = self.stills or self._is_scene_cut(frame.image, frame.motion)
                 if groups and not (since_detect >= self.detect_every or cut):
                     since_detect += 1
                     groups[-1].skipped.append(frame)
@@ -527,6 +707,11 @@ class Pipeline:
                 # A group is final once the next group's detection is known (backfill).
                 while len(groups) >= 2 and (groups[1].done() or len(groups) > self.detect_workers + 1):
                     yield from finalize(groups.popleft(), groups[0])
+            if groups and groups[-1].skipped:
+                # The last frame is detected too: a face that came in after the last
+                # detection (at a pan's edge in the last frames) had nothing to find it.
+                advance()
+                add(groups[-1].skipped.pop(), False)
             while groups:
                 group = groups.popleft()
                 yield from finalize(group, groups[0] if groups else None)
@@ -640,6 +825,9 @@ class Pipeline:
         r.wall_seconds = round(wall, 3)
         r.fps = round(r.frames_out / wall, 2) if wall > 0 else 0.0
         r.stages = {name: timer.summary() for name, timer in self.timers.items()}
+        shares = self._cover_shares
+        r.frame_covered = {"mean_percent": round(100 * float(np.mean(shares)), 2) if shares else 0.0,
+                           "max_percent": round(100 * float(np.max(shares)), 2) if shares else 0.0}
         r.streams = list(getattr(self.sink, "streams", None) or [])
         figures = getattr(self.anonymizer, "report", None)
         if callable(figures):

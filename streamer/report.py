@@ -54,6 +54,7 @@ class RunReport:
     regions_backfilled: int = 0  # covered from the next detection (faces appearing between detections)
     fallback_regions: int = 0  # covered by the fallback because the method failed
     frames_blanked: int = 0  # whole frame covered because it could not be checked
+    frame_covered: dict[str, float] = field(default_factory=dict)  # mean and max share of a frame covered, % (the price of the cover)
     decode_errors: int = 0
     frames_lost: int = 0
     reconnects: int = 0

@@ -223,7 +223,7 @@ def test_face_appearing_between_detection_runs_is_covered_from_its_first_frame(d
     p, sink = _pipeline(images, every=4)
     p.scene_cut = 10.0  # no scene-cut trigger: test the backfill itself
     report = p.run()
-    assert report.frames_detected == 3
+    assert report.frames_detected == 4  # 0, 4, 8 and the last frame (nothing after it would find a newcomer)
     assert len(faces(images[5])) == 1
     for i in range(5, 12):
         assert len(faces(sink.frames[i], threshold=0.3)) == 0, f"frame {i} leaks"
@@ -314,8 +314,8 @@ def test_a_scene_cut_forces_a_detection_on_the_last_frame_before_it(data: Path) 
     clip = clips(data)["cut"]
     p, sink = _pipeline(clip.frames, anonymizer=SolidAnonymizer(Shape(margin=0.3)), every=4)
     report = p.run()
-    # 0, 4, 8, 12, then 13 (the last frame of the shot), 14 (the cut), 18, 22, 26
-    assert report.frames_detected == 9
+    # 0, 4, 8, 12, then 13 (the last frame of the shot), 14 (the cut), 18, 22, 26, and the clip's last
+    assert report.frames_detected == 10
 
 
 def test_a_face_not_found_again_is_covered_where_it_was_too() -> None:

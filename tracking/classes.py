@@ -20,7 +20,8 @@ import supervision as sv
 
 from streamer.errors import ConfigError, ModelError
 
-from .tracker import FaceTracker, Region, TrackStats
+from .motion import Motion
+from .tracker import FaceTracker, Looked, Region, TrackStats
 
 log = logging.getLogger("camstream")
 
@@ -79,13 +80,19 @@ class ClassTracker:
             raise AttributeError(name)
         return getattr(self.trackers[FACE], name)
 
-    def update(self, detections: sv.Detections, frame_index: int, timestamp: float | None = None) -> list[Region]:
+    def update(self, detections: sv.Detections, frame_index: int, timestamp: float | None = None,
+               looked: Looked | None = None) -> list[Region]:
         ids = detections.class_id if detections.class_id is not None else np.zeros(len(detections), int)
         ids = np.where(np.isin(ids, list(self.trackers)), ids, FACE)
         regions: list[Region] = []
         for c, tracker in self.trackers.items():
-            regions += tracker.update(detections[ids == c], frame_index, timestamp)
+            regions += tracker.update(detections[ids == c], frame_index, timestamp, looked)
         return regions
+
+    def warp(self, camera: Motion) -> None:
+        """Every class's tracks move with the camera (FaceTracker.warp)."""
+        for tracker in self.trackers.values():
+            tracker.warp(camera)
 
     def cut(self) -> None:
         for tracker in self.trackers.values():

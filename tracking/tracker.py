@@ -14,11 +14,15 @@ prediction honours real timestamps, so variable frame rate video tracks correctl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
+from trackers.utils.cmc import CMC
+
+from .motion import Motion
 
 
 @dataclass(slots=True)
@@ -32,6 +36,7 @@ class Region:
     confidence: float = 1.0
     landmarks: np.ndarray | None = None  # (K, 2) when the detector gives them
     velocity: np.ndarray | None = None  # xyxy pixels per frame, when known
+    grown: float = 0.0  # held covers: the growth (of the face's size, per side) already in ``box``
 
 
 @dataclass
@@ -69,6 +74,7 @@ class FaceTracker:
     _frame_index: int = -1
     _last_timestamp: float | None = None
     _last: dict[int, tuple[np.ndarray, int, np.ndarray | None]] = field(default_factory=dict)  # id: box, frame, velocity
+    _unconfirmed: dict[int, int] = field(default_factory=dict)  # lost track id: looks that did not find it, in a row
 
     def __post_init__(self) -> None:
         self.bytetrack = ByteTrackTracker(
@@ -80,8 +86,11 @@ class FaceTracker:
             high_conf_det_threshold=self.activation_threshold,
         )
 
-    def update(self, detections: sv.Detections, frame_index: int, timestamp: float | None = None) -> list[Region]:
-        """Feed one frame's detections; get back every region that must be covered."""
+    def update(self, detections: sv.Detections, frame_index: int, timestamp: float | None = None,
+               looked: Looked | None = None) -> list[Region]:
+        """Feed one frame's detections; get back every region that must be covered.
+        ``looked``: see :meth:`CoverageMemory.update` (a lost track it looked for and did
+        not find is no longer held)."""
         self._frame_index = frame_index
         if timestamp is not None:
             # Timestamps must strictly increase for the Kalman step (damaged files repeat them).
@@ -108,6 +117,7 @@ class FaceTracker:
             if tid >= 0:
                 seen.add(tid)
                 self._count(tid, frame_index, held=False)
+                self._unconfirmed.pop(tid, None)
         # The tracker returns only the detections it kept; cover any it dropped too.
         if len(tracked) < len(detections):
             kept = tracked.xyxy
@@ -132,19 +142,36 @@ class FaceTracker:
             # The last detected box moved at its measured speed (pixels per frame), not
             # the Kalman state: that one also extrapolates the box's height and aspect,
             # and a face leaving the frame grew into a tall ghost block.
-            moved = box + velocity * missed if velocity is not None else box
+            moved = shifted(box, velocity, missed)
+            misses = self._unconfirmed.get(tid, 0) + bool(looked is not None and looked(moved))
+            self._unconfirmed[tid] = misses
+            hits = self.stats[tid].frames_detected if tid in self.stats else 1
+            if unconfirmed_out(hits, misses):
+                continue
             grow = min(self.hold_growth * missed, self.hold_max_growth)
-            regions.append(Region(box=enlarge(moved, grow), track_id=tid, kind=self.kind, state="held", velocity=velocity))
+            regions.append(Region(box=enlarge(moved, grow), track_id=tid, kind=self.kind, state="held", velocity=velocity, grown=grow))
             self._count(tid, frame_index, held=True)
         keep = max(30, self.hold_frames)
         self._last = {t: v for t, v in self._last.items() if frame_index - v[1] <= keep}
+        self._unconfirmed = {t: n for t, n in self._unconfirmed.items() if t in self._last}
         return regions
+
+    def warp(self, camera: Motion) -> None:
+        """The camera moved by ``camera`` since the last update: every track's state and
+        last box move with the scene (trackers' CMC warp of the Kalman state, as in
+        BoT-SORT), so the velocities measured next are the faces' own."""
+        if camera.still or not camera.known:
+            return
+        if self.bytetrack.tracks:
+            CMC.apply_batch(camera.matrix.astype(np.float32), self.bytetrack.tracks)
+        self._last = {t: (camera.boxes(box), f, camera.vectors(v)) for t, (box, f, v) in self._last.items()}
 
     def cut(self) -> None:
         """A scene cut: nothing seen before it says where anything is after it. Tracks
         end (their ids are not reused, so the stats stay apart)."""
         self.bytetrack.tracks = []
         self._last.clear()
+        self._unconfirmed.clear()
 
     def _count(self, tid: int, frame_index: int, held: bool) -> None:
         st = self.stats.get(tid)
@@ -157,11 +184,46 @@ class FaceTracker:
             st.frames_detected += 1
 
 
+Looked = Callable[[np.ndarray], bool]  # did a detection look where this box (frame pixels) is?
+ONE_OFF_LOOKS = 1  # a weak face detected once is dropped after this many looks that did not find it ...
+ONE_OFF_CONFIDENCE = 0.5  # ... "weak": below this confidence (the ghosts on cones and walls were)
+LOOKS = 2  # any other face after this many in a row (one blurred or dim detection must not drop it)
+
+
+def unconfirmed_out(hits: int, misses: int, confidence: float = 1.0) -> bool:
+    """Whether a face detected ``hits`` times (the last with ``confidence``), that
+    detections looked for and did not find ``misses`` times in a row since, is no longer
+    held. Only a weak one-off goes at the first miss: a real face is often found once,
+    blurred or small, and then missed once."""
+    weak = hits <= 1 and confidence < ONE_OFF_CONFIDENCE
+    return misses >= (ONE_OFF_LOOKS if weak else LOOKS)
+
+
 def enlarge(box: np.ndarray, margin: float) -> np.ndarray:
     """Grow an xyxy box by ``margin`` of its width/height on every side."""
     x1, y1, x2, y2 = (float(v) for v in box)
     dw, dh = (x2 - x1) * margin, (y2 - y1) * margin
     return np.array([x1 - dw, y1 - dh, x2 + dw, y2 + dh], dtype=np.float32)
+
+
+def shifted(box: np.ndarray, velocity: np.ndarray | None, frames: float) -> np.ndarray:
+    """``box`` moved ``frames`` frames on at ``velocity``'s centre speed. Its size stays:
+    the size change between two detections is mostly the detector's (a face cut by the
+    frame's edge grew a box 20 px a frame as it came in) and held covers grow anyway."""
+    if velocity is None:
+        return box
+    v = np.asarray(velocity, np.float32)
+    dx, dy = (v[0] + v[2]) / 2 * frames, (v[1] + v[3]) / 2 * frames
+    return box + np.array([dx, dy, dx, dy], np.float32)
+
+
+def regrow(box: np.ndarray, grown: float, total: float) -> np.ndarray:
+    """A box that already holds a growth of ``grown`` (see :func:`enlarge`) grown to
+    ``total`` of the face's own size: growths add up, they do not compound."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    w, h = (x2 - x1) / (1 + 2 * grown), (y2 - y1) / (1 + 2 * grown)
+    return enlarge(np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32), total)
 
 
 def bounded_velocity(velocity: np.ndarray, box: np.ndarray, limit: float = 1.0) -> np.ndarray:
@@ -171,36 +233,52 @@ def bounded_velocity(velocity: np.ndarray, box: np.ndarray, limit: float = 1.0) 
     return np.clip(velocity, -limit * size, limit * size).astype(np.float32)
 
 
-def match_regions(before: list[Region], after: list[Region], gap: int, predict: bool = True) -> dict[int, int]:
-    """Pair regions of two moments ``gap`` frames apart: the same track id, else the
-    nearest centre (after moving ``before`` by its velocity) within a gate of one face
-    width per frame of gap. Greedy, closest first."""
+def match_regions(before: list[Region], after: list[Region], gap: int | list[int], predict: bool = True) -> dict[int, int]:
+    """Pair regions of two moments ``gap`` frames apart (or one gap per region of
+    ``before``): the same track id, else the nearest centre (after moving ``before`` by its
+    velocity) within a gate of one face width per frame of gap. Greedy, closest first
+    over all pairs (each face taking its nearest in turn gave a neighbour's detection to
+    the first face that reached it)."""
+    gaps = gap if isinstance(gap, list) else [gap] * len(before)
     pairs: dict[int, int] = {}
     used: set[int] = set()
+
+    def distance(i: int, j: int) -> float | None:
+        """Centre distance of the pair, None beyond the gate."""
+        a = before[i]
+        box = shifted(a.box, a.velocity, gaps[i]) if predict else a.box
+        d = float(np.hypot(*((box[:2] + box[2:]) / 2 - (after[j].box[:2] + after[j].box[2:]) / 2)))
+        return d if d <= float(max(a.box[2] - a.box[0], a.box[3] - a.box[1], 1.0)) * (1.0 + gaps[i]) else None
+
     ids = {r.track_id: j for j, r in enumerate(after) if r.track_id >= 0}
     for i, r in enumerate(before):
         j = ids.get(r.track_id) if r.track_id >= 0 else None
-        if j is not None and j not in used:
+        # The same id within the gate: a tracker that coasted a lost track across the
+        # frame gave its id to another face (a moving camera's held covers spanned it).
+        if j is not None and j not in used and distance(i, j) is not None:
             pairs[i] = j
             used.add(j)
     candidates = []
-    for i, a in enumerate(before):
+    for i in range(len(before)):
         if i in pairs:
             continue
-        box = a.box + a.velocity * gap if (predict and a.velocity is not None) else a.box
-        ca = (box[:2] + box[2:]) / 2
-        wa = float(max(a.box[2] - a.box[0], a.box[3] - a.box[1], 1.0))
-        for j, b in enumerate(after):
-            if j in used:
-                continue
-            d = float(np.hypot(*(ca - (b.box[:2] + b.box[2:]) / 2)))
-            if d <= wa * (1.0 + gap):
+        for j in range(len(after)):
+            if j not in used and (d := distance(i, j)) is not None:
                 candidates.append((d, i, j))
     for _, i, j in sorted(candidates):
         if i not in pairs and j not in used:
             pairs[i] = j
             used.add(j)
     return pairs
+
+
+@dataclass
+class _Remembered:
+    region: Region  # its last detection
+    seen: int  # the frame of that detection
+    hits: int = 1  # detections of this face so far
+    misses: int = 0  # detections since that looked where it should be and did not find it, in a row
+    best: float = 0.0  # the highest confidence any of its detections had
 
 
 @dataclass
@@ -216,39 +294,55 @@ class CoverageMemory:
     hold_frames: int = 12
     growth: float = 0.1
     max_growth: float = 0.6
-    _faces: list[tuple[Region, int]] = field(default_factory=list)  # (last detection, frame index)
+    _faces: list[_Remembered] = field(default_factory=list)
 
-    def update(self, detected: list[Region], frame_index: int) -> list[Region]:
+    def update(self, detected: list[Region], frame_index: int, looked: Looked | None = None) -> list[Region]:
         """Give it the detected regions of a detection frame; returns them (with velocities)
-        plus held regions for remembered faces that were not detected this time."""
+        plus held regions for remembered faces that were not detected this time.
+
+        ``looked(box)``: whether this detection looked where a remembered face should be
+        now (the whole frame, or a crop holding it). A face it looked for and did not find
+        is dropped (:func:`unconfirmed_out`): a false detection on a cone or a wall was
+        held, and grew, for ``hold_frames`` frames."""
         previous = self._faces
-        pairs: dict[int, int] = {}
-        used: set[int] = set()
-        # Match each remembered face at its own gap.
-        for i, (r, seen) in enumerate(previous):
-            gap = frame_index - seen
-            m = match_regions([r], [d for j, d in enumerate(detected) if j not in used], gap)
-            if m:
-                free = [j for j in range(len(detected)) if j not in used]
-                j = free[m[0]]
-                pairs[i] = j
-                used.add(j)
+        # Every remembered face at its own gap, closest pairs first.
+        pairs = match_regions([f.region for f in previous], detected, [frame_index - f.seen for f in previous])
+        faces = [_Remembered(d, frame_index, best=d.confidence) for d in detected]
         for i, j in pairs.items():
-            r, seen = previous[i]
-            detected[j].velocity = bounded_velocity((detected[j].box - r.box) / max(1, frame_index - seen), detected[j].box)
+            f = previous[i]
+            detected[j].velocity = bounded_velocity((detected[j].box - f.region.box) / max(1, frame_index - f.seen), detected[j].box)
+            faces[j].hits = f.hits + 1
+            faces[j].best = max(f.best, faces[j].best)
         held: list[Region] = []
-        faces: list[tuple[Region, int]] = [(d, frame_index) for d in detected]
-        for i, (r, seen) in enumerate(previous):
-            gap = frame_index - seen
+        for i, f in enumerate(previous):
+            gap = frame_index - f.seen
             if i in pairs or gap > self.hold_frames:
                 continue
-            box = r.box + (r.velocity * gap if r.velocity is not None else 0)
+            r = f.region
+            box = shifted(r.box, r.velocity, gap)
+            misses = f.misses + bool(looked is not None and looked(box))
+            if unconfirmed_out(f.hits, misses, r.confidence):
+                continue
             grow = min(self.growth * gap, self.max_growth)
             held.append(Region(box=enlarge(box, grow), track_id=r.track_id, kind=r.kind, state="held",
-                               confidence=r.confidence, velocity=r.velocity))
-            faces.append((r, seen))
+                               confidence=r.confidence, velocity=r.velocity, grown=grow))
+            faces.append(_Remembered(r, f.seen, f.hits, misses, f.best))
         self._faces = faces
         return detected + held
+
+    def known_boxes(self, confidence: float = 0.0) -> list[np.ndarray]:
+        """The last box of every remembered face (moved with the camera) that was once
+        detected with at least ``confidence``."""
+        return [f.region.box for f in self._faces if f.best >= confidence]
+
+    def warp(self, camera: Motion) -> None:
+        """Every remembered face moved with the camera (see :meth:`FaceTracker.warp`)."""
+        if camera.still or not camera.known:
+            return
+        for f in self._faces:
+            r = f.region
+            f.region = replace(r, box=camera.boxes(r.box), velocity=camera.vectors(r.velocity),
+                               landmarks=None if r.landmarks is None else camera.points(r.landmarks))
 
     def cut(self) -> None:
         """A scene cut: forget every face (its position says nothing about the new shot)."""
