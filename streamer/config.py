@@ -44,6 +44,7 @@ class DetectionConfig:
     persons_optional: bool = False  # persons: go on with faces only when YOLO cannot load (else exit 5)
     allow_sparse: bool = False  # allow every > 30 (a face can stay visible between detections)
     rotated: bool = False  # also detect on the frame turned +-45 degrees (tilted heads; ~3x detection cost)
+    second_look: str = "none"  # "centerface": a second detector on crops around tracked faces (profiles; ~25 ms a face)
     person_weights: str = "yolo11n.pt"
     person_threshold: float = 0.35
     classes: list[str] = field(default_factory=lambda: ["faces"])  # --detect: faces, plates, persons (streamer/classes.py)

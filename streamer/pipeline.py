@@ -13,6 +13,7 @@ written.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import signal
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from tracking.detectors import BIG_CONFIDENCE, DOUBTFUL, Detector, merge_parts
+from tracking.detectors import BIG_CONFIDENCE, DOUBTFUL, CenterFaceCrops, Detector, merge_parts
 from tracking.motion import STILL, UNKNOWN, Motion, MotionEstimator
 from tracking.roi import MAX_CROPS, CropPlanner, Crops
 from tracking.tracker import CoverageMemory, FaceTracker, Region, enlarge, match_regions, regrow, shifted
@@ -307,6 +308,7 @@ class Pipeline:
     # detected or between detections.
     given_regions: Callable[[Frame], list[Region]] | None = None
     cover_shape: Shape | None = None  # the covers' shape, for the share of the frame covered (default: the fallback's)
+    second_look: CenterFaceCrops | None = None  # a second detector on the crops around tracked faces (detection.second_look)
 
     def __post_init__(self) -> None:
         self.timers = {name: StageTimer() for name in ("decode", "motion", "detect", "track", "anonymize", "encode")}
@@ -440,11 +442,14 @@ class Pipeline:
         just before it) left tracked, moved on at its speed. Submitted once ``before`` is
         tracked, so the crops are the same in every run whatever finished first, and a face
         that ``before`` found where nothing moves since is looked at again (hard clip pop-in).
-        ``before`` failed: the whole frame."""
+        ``before`` failed: the whole frame. A group whose own detection saw the whole frame
+        only gets the second look (``second_look``: CenterFace on those crops, for faces
+        turning away)."""
         group.wants_faces = False
+        whole = group.looked is None  # this group's own detection saw the whole frame
+        boxes = np.zeros((0, 4), np.int32)
         if before.failed or before.regions is None:
             crops = None
-            group.looked = None
         else:
             h, w = group.frame.image.shape[:2]
             gap = group.frame.index - before.frame.index
@@ -453,11 +458,24 @@ class Pipeline:
             if not len(boxes):
                 return
             crops = Crops(boxes, np.zeros((0, 4), np.int32)) if len(boxes) <= MAX_CROPS else None
-        if crops is None:
-            group.looked = None
-        elif group.looked is not None:
-            group.looked.append(crops.faces)
-        group.faces = self._submit(pool, group.frame, crops, second=True)
+        jobs: list[Future | _Joined] = []
+        if not whole:
+            if crops is None:
+                group.looked = None
+            else:
+                group.looked.append(crops.faces)
+            jobs.append(self._submit(pool, group.frame, crops, second=True))
+        if self.second_look is not None and len(boxes):
+            jobs.append(pool.submit(self._second_look, group.frame, boxes))
+        if jobs:
+            group.faces = jobs[0] if len(jobs) == 1 else _Joined(jobs, lambda found: functools.reduce(_merge, found))
+
+    def _second_look(self, frame: Frame, boxes: np.ndarray) -> sv.Detections:
+        t = time.perf_counter()
+        try:
+            return self.second_look.detect_crops(frame.image, boxes)
+        finally:
+            self._timed(t)
 
     def _submit(self, pool, frame: Frame, crops: Crops | None = None, second: bool = False) -> Future | _Joined:  # noqa: ANN001
         """One detection of ``frame`` (the whole frame, or ``crops``) on the detector workers.
@@ -650,12 +668,13 @@ class Pipeline:
                 # What moved since the detection before, the camera's motion taken out; the faces: _face_job.
                 crops = self.planner.plan(frame.image, force_full=full, camera=self._camera(self._planned, frame.index))
                 self._planned = frame.index
-                group = _Group(frame, self._submit(pool, frame, crops), cut=cut, wants_faces=crops is not None,
+                group = _Group(frame, self._submit(pool, frame, crops), cut=cut,
+                               wants_faces=crops is not None or (self.second_look is not None and bool(groups) and not cut),
                                looked=None if crops is None else [crops.moved])
                 if groups:
                     before = groups[-1]
                     before.next = group
-                    if crops is not None and (before.regions is not None or before.failed):
+                    if group.wants_faces and (before.regions is not None or before.failed):
                         self._face_job(group, before, pool)
                 groups.append(group)
 

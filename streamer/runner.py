@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from tracking.detectors import YoloPersonDetector, build_detector
+from tracking.detectors import CenterFaceCrops, YoloPersonDetector, build_detector
 from tracking.regions import RegionsFile
 from tracking.tracker import FaceTracker
 
@@ -254,6 +254,7 @@ def run(
         extra_detectors=extra,
         stills=info.kind == "images" and not numbered_sequence(list(source.files)),
         full_every=det.full_every,
+        second_look=CenterFaceCrops(det.threshold) if det.second_look == "centerface" else None,
     )
     pipeline.preview = show
     if given is not None:

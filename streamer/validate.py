@@ -68,6 +68,7 @@ def validate(config: Config) -> None:
         raise ConfigError(f"anonymize.color: {ano.color!r} is not three integers in [0, 255]")
     _number("output.crf (--crf)", out.crf, 0, 51, integer=True)
     _choice("detection.detector (--detector)", det.detector, ("libfacedetection", "centerface"))
+    _choice("detection.second_look", det.second_look, ("none", "centerface"))
     if not det.person_weights:
         raise ConfigError("detection.person_weights: empty")
     _choice("anonymize.fallback (--fallback)", ano.fallback, ("solid", "pixelate", "blur"))

