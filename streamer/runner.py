@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tracking.detectors import YoloPersonDetector, build_detector
+from tracking.detectors import Detector, YoloPersonDetector, build_detector
 from tracking.tracker import FaceTracker
 
 from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
@@ -134,9 +134,12 @@ def run(
     preview_file: str | None = None,
     draw_detections: bool = False,
     on_frame: Callable[[int, int | None], None] | None = None,
+    detector: Detector | None = None,
 ) -> RunReport:
     """``on_frame(frames written, frames expected or None)`` after each written frame
-    (progress for a caller that runs many files, e.g. a Ray worker)."""
+    (progress for a caller that runs many files, e.g. a Ray worker). ``detector``: a
+    face detector of the caller's (the library API's bring-your-own detector) in place
+    of ``detection.detector``."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     validate(config)
     check_paths(input_uri, output, report_path)  # before any work: a bad path fails now, not at the end
@@ -164,7 +167,8 @@ def run(
         # then the models: a missing model fails before any output is created.
         anonymizer = build_anonymizer(ano.method, config)
         fallback = build_classical(ano.fallback, config)
-        detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
+        if detector is None:
+            detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
         extra = []
         if det.persons or ano.scope == "person":
             try:
