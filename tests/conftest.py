@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# camstream eval caches what it finds in an original: the tests keep theirs apart from the user's.
+os.environ.setdefault("CAMSTREAM_CACHE_DIR", tempfile.mkdtemp(prefix="camstream-test-cache-"))
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CAMSTREAM_TEST_DATA", REPO.parent / "shared" / "data"))
