@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import sigint_default
 from media import camera_clip
 from tiny_models import RESOLUTION, STEPS, tiny_models  # noqa: F401 - fixture
 
@@ -161,7 +162,7 @@ class Run:
     def __init__(self, args: list[str], cwd: Path) -> None:
         self.proc = subprocess.Popen(
             [*CAMSTREAM, "run", "--method", "solid", *args, "--set", "stream.stats_interval=0.2"],
-            cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default,
         )  # fmt: skip
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._collect, daemon=True)

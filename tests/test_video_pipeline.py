@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import CAMSTREAM, REPO, camstream, probe, read_frames, read_image, write_video
+from conftest import CAMSTREAM, REPO, camstream, probe, read_frames, read_image, sigint_default, wait_for_output, write_video
 from privacy import faces, leaks
 
 
@@ -186,11 +186,9 @@ def test_damaged_stream_processes_what_decodes(data: Path, tmp_path: Path) -> No
 def test_ctrl_c_leaves_a_playable_partial_file(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "interrupted.mp4"
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     partial = tmp_path / "interrupted.partial.mp4"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 50_000):
-        time.sleep(0.2)
+    wait_for_output(partial, 50_000, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -207,9 +205,7 @@ def test_sigterm_also_finalizes(data: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
     partial = tmp_path / "terminated.partial.mkv"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 50_000):
-        time.sleep(0.2)
+    wait_for_output(partial, 50_000, proc)
     proc.terminate()
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
@@ -222,9 +218,7 @@ def test_sigkill_leaves_a_playable_partial_file(suffix: str, data: Path, tmp_pat
     partial = tmp_path / f"killed.partial{suffix}"
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and (not partial.exists() or partial.stat().st_size < 300_000):
-        time.sleep(0.1)
+    wait_for_output(partial, 300_000, proc)
     proc.kill()  # SIGKILL: nothing is finalized
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
@@ -239,10 +233,9 @@ def test_second_ctrl_c_still_leaves_a_playable_file_and_a_true_report(gap: float
     out, report = tmp_path / "twice.mp4", tmp_path / "twice.json"
     partial = tmp_path / "twice.partial.mp4"
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q",
-                             "--report", str(report), "--set", "detection.every=1"], cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 50_000):
-        time.sleep(0.05)
+                             "--report", str(report), "--set", "detection.every=1"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
+    wait_for_output(partial, 50_000, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(gap)
     proc.send_signal(signal.SIGINT)
