@@ -12,10 +12,16 @@ EXTRAS = {
 }
 
 
+def install_hint(extra: str) -> str:
+    """The command that adds ``extra``. camstream is not on PyPI, so it installs from a
+    clone (``pip install 'camstream[...]'`` would find nothing)."""
+    return f"pip install '.[{extra}]' in a clone of camstream"
+
+
 def missing_extra(exc: ModuleNotFoundError) -> str | None:
-    """'... needs camstream[diffusion]: pip install ...' when ``exc`` is a package of an extra."""
+    """'... needs the diffusion extra (...): pip install ...' when ``exc`` is a package of an extra."""
     top = (exc.name or "").split(".")[0]
     for extra, packages in EXTRAS.items():
         if top in packages:
-            return f"this needs the {extra} extra ({top} is not installed): pip install 'camstream[{extra}]'"
+            return f"this needs the {extra} extra ({top} is not installed): {install_hint(extra)}"
     return None
