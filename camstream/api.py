@@ -21,6 +21,7 @@ fails) is the same as for the built-in detector.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -183,6 +184,7 @@ class FrameStream:
     """
 
     def __init__(self, frames: Iterable[np.ndarray], conf: Config, detector: Detector | None, fps: float) -> None:
+        from streamer.auto import resolve as resolve_method
         from streamer.frame import Frame
         from streamer.pipeline import Pipeline
         from streamer.runner import build_anonymizer, build_classical
@@ -193,8 +195,13 @@ class FrameStream:
         if not fps > 0:
             raise ConfigError(f"fps must be above 0, not {fps!r}")
         validate(conf)
+        choice = resolve_method(conf)
+        if choice is not None:  # method "auto" (the default): the one it chose runs, and the report says why
+            conf = copy.deepcopy(conf)
+            conf.anonymize.method = choice.method
         det, trk, ano = conf.detection, conf.tracking, conf.anonymize
-        self.report = Report(input="<arrays>", method=ano.method, config=conf.to_dict())
+        self.report = Report(input="<arrays>", method=ano.method, config=conf.to_dict(),
+                             method_reason=None if choice is None else choice.line)
         anonymizer = build_anonymizer(ano.method, conf)
         plugged = _Plugged(detector) if detector is not None else build_detector(det.detector, det.threshold, det.max_side,
                                                                                rotated=det.rotated)

@@ -3,6 +3,7 @@ progress bar (files) or periodic stats (streams)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -14,9 +15,10 @@ from tracking.detectors import Detector, YoloPersonDetector, build_detector
 from tracking.tracker import FaceTracker
 
 from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
+from .auto import resolve as resolve_method
 from .config import Config
 from .errors import ConfigError, ModelError, OutputError
-from .extras import missing_extra
+from .extras import install_hint, missing_extra
 from .overlay import Overlay
 from .paths import check_paths, default_output
 from .pipeline import Pipeline
@@ -38,7 +40,7 @@ def build_classical(name: str, config: Config) -> Anonymizer:
     if name == "solid":
         return CLASSICAL["solid"](shape, color=tuple(a.color))
     if name == "pixelate":
-        return CLASSICAL["pixelate"](shape, blocks=a.pixelate_blocks)
+        return CLASSICAL["pixelate"](shape, blocks=a.pixelate_blocks, min_block_px=a.pixelate_min_cell_px)
     if name == "blur":
         return CLASSICAL["blur"](shape, strength=a.blur_strength)
     if name == "image":
@@ -62,8 +64,8 @@ def build_anonymizer(name: str, config: Config) -> Anonymizer:
     except ModuleNotFoundError:
         raise ConfigError(f"unknown method {name!r}") from None
     if not _diffusion_installed():
-        raise ModelError(f"--method {name} needs the diffusion extra: pip install 'camstream[diffusion]' "
-                         "(or --method pixelate: no models needed)")
+        raise ModelError(f"--method {name} needs the diffusion extra: {install_hint('diffusion')} "
+                         "(or --method auto or pixelate: no models needed)")
     try:
         return build_method(name, config)
     except ModuleNotFoundError as exc:  # one package of the extra missing (a partial install)
@@ -161,10 +163,16 @@ def run(
         ),
     )
     sink = preview_sink = None
+    choice = None
     try:
         info = source.info
         # The input first (a missing file or camera is reported before any model loads),
         # then the models: a missing model fails before any output is created.
+        choice = resolve_method(config)
+        if choice is not None:  # --method auto: run (and report) the method it chose
+            config = copy.deepcopy(config)
+            config.anonymize.method = choice.method
+            ano = config.anonymize
         anonymizer = build_anonymizer(ano.method, config)
         fallback = build_classical(ano.fallback, config)
         if detector is None:
@@ -201,7 +209,8 @@ def run(
         # Fail-closed: every detection the cover uses may start a track (held if lost).
         activation_threshold=min(trk.activation_threshold, det.threshold),
     )
-    report = RunReport(input=input_uri, method=ano.method, config=config.to_dict())
+    report = RunReport(input=input_uri, method=ano.method, config=config.to_dict(),
+                       method_reason=None if choice is None else choice.line)
     report.source = {
         "kind": info.kind, "width": info.width, "height": info.height,
         "fps": float(info.fps) if info.fps else None, "frame_count": info.frame_count,
@@ -240,9 +249,11 @@ def run(
             overlay.close()
             if hasattr(anonymizer, "close"):
                 anonymizer.close()
+            if report.output and "://" not in report.output and not Path(report.output).exists():
+                report.output = None  # the sink failed before it created anything: the report must not name a file
             if report_path:
                 report.write(report_path)
-            _summary(report)
+            _summary(report, report_path)
     return report
 
 
@@ -256,7 +267,7 @@ def _open_preview(path: str, target: str, info):  # noqa: ANN001, ANN202 - Sourc
     return open_sink(path, wide)
 
 
-def _summary(report: RunReport) -> None:
+def _summary(report: RunReport, report_path: str | None = None) -> None:
     where = report.output or "(nothing written)"
     if report.status in ("ok", "partial"):
         log.info(
@@ -283,11 +294,13 @@ def _summary(report: RunReport) -> None:
             shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
             log.warning("%s in the folder skipped: not images (%s)", plural(len(skipped), "entry", "entries"), shown)
         if report.decode_errors and report.source.get("kind") in ("image", "images"):
-            log.warning("%s damaged (covered whole) or unreadable (left out): the report lists them",
-                        plural(report.decode_errors, "image"))
+            log.warning("%s damaged (covered whole) or unreadable (left out): %s",
+                        plural(report.decode_errors, "image"),
+                        f"{report_path} lists them" if report_path else "the warnings above name them (--report PATH lists them)")
         elif report.decode_errors:
             log.warning("input was damaged: %d undecodable packet(s) skipped; the output holds what decoded", report.decode_errors)
         if report.frames_lost or report.reconnects:
             log.warning("stream: %d reconnect(s), about %d frames lost", report.reconnects, report.frames_lost)
-    elif report.output:
-        log.warning("%s: run did not finish (%s); %d frames written to this partial file", where, report.status, report.frames_out)
+    elif report.output and report.frames_out:  # a partial file that holds frames (none created: the error says why)
+        log.warning("%s: run did not finish (%s); %s written to this partial file", where, report.status,
+                    plural(report.frames_out, "frame"))
