@@ -369,7 +369,7 @@ def test_scene_scope_is_refused(tiny_models: Path) -> None:  # noqa: F811
 
 # -- the CLI ---------------------------------------------------------------------------------------
 
-@pytest.mark.full  # 800 s alone on 2 cores; test_megamind_first_second_... checks the same on one second
+@pytest.mark.full  # 800-900 s on 2 cores: frames, timing and audio also in tests/test_video_pipeline.py's default-tier runs
 def test_megamind_end_to_end_keeps_frames_timing_and_audio(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
     """The video method on the whole clip: frame count, timing and the AC3 audio survive,
     and the report carries the measures."""
@@ -384,27 +384,6 @@ def test_megamind_end_to_end_keeps_frames_timing_and_audio(tiny_models: Path, da
     assert dst["fps"] == pytest.approx(src["fps"], rel=1e-3)
     assert dst["video_duration"] == pytest.approx(src["video_duration"], abs=1.01 / src["fps"])
     assert dst["audio"]["codec"] == "ac3" and dst["audio"]["duration"] == pytest.approx(src["audio"]["duration"], abs=0.05)
-    report = json.loads(report_path.read_text())
-    a = report["anonymizer"]
-    assert report["method"] == "camouflage" and report["status"] == "ok"
-    assert a["mode"] == "quality" and a["keyframes"] >= a["identities"] > 0 and a["light_regions"] > a["keyframes"]
-    assert a["fallback_failed_regions"] == a["fallback_late_regions"] == 0
-    assert a["flicker_warping_error"] > 0 and a["unet_cost_vs_per_frame_base"] < 1
-
-
-def test_megamind_first_second_keeps_frames_timing_and_audio(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
-    """The whole-clip test's checks on the first second (the default tier's): every frame
-    of that second, at the source's rate and times, the AC3 audio to the same length, the
-    report's measures, no fallback."""
-    out, report_path = tmp_path / "megamind.mp4", tmp_path / "report.json"
-    r = camstream("run", data / "Megamind.avi", "-o", out, "--report", report_path, "--end", "1", "--method", "camouflage",
-                  *tiny_args(tiny_models), env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=3600)
-    assert r.returncode == 0, r.stderr
-    src, dst = probe(data / "Megamind.avi"), probe(out)
-    first_second = [p for p in src["pts"] if float((p - src["pts"][0]) * src["time_base"]) < 1.0]
-    assert abs(dst["frames"] - len(first_second)) <= 1
-    assert dst["fps"] == pytest.approx(src["fps"], rel=1e-3)
-    assert dst["audio"]["codec"] == "ac3" and dst["audio"]["duration"] == pytest.approx(1.0, abs=0.1)
     report = json.loads(report_path.read_text())
     a = report["anonymizer"]
     assert report["method"] == "camouflage" and report["status"] == "ok"
