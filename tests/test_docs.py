@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 README = REPO / "README.md"
@@ -44,7 +45,25 @@ def test_install_hints_name_commands_that_work_from_a_clone() -> None:
 def test_docs_site_builds_strict(tmp_path: Path) -> None:
     """`mkdocs build --strict`: a missing page, a broken link or anchor fails it."""
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-                       cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "site" / "api" / "index.html").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["eval"], ["models"], ["train"], ["data"], ["serve"]])
+def test_help_names_extras_as_a_clone_installs_them(command: list[str]) -> None:
+    """`camstream[yolo]` in a help text reads as `pip install camstream[yolo]`, which
+    resolves to nothing; and `python -m camstream` is the command where the venv's
+    scripts are not on PATH."""
+    r = subprocess.run(
+        [sys.executable, "-m", "camstream", *command, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0 and "usage: camstream" in r.stdout, r.stderr
+    assert "camstream[" not in r.stdout, r.stdout
