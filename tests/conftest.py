@@ -37,6 +37,18 @@ def camstream(*args: str, timeout: float = 300, **kwargs) -> subprocess.Complete
     return subprocess.run([*CAMSTREAM, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=REPO, **kwargs)
 
 
+def full_tier_except(keep: list, values: list) -> list:
+    """``parametrize`` values where only those in ``keep`` run in the default tier and the
+    rest carry ``pytest.mark.full``: one case keeps each behaviour guarded on every run
+    (the default tier stays under 10 minutes on 2 cores), the others run in the full tier."""
+    def param(value: object) -> object:
+        if value in keep:
+            return value
+        return pytest.param(*(value if isinstance(value, tuple) else (value,)), marks=pytest.mark.full)
+
+    return [param(value) for value in values]
+
+
 def sigint_default() -> None:
     """``preexec_fn`` for a child that a test sends SIGINT: its default disposition back.
     A shell that starts a job in the background without job control (``nohup ... &``,

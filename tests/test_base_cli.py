@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from conftest import camstream, probe, read_image
 from tiny_models import tiny_models  # noqa: F401 - fixture
 
@@ -28,6 +29,7 @@ def test_run_image_with_base(tiny_models: Path, data: Path, tmp_path: Path) -> N
     assert abs(dst.astype(int) - src.astype(int)).mean() > 1  # something was regenerated
 
 
+@pytest.mark.full  # 85 s; Base from the CLI: test_run_image_with_base
 def test_run_clip_with_base(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "clip.mp4"
     r = camstream("run", data / "Megamind.avi", "--method", "base", "--models-dir", tiny_models, *TINY,

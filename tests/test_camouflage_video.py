@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import camstream, probe, read_frames
+from conftest import camstream, full_tier_except, probe, read_frames
 from privacy import leaks
 from tiny_models import RESOLUTION, STEPS, one_torch_thread, public_models, tiny_config, tiny_models  # noqa: F401 - fixtures
 
@@ -144,6 +144,7 @@ def test_birth_keyframe_then_light_with_the_identitys_face(tiny_models: Path, me
     assert report["flicker_warping_error"] is not None
 
 
+@pytest.mark.full  # 11 s; seeds per track: test_one_seed_per_track_stable_and_distinct
 def test_same_identity_same_noise_gives_the_same_face(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     """Seeded latents: one frame rendered twice by Light for the same identity is identical,
     and a different track (seed) on the same pixels gives a different face."""
@@ -160,6 +161,7 @@ def test_same_identity_same_noise_gives_the_same_face(tiny_models: Path, megamin
     assert np.abs(c.astype(int) - a).max() > 10
 
 
+@pytest.mark.full  # 90 s: renders the clip twice
 def test_flicker_and_drift_below_per_frame_base_with_fresh_noise(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     frames = megamind[:12]
     regions = regions_of(frames[0])
@@ -186,7 +188,7 @@ class _Broken:
         raise RuntimeError("CUDA out of memory (injected)")
 
 
-@pytest.mark.parametrize("failure", ["error", "late"])
+@pytest.mark.parametrize("failure", full_tier_except(["error"], ["error", "late"]))  # late: 17 s more
 def test_failed_or_late_generation_is_covered_by_the_fallback(tiny_models: Path, megamind: list[np.ndarray], failure: str,  # noqa: F811
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     config = camouflage_config(tiny_models, mode="realtime" if failure == "late" else "quality", latency=1e-4, reuse_for=0)
@@ -207,6 +209,7 @@ def test_failed_or_late_generation_is_covered_by_the_fallback(tiny_models: Path,
     assert found > 0 and leaked == []
 
 
+@pytest.mark.full  # 16 s; the fallback: test_failed_or_late_generation_is_covered_by_the_fallback[error]
 def test_late_regions_reuse_their_identitys_latest_fake_face_then_the_fallback(tiny_models: Path,  # noqa: F811
                                                                                  megamind: list[np.ndarray]) -> None:
     """Realtime, every frame late: once a render has landed, a late region gets its identity's
@@ -241,6 +244,7 @@ def test_late_regions_reuse_their_identitys_latest_fake_face_then_the_fallback(t
     assert found > 0 and leaked == []
 
 
+@pytest.mark.full  # 15 s
 def test_realtime_keyframes_run_in_the_background_while_light_renders_the_frame(tiny_models: Path,  # noqa: F811
                                                                                megamind: list[np.ndarray]) -> None:
     anonymizer = build_method("camouflage", camouflage_config(tiny_models, mode="realtime", latency=30.0))
@@ -277,6 +281,7 @@ def test_realtime_keyframes_run_in_the_background_while_light_renders_the_frame(
     assert found > 0 and leaked == []
 
 
+@pytest.mark.full  # 17 s
 def test_close_stops_a_running_render_at_its_next_unet_evaluation(tiny_models: Path,  # noqa: F811
                                                                  megamind: list[np.ndarray]) -> None:
     """Ctrl-C or a stream's end while a long render runs (minutes on a CPU): close() returns
@@ -316,6 +321,7 @@ def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixtu
     assert "frame 42 (keyframe): ValueError: no landmarks" in caplog.text
 
 
+@pytest.mark.full  # 33 s; birth keyframes: test_birth_keyframe_then_light_with_the_identitys_face
 def test_a_file_frame_waits_for_its_identitys_first_keyframe(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     """Quality mode, no birth keyframe asked: the identity's first frame is still rendered by
     Base, so Light never starts from a random identity; untracked regions (no identity to
@@ -426,6 +432,7 @@ def test_camouflage_without_models_names_the_fetch_command_and_pixelate(data: Pa
     assert not (tmp_path / "x.jpg").exists()
 
 
+@pytest.mark.full  # 20 s; the public adapters: test_public_adapters_run_the_in_between_frames
 def test_default_method_from_public_weights_only_with_the_realtime_preset(tiny_models: Path, data: Path,  # noqa: F811
                                                                           tmp_path: Path) -> None:
     """A models folder with no trained or hand-supplied file (no IDF, no Light adapters, no

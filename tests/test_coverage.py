@@ -309,6 +309,7 @@ def test_tracker_holds_a_lost_face_at_its_speed_without_growing_a_ghost() -> Non
     assert tracker.update(sv.Detections.empty(), 10, 0.4) == []
 
 
+@pytest.mark.full  # 30 s; cuts: test_hard_clips.py's test_no_face_is_exposed_under_solid[cut]
 def test_a_scene_cut_forces_a_detection_on_the_last_frame_before_it(data: Path) -> None:
     from hard_clips import clips
 

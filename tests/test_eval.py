@@ -125,6 +125,7 @@ def megamind(data: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN
     return ev, folder
 
 
+@pytest.mark.full  # 60 s with its clip; leaks and re-identification: test_blur_sigma6_is_reidentified_solid_is_not
 def test_megamind_original_leaks_everything_solid_nothing(megamind) -> None:  # noqa: ANN001
     ev, _ = megamind
     r = {x.name: x for x in ev.results}
@@ -143,6 +144,7 @@ def test_megamind_original_leaks_everything_solid_nothing(megamind) -> None:  # 
     assert len(ev.thumbnails) == 2 and set(ev.thumbnails[0]) == {"original", "solid"}
 
 
+@pytest.mark.full  # 60 s
 def test_megamind_figures_are_reproducible(megamind, data: Path) -> None:  # noqa: ANN001
     ev, folder = megamind
     again = evaluate(str(data / "Megamind.avi"), {"original": str(data / "Megamind.avi"), "solid": str(folder / "Megamind.solid.mp4")},

@@ -264,6 +264,7 @@ def test_models_check_ready_verdicts_and_exit_codes(tiny_models: Path, tmp_path:
     assert r.returncode == 5 and "camouflage: not ready" in r.stdout
 
 
+@pytest.mark.full  # 28 s
 def test_models_import_checks_the_name_and_the_format(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
     farl = tiny_models / "farl" / "FaRL-Base-Patch16-LAIONFace20M-ep64.pth"
     models = tmp_path / "models"

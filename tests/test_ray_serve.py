@@ -86,6 +86,7 @@ def _wait(condition, timeout: float, what: str, proc: subprocess.Popen) -> None:
         time.sleep(0.25)
 
 
+@pytest.mark.full  # 32 s: a Ray cluster
 def test_two_cameras_one_actor_killed_and_restarted(cameras, tmp_path: Path) -> None:
     faces_cam, street_cam = cameras
     port = free_port()
@@ -181,6 +182,7 @@ def test_bad_cameras_file_is_one_line_and_exit_2(text: str, needle: str, tmp_pat
     assert last.startswith("camstream: error: ") and needle in last and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.full  # 14 s: a Ray cluster
 def test_camera_down_at_start_is_retried_until_it_comes_up(tmp_path: Path) -> None:
     """Nothing listens on the camera's port at first: /healthz says 503 with the camera
     connecting; once the camera starts on that port its frames flow and /healthz is 200."""

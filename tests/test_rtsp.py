@@ -273,6 +273,7 @@ def test_rtsp_input_to_file_stops_at_end(cameras, tmp_path: Path) -> None:
     assert report["reconnects"] == 0 and report["source"]["kind"] == "stream"
 
 
+@pytest.mark.full  # 24 s; live streams: the other tests here, realtime mode: test_camouflage_video.py
 def test_camouflage_on_a_live_camera_runs_in_realtime_mode(cameras, tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
     """The default method on a live source: ``mode: auto`` turns into the latency budget, and
     every region is accounted for: Base, Light, a reused fake face or the fallback.

@@ -37,6 +37,7 @@ def test_megamind_keeps_frames_rate_duration_and_audio(data: Path, megamind_run:
     assert set(report["stages"]) >= {"decode", "detect", "track", "anonymize", "encode"}
 
 
+@pytest.mark.full  # 53 s; no face left: test_hard_clips.py's clips under solid
 def test_megamind_no_face_left_for_an_independent_detector(data: Path, megamind_run: tuple[Path, dict]) -> None:
     out, _ = megamind_run
     found, leaked = leaks(read_frames(data / "Megamind.avi"), read_frames(out))
@@ -44,6 +45,7 @@ def test_megamind_no_face_left_for_an_independent_detector(data: Path, megamind_
     assert leaked == []
 
 
+@pytest.mark.full  # 105 s; no face left: test_hard_clips.py's clips under solid
 def test_vtest_no_face_left_for_an_independent_detector(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "vtest.mp4"
     r = camstream("run", data / "vtest.avi", "-o", out, "--method", "pixelate", "-q")
