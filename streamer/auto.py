@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from .config import Config
+from .errors import ModelError
 from .extras import install_hint
 
 log = logging.getLogger("camstream")
@@ -69,7 +70,10 @@ def choose(config: Config) -> Choice:
     classical = config.anonymize.fallback
     if not _installed("torch", "diffusers", "transformers", "camouflage.methods"):
         return Choice(classical, f"the diffusion extra is not installed ({install_hint('diffusion')} for CAMOUFLaGE)")
-    ready, line = _models_ready(config)
+    try:
+        ready, line = _models_ready(config)
+    except ModelError as exc:  # the manifest unreadable, say: no reason to fail a run that a cover can do
+        return Choice(classical, f"the diffusion models cannot be checked ({exc})")
     if not ready:
         missing = line.removeprefix("not ready: ").split(", ")
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")

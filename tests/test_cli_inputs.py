@@ -88,6 +88,20 @@ def test_the_default_method_covers_on_the_plain_install_and_says_why(data: Path,
     assert faces(read_image(out), threshold=0.3).size == 0
 
 
+def test_auto_covers_when_the_model_manifest_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The diffusion extra installed but configs/models.yaml unreadable (an install that did
+    not ship it): the default still covers, and says why, instead of ending the run (exit 5)."""
+    pytest.importorskip("diffusers")
+    import camouflage.manifest
+    from streamer.auto import choose
+    from streamer.config import load_config
+
+    monkeypatch.setattr(camouflage.manifest, "MANIFEST_PATH", tmp_path / "missing" / "models.yaml")
+    choice = choose(load_config())
+    assert choice.method == "solid", choice
+    assert choice.reason.startswith("the diffusion models cannot be checked") and "models.yaml" in choice.reason, choice
+
+
 def test_make_tiny_names_the_light_extra_before_writing_anything(tmp_path: Path) -> None:
     """It needs [light] (pyfacer) as well as [diffusion]; it said so after writing 814 MB."""
     code = WITHOUT_DIFFUSION.replace(f"for name in {DIFFUSION!r}:", "for name in ('facer',):")
