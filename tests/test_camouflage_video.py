@@ -128,6 +128,7 @@ def run_frames(anonymizer: CamouflageVideoAnonymizer, frames: list[np.ndarray], 
     return [anonymizer.anonymize(f.copy(), regions, Frame(i, f.copy())) for i, f in enumerate(frames)]
 
 
+@pytest.mark.full  # 11 s; the video method: test_public_adapters_run_the_in_between_frames
 def test_birth_keyframe_then_light_with_the_identitys_face(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     anonymizer = build_method("camouflage", camouflage_config(tiny_models, keyframe_every=5))
     regions = regions_of(megamind[0])
@@ -321,7 +322,7 @@ def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixtu
     assert "frame 42 (keyframe): ValueError: no landmarks" in caplog.text
 
 
-@pytest.mark.full  # 33 s; birth keyframes: test_birth_keyframe_then_light_with_the_identitys_face
+@pytest.mark.full  # 33 s
 def test_a_file_frame_waits_for_its_identitys_first_keyframe(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     """Quality mode, no birth keyframe asked: the identity's first frame is still rendered by
     Base, so Light never starts from a random identity; untracked regions (no identity to

@@ -11,7 +11,18 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import CAMSTREAM, REPO, camstream, probe, read_frames, read_image, sigint_default, wait_for_output, write_video
+from conftest import (
+    CAMSTREAM,
+    REPO,
+    camstream,
+    full_tier_except,
+    probe,
+    read_frames,
+    read_image,
+    sigint_default,
+    wait_for_output,
+    write_video,
+)
 from privacy import faces, leaks
 
 
@@ -175,6 +186,7 @@ def test_odd_width_and_height(data: Path, tmp_path: Path) -> None:
     assert (p["width"], p["height"]) == (322, 242) and p["frames"] == 6  # padded by one pixel for 4:2:0
 
 
+@pytest.mark.full  # 29 s; damaged input: test_bad_input.py::test_bad_inputs[truncated-mp4]
 def test_damaged_stream_processes_what_decodes(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bugy.mp4"
     report = tmp_path / "bugy.json"
@@ -202,6 +214,7 @@ def test_ctrl_c_leaves_a_playable_partial_file(data: Path, tmp_path: Path) -> No
     assert leaked == []
 
 
+@pytest.mark.full  # 6 s; a finished partial file: test_ctrl_c_leaves_a_playable_partial_file
 def test_sigterm_also_finalizes(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "terminated.mkv"
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
@@ -214,7 +227,7 @@ def test_sigterm_also_finalizes(data: Path, tmp_path: Path) -> None:
     assert len(read_frames(partial)) > 0
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+@pytest.mark.parametrize("suffix", full_tier_except([".mp4"], [".mp4", ".mkv"]))  # .mkv: 10 s more
 def test_sigkill_leaves_a_playable_partial_file(suffix: str, data: Path, tmp_path: Path) -> None:
     out = tmp_path / f"killed{suffix}"
     partial = tmp_path / f"killed.partial{suffix}"
@@ -230,7 +243,7 @@ def test_sigkill_leaves_a_playable_partial_file(suffix: str, data: Path, tmp_pat
     assert leaked == []
 
 
-@pytest.mark.parametrize("gap", [0.05, 0.3])
+@pytest.mark.parametrize("gap", full_tier_except([0.05], [0.05, 0.3]))  # 0.3: 5 s more
 def test_second_ctrl_c_still_leaves_a_playable_file_and_a_true_report(gap: float, data: Path, tmp_path: Path) -> None:
     out, report = tmp_path / "twice.mp4", tmp_path / "twice.json"
     partial = tmp_path / "twice.partial.mp4"
@@ -251,6 +264,7 @@ def test_second_ctrl_c_still_leaves_a_playable_file_and_a_true_report(gap: float
         assert sum(1 for _ in c.decode(video=0)) == rep["frames_out"] > 0
 
 
+@pytest.mark.full  # 13 s; the report: test_api.py::test_anonymize_a_file_returns_the_report
 def test_report_counts_every_covered_frame_per_track(data: Path, tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "o.mp4", "--end", "4", "--report", report, "-q")
