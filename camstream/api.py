@@ -159,8 +159,16 @@ def anonymize(
     prepare(job)
     from streamer.runner import run
 
-    return run(job.input, job.output, conf, start=start, end=end, report_path=job.report, progress=progress,
-               detector=None if detector is None else _Plugged(detector))
+    return run(
+        job.input,
+        job.output,
+        conf,
+        start=start,
+        end=end,
+        report_path=job.report,
+        progress=progress,
+        detector=None if detector is None else _Plugged(detector),
+    )
 
 
 class _Arrays:
@@ -200,16 +208,35 @@ class FrameStream:
             conf = copy.deepcopy(conf)
             conf.anonymize.method = choice.method
         det, trk, ano = conf.detection, conf.tracking, conf.anonymize
-        self.report = Report(input="<arrays>", method=ano.method, config=conf.to_dict(),
-                             method_reason=None if choice is None else choice.line)
+        self.report = Report(
+            input="<arrays>", method=ano.method, config=conf.to_dict(), method_reason=None if choice is None else choice.line
+        )
         anonymizer = build_anonymizer(ano.method, conf)
-        plugged = _Plugged(detector) if detector is not None else build_detector(det.detector, det.threshold, det.max_side,
-                                                                               rotated=det.rotated)
-        tracker = FaceTracker(fps=fps, hold_frames=trk.hold_frames, hold_growth=trk.hold_growth, hold_max_growth=trk.hold_max_growth,
-                              activation_threshold=min(trk.activation_threshold, det.threshold))
-        self._pipeline = Pipeline(source=_Arrays(fps), sink=None, detector=plugged, tracker=tracker, anonymizer=anonymizer,  # type: ignore[arg-type]
-                                  fallback=build_classical(ano.fallback, conf), detect_every=det.every, scene_cut=det.scene_cut,
-                                  hold_growth=trk.hold_growth, report=self.report, full_every=det.full_every)
+        plugged = (
+            _Plugged(detector)
+            if detector is not None
+            else build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
+        )
+        tracker = FaceTracker(
+            fps=fps,
+            hold_frames=trk.hold_frames,
+            hold_growth=trk.hold_growth,
+            hold_max_growth=trk.hold_max_growth,
+            activation_threshold=min(trk.activation_threshold, det.threshold),
+        )
+        self._pipeline = Pipeline(
+            source=_Arrays(fps),
+            sink=None,
+            detector=plugged,
+            tracker=tracker,
+            anonymizer=anonymizer,  # type: ignore[arg-type]
+            fallback=build_classical(ano.fallback, conf),
+            detect_every=det.every,
+            scene_cut=det.scene_cut,
+            hold_growth=trk.hold_growth,
+            report=self.report,
+            full_every=det.full_every,
+        )
         time_base = Fraction(1) / Fraction(fps).limit_denominator(1001)
 
         def intake() -> Iterator[Frame]:

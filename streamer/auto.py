@@ -78,15 +78,21 @@ def choose(config: Config) -> Choice:
         missing = line.removeprefix("not ready: ").split(", ")
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         where = config.models.dir or "the Hugging Face cache"
-        return Choice(classical, f"the diffusion models are not here ({shown} missing from {where}; "
-                                 "camstream models fetch camouflage --models-dir DIR)")
+        return Choice(
+            classical,
+            f"the diffusion models are not here ({shown} missing from {where}; "
+            "camstream models fetch camouflage --models-dir DIR)",
+        )
     device = config.models.device
     if device == "cpu":
         return Choice(DIFFUSION, f"the diffusion extra and its models are here ({line}); --device cpu: hours a frame")
     gpu = _gpu(device)
     if gpu is None:
-        return Choice(classical, "no GPU here (the diffusion models are ready, but on a CPU a frame takes hours: "
-                                 "--method camouflage --device cpu runs it anyway)")
+        return Choice(
+            classical,
+            "no GPU here (the diffusion models are ready, but on a CPU a frame takes hours: "
+            "--method camouflage --device cpu runs it anyway)",
+        )
     return Choice(DIFFUSION, f"the diffusion extra, its models ({line}) and a GPU ({gpu}) are here")
 
 

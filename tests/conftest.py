@@ -41,6 +41,7 @@ def full_tier_except(keep: list, values: list) -> list:
     """``parametrize`` values where only those in ``keep`` run in the default tier and the
     rest carry ``pytest.mark.full``: one case keeps each behaviour guarded on every run
     (the default tier stays under 10 minutes on 2 cores), the others run in the full tier."""
+
     def param(value: object) -> object:
         if value in keep:
             return value
