@@ -161,6 +161,7 @@ def static_clip(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     return write_video(folder / "static.mp4", [image] * 10), image
 
 
+@pytest.mark.full  # 10 s; a utility figure, not privacy
 def test_warping_error_of_static_clip_is_zero_and_grows_with_flicker(static_clip, tmp_path: Path) -> None:  # noqa: ANN001
     clip, image = static_clip
     rng = np.random.default_rng(0)

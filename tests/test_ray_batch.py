@@ -156,6 +156,7 @@ def test_worker_killed_mid_file_is_retried_and_a_bad_input_is_reported(cluster, 
     assert json.loads((out / "vtest.anonymized.json").read_text())["attempts"] == 2
 
 
+@pytest.mark.full  # 16 s: a Ray cluster
 def test_sigterm_mid_batch_exits_143_and_leaves_nothing_half_written(data: Path, tmp_path: Path) -> None:
     from streamer.scale.worker import STAGING
 
