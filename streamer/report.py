@@ -43,6 +43,7 @@ class RunReport:
     input: str
     output: str | None = None
     method: str = ""
+    method_reason: str | None = None  # --method auto: which method it chose and why
     status: str = "running"  # "ok" | "partial" | "error" | "interrupted"
     error: str | None = None
     frames_in: int = 0

@@ -3,6 +3,7 @@ progress bar (files) or periodic stats (streams)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -11,15 +12,16 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from tracking.detectors import CenterFaceCrops, YoloPersonDetector, build_detector
+from tracking.detectors import CenterFaceCrops, Detector, YoloPersonDetector, build_detector
 from tracking.regions import RegionsFile
 from tracking.tracker import FaceTracker
 
 from .anonymizers import CLASSICAL, Anonymizer, Shape, load_replacement
+from .auto import resolve as resolve_method
 from .classes import ClassCover, class_detectors, class_kinds, class_tracker, plate_cover
 from .config import Config
 from .errors import ConfigError, ModelError, OutputError
-from .extras import missing_extra
+from .extras import install_hint, missing_extra
 from .overlay import Overlay
 from .paths import check_distinct, check_paths, check_target, claim, default_output
 from .pipeline import Pipeline
@@ -41,7 +43,7 @@ def build_classical(name: str, config: Config) -> Anonymizer:
     if name == "solid":
         return CLASSICAL["solid"](shape, color=tuple(a.color))
     if name == "pixelate":
-        return CLASSICAL["pixelate"](shape, blocks=a.pixelate_blocks)
+        return CLASSICAL["pixelate"](shape, blocks=a.pixelate_blocks, min_block_px=a.pixelate_min_cell_px)
     if name == "blur":
         return CLASSICAL["blur"](shape, strength=a.blur_strength)
     if name == "image":
@@ -65,8 +67,8 @@ def build_anonymizer(name: str, config: Config) -> Anonymizer:
     except ModuleNotFoundError:
         raise ConfigError(f"unknown method {name!r}") from None
     if not _diffusion_installed():
-        raise ModelError(f"--method {name} needs the diffusion extra: pip install 'camstream[diffusion]' "
-                         "(or --method pixelate: no models needed)")
+        raise ModelError(f"--method {name} needs the diffusion extra: {install_hint('diffusion')} "
+                         "(or --method auto or pixelate: no models needed)")
     try:
         return build_method(name, config)
     except ModuleNotFoundError as exc:  # one package of the extra missing (a partial install)
@@ -141,6 +143,7 @@ def run(
     inputs: Sequence[str] | None = None,
     regions: str | None = None,
     regions_only: bool = False,
+    detector: Detector | None = None,
 ) -> RunReport:
     """``on_frame(frames written, frames expected or None)`` after each written frame
     (progress for a caller that runs many files, e.g. a Ray worker). ``overwrite``: the
@@ -149,7 +152,8 @@ def run(
     without it an existing file, or one that appears while the run writes, is never
     replaced. ``inputs``: every input of the run this file belongs to (none is written).
     ``regions``: a MOTChallenge detection CSV whose boxes are covered too
-    (``regions_only``: alone)."""
+    (``regions_only``: alone). ``detector``: a face detector of the caller's (the library
+    API's bring-your-own detector) in place of ``detection.detector``."""
     det, trk, ano, out, st = config.detection, config.tracking, config.anonymize, config.output, config.stream
     validate(config)
     given = RegionsFile.load(regions) if regions else None  # a bad file fails before anything opens
@@ -177,17 +181,24 @@ def run(
     )
     sink = preview_sink = None
     locks = ExitStack()
+    choice = None
     try:
         info = source.info
         # The input first (a missing file or camera is reported before any model loads),
         # then the models: a missing model fails before any output is created.
+        choice = resolve_method(config)
+        if choice is not None:  # --method auto: run (and report) the method it chose
+            config = copy.deepcopy(config)
+            config.anonymize.method = choice.method
+            ano = config.anonymize
         anonymizer = build_anonymizer(ano.method, config)
         fallback = build_classical(ano.fallback, config)
         extra = [] if regions_only else class_detectors(config)  # --detect plates, persons
         if given is not None and regions_only:  # the file's boxes alone
             detector = given.detector()
         else:
-            detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
+            if detector is None:
+                detector = build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
             if given is not None:
                 extra.append(given.detector())
         if (det.persons or ano.scope == "person") and "persons" not in det.classes and not regions_only:
@@ -225,7 +236,8 @@ def run(
         activation_threshold=min(trk.activation_threshold, det.threshold),
     )
     tracker = class_tracker(tracker, config)
-    report = RunReport(input=input_uri, method=ano.method, config=config.to_dict())
+    report = RunReport(input=input_uri, method=ano.method, config=config.to_dict(),
+                       method_reason=None if choice is None else choice.line)
     report.made_with = made_with(ano.method, report.config, start, end)
     report.source = {
         "kind": info.kind, "width": info.width, "height": info.height,
@@ -274,9 +286,11 @@ def run(
                     if hasattr(anonymizer, "close"):
                         anonymizer.close()
                     report.classes = cover.counts(class_kinds(config))
+                    if report.output and "://" not in report.output and not Path(report.output).exists():
+                        report.output = None  # the sink failed before it created anything: the report must not name a file
                     if report_path:
                         report.write(report_path, overwrite=overwrite)
-                    _summary(report)
+                    _summary(report, report_path)
     finally:
         locks.close()
     return report
@@ -292,7 +306,7 @@ def _open_preview(path: str, target: str, info, overwrite: bool = False):  # noq
     return open_sink(path, wide, overwrite=overwrite)
 
 
-def _summary(report: RunReport) -> None:
+def _summary(report: RunReport, report_path: str | None = None) -> None:
     where = report.output or "(nothing written)"
     if report.status in ("ok", "partial"):
         log.info(
@@ -322,12 +336,14 @@ def _summary(report: RunReport) -> None:
             shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
             log.warning("%s in the folder skipped: not images (%s)", plural(len(skipped), "entry", "entries"), shown)
         if report.decode_errors and report.source.get("kind") in ("image", "images"):
-            log.warning("%s damaged (covered whole) or unreadable (left out): the report lists them",
-                        plural(report.decode_errors, "image"))
+            log.warning("%s damaged (covered whole) or unreadable (left out): %s",
+                        plural(report.decode_errors, "image"),
+                        f"{report_path} lists them" if report_path else "the warnings above name them (--report PATH lists them)")
         elif report.decode_errors:
             log.warning("input was damaged: %s (the report's source_errors list them); the output holds what decoded",
                         plural(report.decode_errors, "decode error"))
         if report.frames_lost or report.reconnects:
             log.warning("stream: %d reconnect(s), about %d frames lost", report.reconnects, report.frames_lost)
-    elif report.output:
-        log.warning("%s: run did not finish (%s); %d frames written to this partial file", where, report.status, report.frames_out)
+    elif report.output and report.frames_out:  # a partial file that holds frames (none created: the error says why)
+        log.warning("%s: run did not finish (%s); %s written to this partial file", where, report.status,
+                    plural(report.frames_out, "frame"))

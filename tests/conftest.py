@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# camstream eval caches what it finds in an original: the tests keep theirs apart from the user's.
+os.environ.setdefault("CAMSTREAM_CACHE_DIR", tempfile.mkdtemp(prefix="camstream-test-cache-"))
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CAMSTREAM_TEST_DATA", REPO.parent / "shared" / "data"))
@@ -30,6 +35,39 @@ def data() -> Path:
 def camstream(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (real exit codes, real signals)."""
     return subprocess.run([*CAMSTREAM, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=REPO, **kwargs)
+
+
+def full_tier_except(keep: list, values: list) -> list:
+    """``parametrize`` values where only those in ``keep`` run in the default tier and the
+    rest carry ``pytest.mark.full``: one case keeps each behaviour guarded on every run
+    (the default tier stays under 10 minutes on 2 cores), the others run in the full tier."""
+
+    def param(value: object) -> object:
+        if value in keep:
+            return value
+        return pytest.param(*(value if isinstance(value, tuple) else (value,)), marks=pytest.mark.full)
+
+    return [param(value) for value in values]
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child that a test sends SIGINT: its default disposition back.
+    A shell that starts a job in the background without job control (``nohup ... &``,
+    CI runners) starts it with SIGINT ignored, and a child inherits that: the test's
+    Ctrl-C would then depend on how the suite was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_for_output(path: Path, min_bytes: int, proc: subprocess.Popen, timeout: float = 600) -> None:
+    """Until ``path`` holds ``min_bytes`` (the run is under way): however loaded the machine,
+    the test then signals a run that is writing, never one still starting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists() and path.stat().st_size >= min_bytes:
+            return
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before writing {min_bytes} bytes to {path} (exit {proc.returncode})"
+    raise AssertionError(f"{path}: not {min_bytes} bytes after {timeout:g} s")
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import camstream, read_frames, write_video
+from conftest import camstream, full_tier_except, read_frames, write_video
 
 
 def _assert_one_line_error(r, code: int, needle: str) -> None:  # noqa: ANN001
@@ -177,7 +177,8 @@ def small_disk(tmp_path: Path):  # noqa: ANN201
         subprocess.run(["umount", str(folder)], check=True)
 
 
-@pytest.mark.parametrize("size, suffix", [("400k", ".mp4"), ("8k", ".mp4"), ("400k", ".mkv")])
+# The disk that fills at once in the default tier; filling midway takes 15 s a container.
+@pytest.mark.parametrize("size, suffix", full_tier_except([("8k", ".mp4")], [("400k", ".mp4"), ("8k", ".mp4"), ("400k", ".mkv")]))
 def test_disk_full_is_exit_4_and_leaves_a_playable_file_or_none(size: str, suffix: str, small_disk, data: Path,  # noqa: ANN001
                                                                 tmp_path: Path) -> None:
     import json
@@ -260,6 +261,7 @@ def test_preview_without_a_display_is_one_line_before_any_work(data: Path, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.full  # 12 s
 def test_debug_shows_debug_logs(data: Path, tmp_path: Path) -> None:
     src = write_video(tmp_path / "clip.mp4", read_frames(data / "Megamind.avi", limit=4))
     quiet = camstream("run", "--method", "solid", src, "-o", tmp_path / "a.mp4", "-q")
@@ -301,6 +303,7 @@ def _file_size_limit(limit: int):  # noqa: ANN202
     return apply
 
 
+@pytest.mark.full  # 19 s; a full disk: test_disk_full_is_exit_4_and_leaves_a_playable_file_or_none[8k-.mp4]
 def test_write_failure_midway_without_root_is_exit_4_with_a_playable_partial(data: Path, tmp_path: Path) -> None:
     import json
 

@@ -44,6 +44,7 @@ def allowed(regions: list[Region], margin: float, shape: tuple[int, int]) -> np.
     return ok
 
 
+@pytest.mark.full  # 21 s; nothing changed outside: test_camouflage_video.py's compositor test
 def test_scope_face_changes_pixels_only_inside_the_masks(anonymizer: BaseAnonymizer, photo: np.ndarray) -> None:
     out = anonymizer.anonymize(photo.copy(), REGIONS)
     assert out.shape == photo.shape and out.dtype == np.uint8

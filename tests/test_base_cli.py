@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from conftest import camstream, probe, read_image
 from tiny_models import tiny_models  # noqa: F401 - fixture
 
@@ -17,6 +18,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(tmp_path / "hf-cache")}
 
 
+@pytest.mark.full  # 16 s; Base: test_base_pipeline.py, test_base_anonymizer.py; a diffusion method from the CLI: test_light_cli.py::test_light_on_an_image
 def test_run_image_with_base(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "out.jpg"
     r = camstream("run", data / "grace_hopper_512x512.jpg", "--method", "base", "--models-dir", tiny_models, *TINY,
@@ -28,6 +30,7 @@ def test_run_image_with_base(tiny_models: Path, data: Path, tmp_path: Path) -> N
     assert abs(dst.astype(int) - src.astype(int)).mean() > 1  # something was regenerated
 
 
+@pytest.mark.full  # 85 s; Base from the CLI: test_run_image_with_base
 def test_run_clip_with_base(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "clip.mp4"
     r = camstream("run", data / "Megamind.avi", "--method", "base", "--models-dir", tiny_models, *TINY,

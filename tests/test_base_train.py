@@ -42,6 +42,7 @@ def table(path: Path, column: str) -> dict[int, float]:
         return {int(r["step"]): float(r[column]) for r in csv.DictReader(f) if r[column]}
 
 
+@pytest.mark.full  # 10 s of training; resuming: test_light_train's test_training_lowers_the_loss_and_resumes
 def test_idf_training_validates_and_resumes_exactly(tiny_models: Path, shards: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001, F811
     full = tmp_path / "full"
     assert main(args(shards, tiny_models, full, 6, "--validate-every", "3", "--workers", "1")) == 0
@@ -71,6 +72,7 @@ def test_idf_training_validates_and_resumes_exactly(tiny_models: Path, shards: P
     assert "batch size 2, this run has 3" in capsys.readouterr().err
 
 
+@pytest.mark.full  # 14 s of training
 def test_idf_reconstruction_error_falls(tiny_models: Path, shards: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "run"
     assert main(args(shards, tiny_models, out, 300, "--batch-size", "4", "--save-every", "300", "--log-every", "50",
@@ -110,6 +112,7 @@ def test_bad_training_input_is_one_line_and_an_exit_code(tiny_models: Path, shar
     assert "cannot feed 1 process(es) x 64 worker(s)" in capsys.readouterr().err
 
 
+@pytest.mark.full  # 20 s: two training processes
 def test_two_processes_train_and_checkpoint_once(tiny_models: Path, shards: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001, F811
     out = tmp_path / "run"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import camstream, probe, read_frames
+from conftest import camstream, full_tier_except, probe, read_frames
 from privacy import leaks
 from tiny_models import RESOLUTION, STEPS, one_torch_thread, public_models, tiny_config, tiny_models  # noqa: F401 - fixtures
 
@@ -128,6 +128,7 @@ def run_frames(anonymizer: CamouflageVideoAnonymizer, frames: list[np.ndarray], 
     return [anonymizer.anonymize(f.copy(), regions, Frame(i, f.copy())) for i, f in enumerate(frames)]
 
 
+@pytest.mark.full  # 11 s; the video method: test_public_adapters_run_the_in_between_frames
 def test_birth_keyframe_then_light_with_the_identitys_face(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     anonymizer = build_method("camouflage", camouflage_config(tiny_models, keyframe_every=5, measure=True))
     regions = regions_of(megamind[0])
@@ -147,6 +148,7 @@ def test_birth_keyframe_then_light_with_the_identitys_face(tiny_models: Path, me
     assert report["flicker_warping_error"] is not None
 
 
+@pytest.mark.full  # 11 s; seeds per track: test_one_seed_per_track_stable_and_distinct
 def test_same_identity_same_noise_gives_the_same_face(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     """Seeded latents: one frame rendered twice by Light for the same identity is identical,
     and a different track (seed) on the same pixels gives a different face."""
@@ -163,7 +165,7 @@ def test_same_identity_same_noise_gives_the_same_face(tiny_models: Path, megamin
     assert np.abs(c.astype(int) - a).max() > 10
 
 
-@pytest.mark.full  # 12 frames, per-frame Base as the baseline: ~50 s on 2 cores
+@pytest.mark.full  # 90 s: renders the clip twice
 def test_flicker_and_drift_below_per_frame_base_with_fresh_noise(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     frames = megamind[:12]
     regions = regions_of(frames[0])
@@ -191,7 +193,7 @@ class _Broken:
         raise RuntimeError("CUDA out of memory (injected)")
 
 
-@pytest.mark.parametrize("failure", ["error", "late"])
+@pytest.mark.parametrize("failure", full_tier_except(["error"], ["error", "late"]))  # late: 17 s more
 def test_failed_or_late_generation_is_covered_by_the_fallback(tiny_models: Path, megamind: list[np.ndarray], failure: str,  # noqa: F811
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     config = camouflage_config(tiny_models, mode="realtime" if failure == "late" else "quality", latency=1e-4, reuse_for=0)
@@ -212,6 +214,7 @@ def test_failed_or_late_generation_is_covered_by_the_fallback(tiny_models: Path,
     assert found > 0 and leaked == []
 
 
+@pytest.mark.full  # 16 s; the fallback: test_failed_or_late_generation_is_covered_by_the_fallback[error]
 def test_late_regions_reuse_their_identitys_latest_fake_face_then_the_fallback(tiny_models: Path,  # noqa: F811
                                                                                  megamind: list[np.ndarray]) -> None:
     """Realtime, every frame late: once a render has landed, a late region gets its identity's
@@ -246,6 +249,7 @@ def test_late_regions_reuse_their_identitys_latest_fake_face_then_the_fallback(t
     assert found > 0 and leaked == []
 
 
+@pytest.mark.full  # 15 s
 def test_realtime_keyframes_run_in_the_background_while_light_renders_the_frame(tiny_models: Path,  # noqa: F811
                                                                                megamind: list[np.ndarray]) -> None:
     anonymizer = build_method("camouflage", camouflage_config(tiny_models, mode="realtime", latency=30.0))
@@ -282,6 +286,7 @@ def test_realtime_keyframes_run_in_the_background_while_light_renders_the_frame(
     assert found > 0 and leaked == []
 
 
+@pytest.mark.full  # 17 s
 def test_close_stops_a_running_render_at_its_next_unet_evaluation(tiny_models: Path,  # noqa: F811
                                                                  megamind: list[np.ndarray]) -> None:
     """Ctrl-C or a stream's end while a long render runs (minutes on a CPU): close() returns
@@ -321,6 +326,7 @@ def test_a_late_render_that_failed_still_logs_why(caplog: pytest.LogCaptureFixtu
     assert "frame 42 (keyframe): ValueError: no landmarks" in caplog.text
 
 
+@pytest.mark.full  # 33 s
 def test_a_file_frame_waits_for_its_identitys_first_keyframe(tiny_models: Path, megamind: list[np.ndarray]) -> None:  # noqa: F811
     """Quality mode, no birth keyframe asked: the identity's first frame is still rendered by
     Base, so Light never starts from a random identity."""
@@ -410,13 +416,15 @@ def test_scene_scope_is_refused(tiny_models: Path) -> None:  # noqa: F811
 
 # -- the CLI ---------------------------------------------------------------------------------------
 
-@pytest.mark.full  # the whole clip through the CLI: ~7 min on 2 cores
+@pytest.mark.full  # 800-900 s on 2 cores: frames, timing and audio also in tests/test_video_pipeline.py's default-tier runs
 def test_megamind_end_to_end_keeps_frames_timing_and_audio(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
-    """The default method on the whole clip: frame count, timing and the AC3 audio survive,
+    """The video method on the whole clip: frame count, timing and the AC3 audio survive,
     and the report carries the measures."""
     out, report_path = tmp_path / "megamind.mp4", tmp_path / "report.json"
-    r = camstream("run", data / "Megamind.avi", "-o", out, "--report", report_path, *tiny_args(tiny_models),
-                  "--set", "camouflage.measure=true", env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    # The timeout only ends a hung run: the run takes what the machine's load makes it take.
+    r = camstream("run", data / "Megamind.avi", "-o", out, "--report", report_path, "--method", "camouflage",
+                  *tiny_args(tiny_models), "--set", "camouflage.measure=true", env={**os.environ, "OMP_NUM_THREADS": "1"},
+                  timeout=7200)
     assert r.returncode == 0, r.stderr
     assert "RANDOM WEIGHTS" in r.stderr
     src, dst = probe(data / "Megamind.avi"), probe(out)
@@ -435,8 +443,33 @@ def test_megamind_end_to_end_keeps_frames_timing_and_audio(tiny_models: Path, da
     assert a["controlnet_evals_per_face_frame"] < 0.5 * a["per_frame_base_controlnet_evals_per_face_frame"]
 
 
+def test_auto_runs_the_diffusion_method_only_with_its_models_and_a_gpu_or_device_cpu(tiny_models: Path,  # noqa: F811
+                                                                                     tmp_path: Path) -> None:
+    import torch
+
+    from streamer.auto import choose
+    from streamer.config import load_config
+
+    config = load_config()
+    config.models.dir = str(tmp_path)  # empty: no models
+    choice = choose(config)
+    assert choice.method == "solid" and "models are not here" in choice.reason and "models fetch camouflage" in choice.reason
+    config.models.dir = str(tiny_models)
+    choice = choose(config)
+    if torch.cuda.is_available():
+        assert choice.method == "camouflage" and "GPU" in choice.reason
+    else:
+        assert choice.method == "solid" and "no GPU" in choice.reason and "--device cpu" in choice.reason
+    config.models.device = "cpu"
+    choice = choose(config)
+    assert choice.method == "camouflage" and "--device cpu" in choice.reason
+    config.anonymize.fallback = "pixelate"
+    config.models.dir = str(tmp_path)
+    assert choose(config).method == "pixelate"  # the classical cover is the fallback's
+
+
 def test_camouflage_without_models_names_the_fetch_command_and_pixelate(data: Path, tmp_path: Path) -> None:
-    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "x.jpg", "--models-dir", tmp_path,
+    r = camstream("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "x.jpg", "--models-dir", tmp_path, "--method", "camouflage",
                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 5
     lines = [line for line in r.stderr.splitlines() if line.strip()]
@@ -444,6 +477,7 @@ def test_camouflage_without_models_names_the_fetch_command_and_pixelate(data: Pa
     assert not (tmp_path / "x.jpg").exists()
 
 
+@pytest.mark.full  # 20 s; the public adapters: test_public_adapters_run_the_in_between_frames
 def test_default_method_from_public_weights_only_with_the_realtime_preset(tiny_models: Path, data: Path,  # noqa: F811
                                                                           tmp_path: Path) -> None:
     """A models folder with no trained or hand-supplied file (no IDF, no Light adapters, no
@@ -454,9 +488,10 @@ def test_default_method_from_public_weights_only_with_the_realtime_preset(tiny_m
     assert r.returncode == 0 and "camouflage: ready (public Light adapters)" in r.stdout, r.stdout
     out, report_path = tmp_path / "mm.mp4", tmp_path / "report.json"
     r = camstream("run", data / "Megamind.avi", "-o", out, "--report", report_path, "-c", "realtime",
-                  *tiny_args(public), "--set", "speed.lcm_steps=2", "--end", "0.8",
-                  env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+                  *tiny_args(public), "--set", "speed.lcm_steps=2", "--end", "0.8", "--device", "cpu",
+                  env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=3600)
     assert r.returncode == 0, r.stderr
+    assert "method auto -> camouflage: the diffusion extra and its models are here" in r.stderr  # --device cpu: the default picks it
     assert "no trained IDF ControlNet" in r.stderr and "public adapters" in r.stderr
     a = json.loads(report_path.read_text())["anonymizer"]
     assert a["light_adapters"] == "public" and a["keyframes"] > 0 and a["light_regions"] > 0

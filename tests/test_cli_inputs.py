@@ -64,13 +64,53 @@ def test_classical_run_works_without_the_diffusion_extra(data: Path, tmp_path: P
 
 
 def test_diffusion_method_without_its_extra_is_exit_5_with_the_pip_command(data: Path, tmp_path: Path) -> None:
-    r = _light("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "g.jpg")  # the default method: camouflage
+    r = _light("run", data / "grace_hopper_512x512.jpg", "-o", tmp_path / "g.jpg", "--method", "camouflage")
     assert r.returncode == 5, r.stderr
-    assert "--method camouflage needs the diffusion extra: pip install 'camstream[diffusion]'" in _last_line(r)
+    assert "--method camouflage needs the diffusion extra: pip install '.[diffusion]' in a clone of camstream" in _last_line(r)
     assert not (tmp_path / "g.jpg").exists()
     r = _light("models", "make-tiny", tmp_path / "tiny")
     assert r.returncode == 5, r.stderr
-    assert "(torch is not installed): pip install 'camstream[diffusion]'" in _last_line(r)
+    assert "pip install '.[diffusion,light]' in a clone of camstream" in _last_line(r)
+    assert not (tmp_path / "tiny").exists()  # said before anything is written
+
+
+def test_the_default_method_covers_on_the_plain_install_and_says_why(data: Path, tmp_path: Path) -> None:
+    """--method auto (the default) without the diffusion extra: the classical cover, one
+    line saying so (and how to get the diffusion method), the same in the report."""
+    out, report = tmp_path / "g.jpg", tmp_path / "r.json"
+    r = _light("run", data / "grace_hopper_512x512.jpg", "-o", out, "--report", report)
+    assert r.returncode == 0, r.stderr
+    said = [line for line in r.stderr.splitlines() if "method auto" in line]
+    assert said == ["camstream: method auto -> solid: the diffusion extra is not installed "
+                    "(pip install '.[diffusion]' in a clone of camstream for CAMOUFLaGE)"], r.stderr
+    rep = json.loads(report.read_text())
+    assert rep["method"] == "solid" and rep["method_reason"] == said[0].removeprefix("camstream: ")
+    assert faces(read_image(out), threshold=0.3).size == 0
+
+
+def test_auto_covers_when_the_model_manifest_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The diffusion extra installed but configs/models.yaml unreadable (an install that did
+    not ship it): the default still covers, and says why, instead of ending the run (exit 5)."""
+    pytest.importorskip("diffusers")
+    import camouflage.manifest
+    from streamer.auto import choose
+    from streamer.config import load_config
+
+    monkeypatch.setattr(camouflage.manifest, "MANIFEST_PATH", tmp_path / "missing" / "models.yaml")
+    choice = choose(load_config())
+    assert choice.method == "solid", choice
+    assert choice.reason.startswith("the diffusion models cannot be checked") and "models.yaml" in choice.reason, choice
+
+
+def test_make_tiny_names_the_light_extra_before_writing_anything(tmp_path: Path) -> None:
+    """It needs [light] (pyfacer) as well as [diffusion]; it said so after writing 814 MB."""
+    code = WITHOUT_DIFFUSION.replace(f"for name in {DIFFUSION!r}:", "for name in ('facer',):")
+    r = subprocess.run([sys.executable, "-c", code, "models", "make-tiny", str(tmp_path / "tiny")], capture_output=True,
+                       text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 5, r.stderr
+    assert _last_line(r) == ("camstream: error: models make-tiny needs the diffusion and light extras (facer is not installed): "
+                             "pip install '.[diffusion,light]' in a clone of camstream")
+    assert not (tmp_path / "tiny").exists()
 
 
 def test_the_run_path_imports_no_torch() -> None:
@@ -303,10 +343,10 @@ def test_help_texts_describe_every_positional_and_list_the_names() -> None:
     assert "base.resolution=64" in tiny and "base.steps=4" in tiny
 
 
-def test_a_run_usage_error_prints_runs_usage() -> None:
+def test_a_run_usage_error_is_one_line_with_runs_help() -> None:
     r = camstream("run", "x.mp4", "--bogus")
     assert r.returncode == 2
-    assert r.stderr.startswith("usage: camstream run") and "unrecognized arguments: --bogus" in r.stderr
+    assert r.stderr == "camstream: error: unrecognized arguments: --bogus (see 'camstream run --help')\n"
 
 
 def test_plurals() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import camstream, probe, read_frames
+from conftest import camstream, full_tier_except, probe, read_frames
 from media import make_media, packet_times, streams
 
 
@@ -38,14 +38,18 @@ def _audio_seconds(path: Path) -> float:
     return probe(path)["audio"]["duration"]
 
 
-@pytest.mark.parametrize("src, suffix, codec, action", [
+# A transcode and a copy in the default tier (15-20 s each on 2 cores), the rest in the full tier.
+@pytest.mark.parametrize("src, suffix, codec, action", full_tier_except([
+    ("pcm.avi", ".mp4", "aac", "transcoded to aac"),
+    ("opus.webm", ".mp4", "opus", "copied"),
+], [
     ("pcm.avi", ".mp4", "aac", "transcoded to aac"),  # whole file processed, then exit 1 before
     ("pcm.avi", ".mov", "pcm_s16le", "copied"),
     ("pcm.avi", ".webm", "opus", "transcoded to libopus"),
     ("opus.webm", ".mov", "aac", "transcoded to aac"),  # exit 1 at the header before
     ("opus.webm", ".mp4", "opus", "copied"),
     ("aac.mp4", ".avi", "ac3", "transcoded to ac3"),
-])
+]))
 def test_audio_is_copied_or_transcoded_to_what_the_container_holds(src: str, suffix: str, codec: str, action: str,
                                                                    inputs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / f"out{suffix}"
@@ -70,6 +74,7 @@ def test_avi_output_keeps_rate_count_and_start(inputs: dict[str, Path], tmp_path
     assert probe(out)["frames"] == 60
 
 
+@pytest.mark.full  # 20 s
 def test_ac3_into_avi(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "mm.avi"
     _run(data / "Megamind.avi", out, "--end", "2")
@@ -78,6 +83,7 @@ def test_ac3_into_avi(data: Path, tmp_path: Path) -> None:
     assert p["audio"]["codec"] == "ac3" and p["audio"]["duration"] == pytest.approx(2.0, abs=0.1)  # re-encoded: a copy would be mistimed
 
 
+@pytest.mark.full  # 83 s; audio kept: test_audio_is_copied_or_transcoded_to_what_the_container_holds
 def test_every_audio_and_subtitle_stream_the_container_holds(inputs: dict[str, Path], tmp_path: Path) -> None:
     mkv = tmp_path / "all.mkv"
     rep = _run(inputs["multi.mkv"], mkv)
@@ -97,6 +103,7 @@ def test_every_audio_and_subtitle_stream_the_container_holds(inputs: dict[str, P
     assert streams(none) == [("video", "h264")]
 
 
+@pytest.mark.full  # 21 s
 def test_priming_packets_with_negative_times_are_kept(inputs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     _run(inputs["aac.mp4"], out)

@@ -187,13 +187,14 @@ def test_ctrl_c_lands_between_frames_never_inside_one(data: Path) -> None:
     image = read_image(data / "grace_hopper_512x512.jpg")
     anonymizer = Signalling(Shape(margin=0.3))
     p, sink = _pipeline([image] * 40, anonymizer=anonymizer)
+    before = signal.getsignal(signal.SIGINT)  # ignored when the suite was started in the background (nohup ... &)
     with pytest.raises(Interrupted) as err:
         p.run()
     assert err.value.exit_code == 130 and p.report.status == "interrupted"
     assert anonymizer.stopped and anonymizer.started == anonymizer.finished >= 2
     assert 2 <= len(sink.frames) < 40
     assert all(len(faces(f, threshold=0.3)) == 0 for f in sink.frames)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
 
 
 def test_failing_detector_covers_the_whole_frame(data: Path) -> None:
@@ -308,6 +309,7 @@ def test_tracker_holds_a_lost_face_at_its_speed_without_growing_a_ghost() -> Non
     assert tracker.update(sv.Detections.empty(), 10, 0.4) == []
 
 
+@pytest.mark.full  # 30 s; cuts: test_hard_clips.py's test_no_face_is_exposed_under_solid[cut]
 def test_a_scene_cut_forces_a_detection_on_the_last_frame_before_it(data: Path) -> None:
     from hard_clips import clips
 

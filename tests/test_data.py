@@ -24,6 +24,7 @@ def media(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.full  # 41 s; prepare: test_prepare_light_fields_and_latents
 def test_prepare_writes_face_crops_captions_and_a_held_out_split(media: Path, tmp_path: Path) -> None:
     out = tmp_path / "shards"
     before = {p.name: p.stat().st_mtime_ns for p in media.iterdir()}

@@ -6,7 +6,9 @@ Grace Hopper (a photo) and the first second of Megamind.avi (animated faces) fro
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -69,6 +71,42 @@ def test_cli_image_table_report_and_plot(hopper: dict[str, Path], tmp_path: Path
     assert plot.stat().st_size > 1000
 
 
+def test_pixel_measure_is_printed_for_solid_only(hopper: dict[str, Path]) -> None:
+    """A pixelated or blurred face keeps its mean colours, so the pixel measure calls it
+    exposed however well it is hidden: n/a there, with the reason, and the figure for solid."""
+    r = camstream("eval", hopper["original"], hopper["blur"], "-q", "--reid-every", "0", timeout=120)
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("blur6.png"))
+    assert row.split()[2:4] == ["n/a", "n/a"]
+    assert "solid covers only" in r.stdout and "--method solid" in r.stdout
+    r = camstream("eval", hopper["original"], hopper["solid"], "-q", "--reid-every", "0", "--method", "solid", timeout=120)
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("solid.png"))
+    assert row.split()[2:4] == ["0/1", "0/1"] and "n/a" not in r.stdout
+
+
+def test_the_original_is_measured_once_then_read_from_the_cache(hopper: dict[str, Path], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("CAMSTREAM_CACHE_DIR", str(tmp_path / "cache"))
+    outputs = {"blur": str(hopper["blur"]), "solid": str(hopper["solid"])}
+    first = evaluate(str(hopper["original"]), outputs, reference_every=1)
+    (stored,) = (tmp_path / "cache" / "eval").glob("*.json.gz")
+    with caplog.at_level(logging.INFO, logger="camstream"):
+        second = evaluate(str(hopper["original"]), {"solid": str(hopper["solid"])}, reference_every=1)
+    assert "from the cache" in caplog.text
+    assert second.results[0].privacy == first.results[1].privacy and second.results[0].utility == first.results[1].utility
+    assert second.results[0].privacy.reference_faces == 1 and second.results[0].privacy.reid_faces == 1
+    # Other settings are another key; a damaged file is measured again, never trusted.
+    evaluate(str(hopper["original"]), outputs, reference_every=1, threshold=0.4)
+    assert len(list((tmp_path / "cache" / "eval").glob("*.json.gz"))) == 2
+    stored.write_bytes(gzip.compress(b"{not json"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="camstream"):
+        third = evaluate(str(hopper["original"]), {"solid": str(hopper["solid"])}, reference_every=1)
+    assert "unreadable" in caplog.text and third.results[0].privacy == second.results[0].privacy
+    assert json.loads(gzip.decompress(stored.read_bytes()))["frames"]  # rebuilt
+
+
 def test_unreadable_input_is_one_line_exit_3(hopper: dict[str, Path], tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video at all" * 100)
@@ -87,6 +125,7 @@ def megamind(data: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN
     return ev, folder
 
 
+@pytest.mark.full  # 60 s with its clip; leaks and re-identification: test_blur_sigma6_is_reidentified_solid_is_not
 def test_megamind_original_leaks_everything_solid_nothing(megamind) -> None:  # noqa: ANN001
     ev, _ = megamind
     r = {x.name: x for x in ev.results}
@@ -105,10 +144,11 @@ def test_megamind_original_leaks_everything_solid_nothing(megamind) -> None:  # 
     assert len(ev.thumbnails) == 2 and set(ev.thumbnails[0]) == {"original", "solid"}
 
 
+@pytest.mark.full  # 60 s
 def test_megamind_figures_are_reproducible(megamind, data: Path) -> None:  # noqa: ANN001
     ev, folder = megamind
     again = evaluate(str(data / "Megamind.avi"), {"original": str(data / "Megamind.avi"), "solid": str(folder / "Megamind.solid.mp4")},
-                     max_frames=MEGAMIND_FRAMES, reid_every=6)
+                     max_frames=MEGAMIND_FRAMES, reid_every=6, use_cache=False)
     for first, second in zip(ev.results, again.results, strict=True):
         assert first.privacy == second.privacy
         assert first.utility == second.utility
@@ -121,6 +161,7 @@ def static_clip(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     return write_video(folder / "static.mp4", [image] * 10), image
 
 
+@pytest.mark.full  # 10 s; a utility figure, not privacy
 def test_warping_error_of_static_clip_is_zero_and_grows_with_flicker(static_clip, tmp_path: Path) -> None:  # noqa: ANN001
     clip, image = static_clip
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("streamer", "tracking", "camouflage")
+PACKAGES = ("streamer", "tracking", "camouflage", "camstream")
 
 
 def _modules() -> dict[str, Path]:

@@ -35,6 +35,7 @@ def test_light_on_an_image(tiny: Path, data: Path, tmp_path: Path) -> None:
     assert changed[:, :40].mean() < 0.05  # far from it
 
 
+@pytest.mark.full  # 55 s; Light from the CLI: test_light_on_an_image
 def test_light_on_a_short_clip(tiny: Path, data: Path, tmp_path: Path) -> None:
     out, report = tmp_path / "clip.mp4", tmp_path / "report.json"
     r = camstream("run", data / "Megamind.avi", "-o", out, "--end", "0.5", "--no-audio", "--models-dir", tiny,

@@ -109,6 +109,7 @@ def test_light_adapters_are_one_module_ddp_can_wrap(tmp_path_factory) -> None:  
     assert all(p.grad is not None for p in module.t2i.parameters()) and any(p.grad is not None for p in module.ip_attn.parameters())
 
 
+@pytest.mark.full  # 29 s: two training processes
 def test_two_processes_train_both_adapters_under_ddp(shards: Path, tmp_path_factory, tmp_path: Path) -> None:  # noqa: ANN001
     import os
     import subprocess

@@ -246,6 +246,7 @@ def test_lock_file_catches_a_changed_file(tiny_models: Path, tmp_path: Path) -> 
     assert (models / LOCK_NAME).exists()
 
 
+@pytest.mark.full  # 39 s (loads every tiny model); the verdicts: test_camouflage_video.py::test_auto_runs_the_diffusion_method_only_with_its_models_and_a_gpu_or_device_cpu
 def test_models_check_ready_verdicts_and_exit_codes(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
     r = camstream("models", "check", "--models-dir", tiny_models, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -264,6 +265,7 @@ def test_models_check_ready_verdicts_and_exit_codes(tiny_models: Path, tmp_path:
     assert r.returncode == 5 and "camouflage: not ready" in r.stdout
 
 
+@pytest.mark.full  # 28 s
 def test_models_import_checks_the_name_and_the_format(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
     farl = tiny_models / "farl" / "FaRL-Base-Patch16-LAIONFace20M-ep64.pth"
     models = tmp_path / "models"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from conftest import camstream, read_image
 from privacy import faces
 
@@ -20,6 +21,7 @@ def test_missing_yolo_weights_are_a_model_error(data: Path, tmp_path: Path) -> N
     assert "cannot be downloaded offline" in r.stderr.strip().splitlines()[-1] and not out.exists()
 
 
+@pytest.mark.full  # 5 s
 def test_missing_yolo_weights_with_persons_optional_warn_and_faces_still_covered(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "g.jpg"
     r = camstream("run", "--method", "solid", data / "grace_hopper_512x512.jpg", "-o", out, "--persons", "--persons-optional",
@@ -29,6 +31,7 @@ def test_missing_yolo_weights_with_persons_optional_warn_and_faces_still_covered
     assert len(faces(read_image(out), threshold=0.3)) == 0
 
 
+@pytest.mark.full  # 5 s; missing weights: test_missing_yolo_weights_are_a_model_error
 def test_person_scope_without_weights_is_a_model_error(data: Path, tmp_path: Path) -> None:
     r = camstream("run", data / "messi5.jpg", "-o", tmp_path / "m.jpg", "--scope", "person", "--method", "solid", env=_env(tmp_path))
     assert r.returncode == 5, r.stderr

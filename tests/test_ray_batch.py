@@ -48,6 +48,7 @@ def test_plain_run_never_imports_ray(data: Path, tmp_path: Path) -> None:
     assert probe(out)["frames"] == 5
 
 
+@pytest.mark.full  # 90 s: a Ray cluster; a batch: test_sigterm_mid_batch_exits_143_and_leaves_nothing_half_written
 def test_batch_outputs_match_single_process_runs_then_a_rerun_skips_all(data: Path, tmp_path: Path) -> None:
     clips = _clips(data, tmp_path)
     single = tmp_path / "single"
@@ -103,6 +104,7 @@ def _wait(condition, timeout: float, what: str) -> None:  # noqa: ANN001
         time.sleep(0.05)
 
 
+@pytest.mark.full  # 25 s: a Ray cluster
 def test_worker_killed_mid_file_is_retried_and_a_bad_input_is_reported(cluster, data: Path, tmp_path: Path) -> None:
     from streamer.config import Config
     from streamer.scale.batch import run_batch
@@ -154,6 +156,7 @@ def test_worker_killed_mid_file_is_retried_and_a_bad_input_is_reported(cluster, 
     assert json.loads((out / "vtest.anonymized.json").read_text())["attempts"] == 2
 
 
+@pytest.mark.full  # 16 s: a Ray cluster
 def test_sigterm_mid_batch_exits_143_and_leaves_nothing_half_written(data: Path, tmp_path: Path) -> None:
     from streamer.scale.worker import STAGING
 

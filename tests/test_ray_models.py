@@ -10,12 +10,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import probe, read_frames
 from tiny_models import RESOLUTION, STEPS, one_torch_thread, tiny_config, tiny_models  # noqa: F401 - fixtures
 
 from streamer.scale.models import BUILDERS
 
 
+@pytest.mark.full  # 135 s: a Ray cluster and the tiny diffusion models
 def test_one_worker_two_files_one_model_load_identical_outputs(tiny_models: Path, data: Path, tmp_path: Path) -> None:  # noqa: F811
     from streamer.scale.worker import FileWorker
 

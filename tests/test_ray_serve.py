@@ -21,7 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import CAMSTREAM, REPO, read_frames
+from conftest import CAMSTREAM, REPO, read_frames, sigint_default
 from media import camera_clip
 from privacy import faces
 from test_rtsp import DATA, RtspCamera, _gst_rtsp_available, free_port
@@ -86,6 +86,7 @@ def _wait(condition, timeout: float, what: str, proc: subprocess.Popen) -> None:
         time.sleep(0.25)
 
 
+@pytest.mark.full  # 32 s: a Ray cluster
 def test_two_cameras_one_actor_killed_and_restarted(cameras, tmp_path: Path) -> None:
     faces_cam, street_cam = cameras
     port = free_port()
@@ -181,6 +182,7 @@ def test_bad_cameras_file_is_one_line_and_exit_2(text: str, needle: str, tmp_pat
     assert last.startswith("camstream: error: ") and needle in last and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.full  # 14 s: a Ray cluster
 def test_camera_down_at_start_is_retried_until_it_comes_up(tmp_path: Path) -> None:
     """Nothing listens on the camera's port at first: /healthz says 503 with the camera
     connecting; once the camera starts on that port its frames flow and /healthz is 200."""
@@ -191,7 +193,8 @@ def test_camera_down_at_start_is_retried_until_it_comes_up(tmp_path: Path) -> No
         "name": "late", "input": camera.url, "output": "segments", "method": "solid", "segment_seconds": 1,
         "set": {"stream.open_timeout": 2, "stream.reconnect_backoff": 0.2, "stream.reconnect_max_backoff": 1}}]}))
     proc = subprocess.Popen([*CAMSTREAM, "serve", str(spec), "--metrics-port", str(port)], cwd=REPO,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     health = f"http://127.0.0.1:{port}/healthz"
     try:
         _wait(lambda: _get(health)[0] == 503 and json.loads(_get(health)[1])["late"]["state"] == "connecting", 240,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from conftest import read_image
 
 from streamer.anonymizers import Shape, SolidAnonymizer
@@ -78,6 +79,7 @@ def test_turned_back_boxes_land_on_the_original_frame() -> None:
     assert len(_turned_back(outside, np.eye(2, 3), 100, 100)) == 0  # reaches into the padding: dropped
 
 
+@pytest.mark.full  # 14 s; the turned copies: test_rotated_copies_find_a_small_face_tilted_60_degrees
 def test_rotated_copies_add_no_frame_sized_faces(data: Path) -> None:
     """The black corners of a turned frame looked like a face the size of the frame."""
     from conftest import read_frames

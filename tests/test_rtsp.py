@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import sigint_default
 from media import camera_clip
 from tiny_models import RESOLUTION, STEPS, tiny_models  # noqa: F401 - fixture
 
@@ -161,7 +162,7 @@ class Run:
     def __init__(self, args: list[str], cwd: Path) -> None:
         self.proc = subprocess.Popen(
             [*CAMSTREAM, "run", "--method", "solid", *args, "--set", "stream.stats_interval=0.2"],
-            cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default,
         )  # fmt: skip
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._collect, daemon=True)
@@ -272,6 +273,7 @@ def test_rtsp_input_to_file_stops_at_end(cameras, tmp_path: Path) -> None:
     assert report["reconnects"] == 0 and report["source"]["kind"] == "stream"
 
 
+@pytest.mark.full  # 24 s; live streams: the other tests here, realtime mode: test_camouflage_video.py
 def test_camouflage_on_a_live_camera_runs_in_realtime_mode(cameras, tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
     """The default method on a live source: ``mode: auto`` turns into the latency budget, and
     every region is accounted for: Base, Light, a reused fake face or the fallback.

@@ -11,7 +11,18 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import CAMSTREAM, REPO, camstream, probe, read_frames, read_image, write_video
+from conftest import (
+    CAMSTREAM,
+    REPO,
+    camstream,
+    full_tier_except,
+    probe,
+    read_frames,
+    read_image,
+    sigint_default,
+    wait_for_output,
+    write_video,
+)
 from privacy import faces, leaks
 
 
@@ -37,6 +48,7 @@ def test_megamind_keeps_frames_rate_duration_and_audio(data: Path, megamind_run:
     assert set(report["stages"]) >= {"decode", "detect", "track", "anonymize", "encode"}
 
 
+@pytest.mark.full  # 53 s; no face left: test_hard_clips.py's clips under solid
 def test_megamind_no_face_left_for_an_independent_detector(data: Path, megamind_run: tuple[Path, dict]) -> None:
     out, _ = megamind_run
     found, leaked = leaks(read_frames(data / "Megamind.avi"), read_frames(out))
@@ -44,6 +56,7 @@ def test_megamind_no_face_left_for_an_independent_detector(data: Path, megamind_
     assert leaked == []
 
 
+@pytest.mark.full  # 105 s; no face left: test_hard_clips.py's clips under solid
 def test_vtest_no_face_left_for_an_independent_detector(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "vtest.mp4"
     r = camstream("run", data / "vtest.avi", "-o", out, "--method", "pixelate", "-q")
@@ -173,6 +186,7 @@ def test_odd_width_and_height(data: Path, tmp_path: Path) -> None:
     assert (p["width"], p["height"]) == (322, 242) and p["frames"] == 6  # padded by one pixel for 4:2:0
 
 
+@pytest.mark.full  # 29 s; damaged input: test_bad_input.py::test_bad_inputs[truncated-mp4]
 def test_damaged_stream_processes_what_decodes(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bugy.mp4"
     report = tmp_path / "bugy.json"
@@ -186,11 +200,9 @@ def test_damaged_stream_processes_what_decodes(data: Path, tmp_path: Path) -> No
 def test_ctrl_c_leaves_a_playable_partial_file(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "interrupted.mp4"
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     partial = tmp_path / "interrupted.partial.mp4"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 50_000):
-        time.sleep(0.2)
+    wait_for_output(partial, 50_000, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -202,29 +214,26 @@ def test_ctrl_c_leaves_a_playable_partial_file(data: Path, tmp_path: Path) -> No
     assert leaked == []
 
 
+@pytest.mark.full  # 6 s; a finished partial file: test_ctrl_c_leaves_a_playable_partial_file
 def test_sigterm_also_finalizes(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "terminated.mkv"
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
     partial = tmp_path / "terminated.partial.mkv"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 50_000):
-        time.sleep(0.2)
+    wait_for_output(partial, 50_000, proc)
     proc.terminate()
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
     assert len(read_frames(partial)) > 0
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+@pytest.mark.parametrize("suffix", full_tier_except([".mp4"], [".mp4", ".mkv"]))  # .mkv: 10 s more
 def test_sigkill_leaves_a_playable_partial_file(suffix: str, data: Path, tmp_path: Path) -> None:
     out = tmp_path / f"killed{suffix}"
     partial = tmp_path / f"killed.partial{suffix}"
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q", "--set", "detection.every=1"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and (not partial.exists() or partial.stat().st_size < 300_000):
-        time.sleep(0.1)
+    wait_for_output(partial, 300_000, proc)
     proc.kill()  # SIGKILL: nothing is finalized
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
@@ -234,15 +243,14 @@ def test_sigkill_leaves_a_playable_partial_file(suffix: str, data: Path, tmp_pat
     assert leaked == []
 
 
-@pytest.mark.parametrize("gap", [0.05, 0.3])
+@pytest.mark.parametrize("gap", full_tier_except([0.05], [0.05, 0.3]))  # 0.3: 5 s more
 def test_second_ctrl_c_still_leaves_a_playable_file_and_a_true_report(gap: float, data: Path, tmp_path: Path) -> None:
     out, report = tmp_path / "twice.mp4", tmp_path / "twice.json"
     partial = tmp_path / "twice.partial.mp4"
     proc = subprocess.Popen([*CAMSTREAM, "run", "--method", "solid", str(data / "vtest.avi"), "-o", str(out), "-q",
-                             "--report", str(report), "--set", "detection.every=1"], cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 50_000):
-        time.sleep(0.05)
+                             "--report", str(report), "--set", "detection.every=1"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
+    wait_for_output(partial, 50_000, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(gap)
     proc.send_signal(signal.SIGINT)
@@ -256,6 +264,7 @@ def test_second_ctrl_c_still_leaves_a_playable_file_and_a_true_report(gap: float
         assert sum(1 for _ in c.decode(video=0)) == rep["frames_out"] > 0
 
 
+@pytest.mark.full  # 13 s; the report: test_api.py::test_anonymize_a_file_returns_the_report
 def test_report_counts_every_covered_frame_per_track(data: Path, tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     r = camstream("run", "--method", "solid", data / "Megamind.avi", "-o", tmp_path / "o.mp4", "--end", "4", "--report", report, "-q")

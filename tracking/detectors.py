@@ -390,7 +390,7 @@ class YoloPersonDetector:
             from ultralytics import YOLO
         except ImportError:
             raise ModelError(
-                "person detection needs ultralytics (AGPL-3.0): pip install 'camstream[yolo]'"
+                "person detection needs ultralytics (AGPL-3.0): pip install '.[yolo]' in a clone of camstream"
             ) from None
         import torch
 

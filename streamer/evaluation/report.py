@@ -24,8 +24,8 @@ def table_rows(results: list[EvalResult]) -> list[list[str]]:
         rows.append([
             r.name,
             _num(p.leak_rate if p.faces else None, ".1%"),
-            f"{p.reference_exposed}/{p.reference_faces}" if p.reference_faces else "-",
-            f"{p.reference_bare}/{p.reference_faces}" if p.reference_faces else "-",
+            _pixel(r, p.reference_exposed, p.reference_faces),
+            _pixel(r, p.reference_bare, p.reference_faces),
             f"{p.tracks_leaked}/{p.tracks}",
             _num(p.reid_rate if p.reid_faces else None, ".1%"),
             _num(p.gallery_top1 if p.reid_faces else None, ".1%"),
@@ -35,6 +35,25 @@ def table_rows(results: list[EvalResult]) -> list[list[str]]:
             _num(r.fps, ".1f"),
         ])
     return rows
+
+
+def _pixel(result: EvalResult, count: int, faces: int) -> str:
+    if not faces:
+        return "-"
+    return f"{count}/{faces}" if result.pixel_measure else "n/a"
+
+
+def pixel_measure_note(results: list[EvalResult], two_files: bool = False) -> str | None:
+    """The line under the table that says why a row's exposed/bare reads n/a."""
+    hidden = [r for r in results if r.privacy.reference_faces and not r.pixel_measure]
+    if not hidden:
+        return None
+    names = ", ".join(r.name if r.cover is None else f"{r.name} ({r.cover})" for r in hidden)
+    text = (f"exposed/bare n/a for {names}: the pixel measure (share of each face's eyes-nose-mouth box replaced) "
+            "means something for solid covers only; the leak and re-id columns hold for every method")
+    if two_files and any(r.cover is None for r in hidden):
+        text += "; add --method solid if the output was made with solid"
+    return text
 
 
 def format_table(results: list[EvalResult]) -> str:

@@ -10,7 +10,7 @@ import argparse
 
 
 def add_batch_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("cluster (Ray; needs camstream[ray])")
+    g = p.add_argument_group("cluster (Ray; needs the [ray] extra: pip install '.[ray]' in a clone)")
     g.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS",
                    help="run every INPUT as one unit of work on a Ray cluster, outputs in the folder -o OUTDIR "
                         "('auto': the cluster running on this machine, else a new local one; or ray://HOST:10001, HOST:6379)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..extras import install_hint
 
 log = logging.getLogger("camstream")
 
@@ -19,7 +20,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ModuleNotFoundError:
-        raise ConfigError("Ray is not installed: pip install 'camstream[ray]'") from None
+        raise ConfigError(f"Ray is not installed: {install_hint('ray')}") from None
     return ray
 
 

@@ -119,6 +119,11 @@ def load_cameras(path: str | Path, files: list[str] = (), overrides: list[str] =
             raise ConfigError(f"{where}: {exc}") from None
         if cam["method"]:
             config.anonymize.method = cam["method"]
+        from ..auto import resolve
+
+        choice = resolve(config)  # --method auto: chosen here, on the machine that serves, once per setting
+        if choice is not None:
+            config.anonymize.method = choice.method
         if config.anonymize.method not in _methods():  # else each start of the camera would fail the same way
             raise ConfigError(f"{where}: method {short(config.anonymize.method)}: use one of {', '.join(_methods())}")
         try:
