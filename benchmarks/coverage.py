@@ -148,7 +148,16 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=REPO, help="the camstream checkout to run (e.g. another branch's worktree)")
     parser.add_argument("--hard", action="store_true", help="also the hard clips of the tests (crossing, cut, rotation, ...)")
     parser.add_argument("--camstream-args", default="", help="more options for the camstream runs, e.g. '--detect-every 8'")
+    parser.add_argument("--moving", action="store_true", help="the large-frame and moving-camera clips with exact truth "
+                        "instead (benchmarks/moving.py: pan, zoom, handheld, static 4K, 24 MP, 8K)")
+    parser.add_argument("--scale", type=float, default=1.0, help="--moving: shrink every clip by this")
     args = parser.parse_args()
+    if args.moving:  # truth is known there: no reference detectors, runs in-process
+        import moving
+
+        only = [o for o in (args.only or []) if o in ("default", "paranoid", "deface")] or ["default", "paranoid", "deface"]
+        moving.report(args.scale, None, only)
+        return
     clips = list(map(Path, args.clips))
     if args.hard:
         folder = args.cache / "hard"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from moving_clips import CLIPS  # noqa: E402
 from test_coverage import ListSink, ListSource  # noqa: E402
@@ -107,25 +107,30 @@ def measure(clip, outs: list[np.ndarray]) -> dict:  # noqa: ANN001
             "mean": 100 * float(np.mean(shares)), "max": 100 * float(np.max(shares))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=float, default=1.0, help="shrink every clip (frame and faces) by this")
-    ap.add_argument("--only", nargs="*", choices=list(CLIPS), help="these clips only")
-    ap.add_argument("--runs", nargs="*", default=["default", "deface"], choices=["default", "paranoid", "deface"])
-    a = ap.parse_args()
+def report(scale: float, only: list[str] | None, runs: list[str]) -> None:
+    """The table: every clip (``only``: these), every run, same frames."""
     print("| clip | size x frames | run | faces | exposed | bare | exposed >= 16 px | frame covered % (mean / max) | truth cover % | s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name in a.only or list(CLIPS):
-        clip = CLIPS[name](DATA, a.scale)
+    for name in only or list(CLIPS):
+        clip = CLIPS[name](DATA, scale)
         h, w = clip.frames[0].shape[:2]
         floor = measure(clip, run_truth(clip))["mean"]
-        for run in a.runs:
+        for run in runs:
             started = time.perf_counter()
             outs = run_deface(clip.frames) if run == "deface" else run_camstream(clip.frames, None if run == "default" else run)
             seconds = time.perf_counter() - started
             m = measure(clip, outs)
             print(f"| {name} | {w}x{h} x {len(clip.frames)} | {run} | {m['faces']} | {m['exposed']} | {m['bare']} | "
                   f"{m['exposed16']} | {m['mean']:.1f} / {m['max']:.1f} | {floor:.1f} | {seconds:.0f} |", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=1.0, help="shrink every clip (frame and faces) by this")
+    ap.add_argument("--only", nargs="*", choices=list(CLIPS), help="these clips only")
+    ap.add_argument("--runs", nargs="*", default=["default", "paranoid", "deface"], choices=["default", "paranoid", "deface"])
+    a = ap.parse_args()
+    report(a.scale, a.only, a.runs)
 
 
 if __name__ == "__main__":
