@@ -16,10 +16,23 @@ import math
 import re
 from pathlib import Path
 
-from tracking.classes import parse_classes
-
 from .config import Config, short
 from .errors import ConfigError
+
+DETECT_CLASSES = ("faces", "persons", "plates")  # the words of --detect (tracking/classes.py gives them ids)
+
+
+def parse_classes(value: str | list[str]) -> list[str]:
+    """``"faces,plates"`` (or a list) -> ``["faces", "plates"]``; faces are always detected.
+    Here, not in tracking/: a bad --detect is refused before NumPy or OpenCV load."""
+    words = [w.strip() for w in (value.split(",") if isinstance(value, str) else value) if w.strip()]
+    unknown = [w for w in words if w not in DETECT_CLASSES]
+    if unknown:
+        raise ConfigError(f"--detect: unknown class {', '.join(map(repr, unknown))}; choose from {', '.join(DETECT_CLASSES)}")
+    if "faces" not in words:
+        raise ConfigError("--detect: faces are always detected (e.g. --detect faces,plates)")
+    return list(dict.fromkeys(words))
+
 
 MAX_DETECT_EVERY = 30  # more only with detection.allow_sparse (--allow-sparse-detection)
 MIN_CELL_PX = 10  # mosaic cells: 6 cells of 2 px on a tiny face still look like a face (measured on vtest.avi)

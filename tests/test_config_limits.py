@@ -207,8 +207,9 @@ def test_serve_checks_every_camera_before_starting_any(tmp_path: Path) -> None:
         )
     )
     _one_line(_run("serve", spec), 4, "camera b")
-    # a camera with the diffusion method (the default) on a machine without the extra: exit 5, not "starting" for ever
-    spec.write_text(json.dumps({"cameras": [{"name": "a", "input": "rtsp://127.0.0.1:1/x", "output": "ok2"}]}))
+    # a camera asking for the diffusion method on a machine without the extra: exit 5, not "starting" for ever
+    # (without a method, auto picks the classical cover there and serves)
+    spec.write_text(json.dumps({"cameras": [{"name": "a", "input": "rtsp://127.0.0.1:1/x", "output": "ok2", "method": "camouflage"}]}))
     r = _run("serve", spec, script=[sys.executable, "-c", WITHOUT_DIFFUSION])
     _one_line(r, 5, "diffusion extra")
 

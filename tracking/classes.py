@@ -19,6 +19,7 @@ import numpy as np
 import supervision as sv
 
 from streamer.errors import ConfigError, ModelError
+from streamer.validate import parse_classes  # noqa: F401 - the words of --detect, checked without NumPy
 
 from .motion import Motion
 from .tracker import FaceTracker, Looked, Region, TrackStats
@@ -31,15 +32,6 @@ CLASSES = {"faces": FACE, "persons": PERSON, "plates": PLATE}  # the words of --
 TRACK_ID_STRIDE = 1_000_000  # class c's track ids start at c * stride: unique across the run's trackers
 
 
-def parse_classes(value: str | list[str]) -> list[str]:
-    """``"faces,plates"`` (or a list) -> ``["faces", "plates"]``; faces are always detected."""
-    words = [w.strip() for w in (value.split(",") if isinstance(value, str) else value) if w.strip()]
-    unknown = [w for w in words if w not in CLASSES]
-    if unknown:
-        raise ConfigError(f"--detect: unknown class {', '.join(map(repr, unknown))}; choose from {', '.join(CLASSES)}")
-    if "faces" not in words:
-        raise ConfigError("--detect: faces are always detected (e.g. --detect faces,plates)")
-    return list(dict.fromkeys(words))
 
 
 @dataclass

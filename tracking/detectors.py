@@ -47,6 +47,7 @@ def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, flo
 def _detections(boxes: np.ndarray, scores: np.ndarray, scale: float, landmarks: np.ndarray | None = None) -> sv.Detections:
     boxes = boxes.reshape(-1, 4).astype(np.float32) / scale
     det = sv.Detections(xyxy=boxes, confidence=scores.reshape(-1).astype(np.float32), class_id=np.zeros(len(boxes), int))
+    det.data[DOUBTFUL] = np.zeros(len(boxes), np.float32)  # every part's detections carry the same keys (merges)
     if landmarks is not None and len(landmarks):
         det.data["landmarks"] = (np.asarray(landmarks, np.float32).reshape(len(boxes), -1, 2) / scale).astype(np.float32)
     return det
@@ -353,6 +354,9 @@ class RotatedDetector:
                     # Small tilted faces (the ones missed upright) keep the detector's threshold.
                     side = np.maximum(det.xyxy[:, 2] - det.xyxy[:, 0], det.xyxy[:, 3] - det.xyxy[:, 1])
                     found.append(det[(side <= min(w, h) / 4) | (det.confidence >= BIG_TURNED_CONFIDENCE)])
+        for d in found:  # turned back, a copy's detections lost the doubtful flag: not doubtful
+            if DOUBTFUL not in d.data:
+                d.data[DOUBTFUL] = np.zeros(len(d), np.float32)
         merged = sv.Detections.merge([d for d in found if len(d)]) if any(len(d) for d in found) else found[0]
         return merged.with_nms(threshold=0.5) if len(merged) > 1 else merged
 

@@ -31,7 +31,7 @@ class TransformersPersonDetector:
             from transformers import AutoImageProcessor, AutoModelForObjectDetection
         except ImportError:
             raise ModelError(
-                "person detection with RT-DETR needs torch and transformers: pip install 'camstream[diffusion]'"
+                "person detection with RT-DETR needs torch and transformers: pip install '.[diffusion]' in a clone"
             ) from None
         self.processor = AutoImageProcessor.from_pretrained(str(folder))
         self.model = AutoModelForObjectDetection.from_pretrained(str(folder)).eval()

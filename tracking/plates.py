@@ -78,7 +78,7 @@ class OnnxPlateDetector:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ModelError("plate detection needs onnxruntime: pip install 'camstream[plates]'") from None
+            raise ModelError("plate detection needs onnxruntime: pip install '.[plates]' in a clone") from None
         path = Path(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -123,7 +123,7 @@ class EgoBlurPlateDetector:
             import torch
         except ImportError:
             raise ModelError(
-                "EgoBlur's plate model is TorchScript: it needs torch (pip install 'camstream[diffusion]')"
+                "EgoBlur's plate model is TorchScript: it needs torch (pip install '.[diffusion]' in a clone)"
             ) from None
         try:
             self.model = torch.jit.load(str(path), map_location="cpu").eval()

@@ -144,7 +144,7 @@ def check_cameras(cameras: list[tuple[dict[str, Any], Config]]) -> None:
         method = config.anonymize.method
         if method not in CLASSICAL and not _diffusion_installed():
             raise ModelError(f"camera {cam['name']}: --method {method} needs the diffusion extra: "
-                             "pip install 'camstream[diffusion]' (or method: pixelate: no models needed)")
+                             "pip install '.[diffusion]' in a clone (or method: pixelate: no models needed)")
         if "://" in cam["output"]:
             continue
         folder = Path(cam["output"])
