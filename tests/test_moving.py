@@ -32,7 +32,7 @@ def _exposed(clip: Clip, out: list[np.ndarray], smallest: float = 16) -> list[tu
     ]
 
 
-SMALL_COVERS = 2.3  # covers at most 2.3 times what the true faces' own covers take (measured 2.07; before: 2.6-3.4 times)
+SMALL_COVERS = 2.5  # covers at most 2.5 times what the true faces' own covers take (measured 2.33; before: 2.6-3.4 times)
 
 
 def _true_cover_percent(clip: Clip) -> float:
@@ -199,17 +199,18 @@ def test_faces_a_pan_brings_in_are_found_at_the_edge(data: Path) -> None:
 # -- covers no larger than needed ----------------------------------------------------
 
 
-def test_a_weak_one_off_detection_looked_for_twice_and_not_found_is_no_longer_held() -> None:
+def test_a_weak_one_off_detection_looked_for_six_times_and_not_found_is_no_longer_held() -> None:
     memory = CoverageMemory(hold_frames=12)
     ghost = Region(box=np.array([100, 100, 120, 124], np.float32), confidence=0.3)
     memory.update([ghost], 0)
     assert len(memory.update([], 2, looked=lambda box: False)) == 1  # not looked at (a crop elsewhere): held
-    assert len(memory.update([], 4, looked=lambda box: True)) == 1  # one miss (a blurred frame) is bridged
-    assert memory.update([], 6, looked=lambda box: True) == []  # weak, once, two misses: a ghost, dropped
+    for frame in (3, 4, 5, 6, 7):
+        assert len(memory.update([], frame, looked=lambda box: True)) == 1  # misses (blurred frames) are bridged ...
+    assert memory.update([], 8, looked=lambda box: True) == []  # ... weak, once, six misses: a ghost, dropped
     for first in (Region(box=ghost.box.copy(), confidence=0.9), None):  # a sure one-off, or a face found twice
         memory = CoverageMemory(hold_frames=12)
         memory.update([first or Region(box=ghost.box.copy(), confidence=0.3)], 0)
         if first is None:
             memory.update([Region(box=ghost.box.copy(), confidence=0.3)], 2)
-        for frame in (4, 6, 8):
+        for frame in range(4, 12):
             assert len(memory.update([], frame, looked=lambda box: True)) == 1  # held its hold_frames

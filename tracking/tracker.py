@@ -185,15 +185,16 @@ class FaceTracker:
 
 
 Looked = Callable[[np.ndarray], bool]  # did a detection look where this box (frame pixels) is?
-ONE_OFF_LOOKS = 2  # a weak face detected once is dropped after this many looks that did not find it
+ONE_OFF_LOOKS = 6  # a weak face detected once is dropped after this many looks that did not find it (fewer: a vtest.avi face leaked)
 ONE_OFF_CONFIDENCE = 0.5  # "weak": below this confidence (the ghosts on cones, grass and walls were)
 
 
 def unconfirmed_out(hits: int, misses: int, confidence: float = 1.0) -> bool:
     """Whether a face detected ``hits`` times (the last with ``confidence``), that
     detections looked for and did not find ``misses`` times in a row since, is no longer
-    held. Only a weak one-off goes: on vtest.avi dropping any face after one or two misses
-    left 19 more faces exposed (a real face is often found once, blurred or small, then
+    held. Only a weak one-off goes, after ONE_OFF_LOOKS misses: on vtest.avi dropping any
+    face after one or two misses left 19 more faces exposed, and a weak one-off dropped
+    after three leaked one (a real face is often found once, blurred or small, then
     missed); any other face is held its ``hold_frames``."""
     return hits <= 1 and confidence < ONE_OFF_CONFIDENCE and misses >= ONE_OFF_LOOKS
 
