@@ -39,8 +39,9 @@ from streamer.config import load_config  # noqa: E402
 from streamer.evaluation.reference import covered_area, covered_fraction  # noqa: E402
 from streamer.pipeline import Pipeline  # noqa: E402
 from streamer.report import RunReport  # noqa: E402
+from streamer.runner import build_tracker  # noqa: E402
 from tracking.detectors import build_detector  # noqa: E402
-from tracking.tracker import FaceTracker, Region  # noqa: E402
+from tracking.tracker import Region  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -54,8 +55,7 @@ def run_camstream(images: list[np.ndarray], preset: str | None) -> list[np.ndarr
         source=ListSource(images),
         sink=sink,
         detector=build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated),
-        tracker=FaceTracker(fps=25, hold_frames=trk.hold_frames, hold_growth=trk.hold_growth,
-                            hold_max_growth=trk.hold_max_growth, activation_threshold=min(trk.activation_threshold, det.threshold)),
+        tracker=build_tracker(config, 25),
         anonymizer=SolidAnonymizer(shape),
         fallback=SolidAnonymizer(shape),
         detect_every=det.every if len(images) > 1 else 1,

@@ -195,10 +195,9 @@ class FrameStream:
         from streamer.auto import resolve as resolve_method
         from streamer.frame import Frame
         from streamer.pipeline import Pipeline
-        from streamer.runner import build_anonymizer, build_classical
+        from streamer.runner import build_anonymizer, build_classical, build_tracker
         from streamer.validate import validate
         from tracking.detectors import build_detector
-        from tracking.tracker import FaceTracker
 
         if not fps > 0:
             raise ConfigError(f"fps must be above 0, not {fps!r}")
@@ -217,13 +216,7 @@ class FrameStream:
             if detector is not None
             else build_detector(det.detector, det.threshold, det.max_side, rotated=det.rotated)
         )
-        tracker = FaceTracker(
-            fps=fps,
-            hold_frames=trk.hold_frames,
-            hold_growth=trk.hold_growth,
-            hold_max_growth=trk.hold_max_growth,
-            activation_threshold=min(trk.activation_threshold, det.threshold),
-        )
+        tracker = build_tracker(conf, fps)
         self._pipeline = Pipeline(
             source=_Arrays(fps),
             sink=None,

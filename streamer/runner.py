@@ -227,15 +227,7 @@ def run(
     if hasattr(anonymizer, "live"):
         anonymizer.live = info.live  # camouflage: a latency budget on live streams (mode auto)
     fps = float(info.fps) if info.fps else 25.0
-    tracker = FaceTracker(
-        fps=fps,
-        hold_frames=trk.hold_frames,
-        hold_growth=trk.hold_growth,
-        hold_max_growth=trk.hold_max_growth,
-        # Fail-closed: every detection the cover uses may start a track (held if lost).
-        activation_threshold=min(trk.activation_threshold, det.threshold),
-    )
-    tracker = class_tracker(tracker, config)
+    tracker = class_tracker(build_tracker(config, fps), config)
     report = RunReport(input=input_uri, method=ano.method, config=config.to_dict(),
                        method_reason=None if choice is None else choice.line)
     report.made_with = made_with(ano.method, report.config, start, end)
@@ -294,6 +286,19 @@ def run(
     finally:
         locks.close()
     return report
+
+
+def build_tracker(config: Config, fps: float) -> FaceTracker:
+    """The face tracker of ``config`` (runs, the library API)."""
+    det, trk = config.detection, config.tracking
+    return FaceTracker(
+        fps=fps,
+        hold_frames=trk.hold_frames,
+        hold_growth=trk.hold_growth,
+        hold_max_growth=trk.hold_max_growth,
+        # Fail-closed: every detection the cover uses may start a track (held if lost).
+        activation_threshold=min(trk.activation_threshold, det.threshold),
+    )
 
 
 def _open_preview(path: str, target: str, info, overwrite: bool = False):  # noqa: ANN001, ANN202 - SourceInfo -> Sink
