@@ -413,8 +413,10 @@ class ModelResolver:
         return found
 
     def _from_cache(self, entry: ModelEntry) -> Path | None:
-        from huggingface_hub import snapshot_download
-
+        try:
+            from huggingface_hub import snapshot_download
+        except ModuleNotFoundError:  # the plain install (no [diffusion]): no hub cache can be read, so not there
+            return None
         try:
             path = Path(snapshot_download(entry.repo, revision=entry.revision, allow_patterns=list(entry.files),
                                           cache_dir=hub_cache_dir(), local_files_only=True))
