@@ -85,6 +85,7 @@ class _Group:
     wants_faces: bool = False  # a detection on crops whose second job waits for the group before
     next: _Group | None = None
     looked: list[np.ndarray] | None = None  # the crops both jobs looked at (None: the whole frame)
+    moved: np.ndarray | None = None  # what moved since the detection before (CropPlanner.moved; None: not known)
 
     def looked_at(self, box: np.ndarray) -> bool:
         """Whether this detection looked where ``box`` is (most of it inside one crop)."""
@@ -123,6 +124,10 @@ def _centre(box: np.ndarray) -> np.ndarray:
 def _moved(r: Region, frames: int) -> np.ndarray:
     """``r``'s box ``frames`` frames later (earlier when negative), at its measured speed."""
     return shifted(r.box, r.velocity, frames)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
 
 
 def _inside(box: np.ndarray, cover: np.ndarray) -> float:
@@ -171,7 +176,8 @@ def in_frame(regions: list[Region], width: int, height: int, keep: float = 0.25)
 
 
 def _between(before: list[Region], after: list[Region] | None, n: int, growth: float,
-             max_growth: float = 0.6, camera: list[Motion] | None = None, span: Motion = STILL) -> list[list[Region]]:
+             max_growth: float = 0.6, camera: list[Motion] | None = None, span: Motion = STILL,
+             moved: np.ndarray | None = None) -> list[list[Region]]:
     """Regions for the ``n`` frames between two detection runs (``after`` None: a scene
     cut or the end follows, so only ``before`` says anything).
 
@@ -188,7 +194,10 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
     crossing faces, a sudden turn), those boxes are covered too: a skipped frame is
     never covered less than either neighbouring detection implies. A face found by one
     run only is covered from that side at its speed, grown per frame of distance up to
-    ``max_growth``.
+    ``max_growth``; a face first seen by the run after where nothing moved since the run
+    before (``moved``: boxes of what moved, in the run after's frame, the camera's motion
+    taken out; None: not known) did not walk in: it was there, missed (a weak face in a
+    crowd, a head turned back), and is covered where it is, grown as a held face.
     """
     after = [r for r in (after or []) if r.state == "detected"]
     camera = camera or [STILL] * n
@@ -242,7 +251,8 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
                 # On a moving camera (measured) a face appears mostly because the camera
                 # turned to it, and the camera's motion is taken out: half that growth.
                 new = NEW_FACE_GROWTH if span.still or not span.known else NEW_FACE_GROWTH * MOVING_NEW_FACE
-                per_frame, most = (growth, max_growth) if r.velocity is not None else (new, 3 * new)
+                came = moved is None or any(_overlaps(r.box, m) for m in moved)
+                per_frame, most = (growth, max_growth) if r.velocity is not None or not came else (new, 3 * new)
                 cover.append(Region(box=from_after.boxes(enlarge(_moved(r, k - n - 1), min(per_frame * (n + 1 - k), most))),
                                     track_id=r.track_id, kind=r.kind, state="backfilled"))
         out.append(cover)
@@ -670,7 +680,7 @@ class Pipeline:
                 self._planned = frame.index
                 group = _Group(frame, self._submit(pool, frame, crops), cut=cut,
                                wants_faces=crops is not None or (self.second_look is not None and bool(groups) and not cut),
-                               looked=None if crops is None else [crops.moved])
+                               looked=None if crops is None else [crops.moved], moved=self.planner.moved)
                 if groups:
                     before = groups[-1]
                     before.next = group
@@ -702,7 +712,8 @@ class Pipeline:
                     h, w = group.frame.image.shape[:2]
                     camera = [self._camera(group.frame.index, f.index) for f in group.skipped]
                     span = self._camera(group.frame.index, following.frame.index) if after is not None else STILL
-                    covers = _between(group.regions, after, len(group.skipped), self.hold_growth, self.max_growth, camera, span)
+                    covers = _between(group.regions, after, len(group.skipped), self.hold_growth, self.max_growth, camera, span,
+                                      following.moved if after is not None else None)
                     for f, cover in zip(group.skipped, covers, strict=True):
                         yield self._anonymize(f, in_frame(cover, w, h))
 

@@ -115,3 +115,18 @@ def test_a_face_in_a_crop_is_found_where_the_whole_frame_finds_it(data: Path) ->
     assert len(detector.detect_crops(image, only_moved)) == 1
     nowhere = Crops(faces=np.zeros((0, 4), int), moved=np.array([[0, 200, 200, 360]]))
     assert len(detector.detect_crops(image, nowhere)) == 0
+
+
+def test_what_moved_is_known_on_whole_frame_passes_too() -> None:
+    """The backfill of a face first seen by a detection asks whether anything moved where
+    it is (streamer/pipeline.py _between): known on whole-frame passes as on crop ones."""
+    planner = CropPlanner(full_every=2)
+    assert planner.plan(street()) is None and planner.moved is None  # nothing before it: not known
+    planner.plan(street())
+    moving = street()
+    moving[100:160, 300:340] = 255
+    assert planner.plan(moving) is None  # every second detection is a whole-frame pass
+    assert planner.moved is not None and inside(np.array([300, 100, 340, 160]), planner.moved)
+    planner.plan(moving)
+    assert planner.moved is not None and len(planner.moved) == 0  # nothing moved since
+    assert CropPlanner(full_every=1).moved is None

@@ -137,6 +137,10 @@ class CropPlanner:
     def __init__(self, full_every: int = 4, pad: int = 16, max_share: float = 0.8) -> None:
         self.full_every, self.pad, self.max_share = max(1, full_every), pad, max_share
         self._thumb: np.ndarray | None = None
+        # What moved (frame pixels, the camera's motion taken out) between the last two
+        # calls, whole-frame ones too; None where not known (the first call, a new size, a
+        # camera motion not measured): then anything may have moved anywhere.
+        self.moved: np.ndarray | None = None
         self._since_full = 0
         self.full = 0  # detections planned on the whole frame
         self.cropped = 0  # ... and on crops
@@ -149,11 +153,14 @@ class CropPlanner:
         before (tracking/motion.py); what moved is measured after it is taken out, and the
         strip of scene it brought into view is always looked at. Not known: the whole frame."""
         previous, self._thumb = self._thumb, _thumb(image) if self.full_every > 1 else None
-        if self.full_every == 1 or force_full or previous is None or previous.shape != self._thumb.shape \
-                or self._since_full + 1 >= self.full_every or not camera.known:
+        self.moved = None
+        if self.full_every == 1 or previous is None or previous.shape != self._thumb.shape or not camera.known:
             return self._whole()
         h, w = image.shape[:2]
         moved = motion_boxes(previous, self._thumb) if camera.still else compensated_motion_boxes(previous, self._thumb, camera)
+        self.moved = moved
+        if force_full or self._since_full + 1 >= self.full_every:
+            return self._whole()
         if len(moved) > 4 * MAX_CROPS:
             return self._whole()
         # A moving area gets a fixed margin (it holds the whole moving person).
