@@ -4,10 +4,8 @@ models-v1: a plain state dict of ``facer.farl.farl_classification(num_classes=40
 
 The model is a FaRL ViT-B/16 without ``ln_post``/``proj`` whose head
 (``VITClassificationHeadV0``) mixes the LayerNorm'd mean, max and CLS features of layer 11
-with softmax weights; its input is the face aligned on its 5 landmarks to 224 px
-(``facer.face_attribute.farl``: ``get_face_align_matrix`` to FACER's standard points, then a
-plain crop through ``make_tanh_warp_grid(warp_factor=0)``), CLIP-normalised. Our detector's
-5 landmarks (eyes, nose, mouth corners: RetinaFace's order, which FACER uses) feed it.
+with softmax weights. Running it on aligned faces is camouflage/light/facer.py's
+:class:`~camouflage.light.facer.FacerAttributeModel`.
 
 pyfacer's ``farl_classification()`` and ``FACTransformer.__init__`` call ``.cuda()``: here the
 same modules are put together on the CPU (:func:`build_attribute_net`), with the sizes read
@@ -18,21 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from streamer.errors import ModelError
 
-from ..blind import KEYPOINT_TEMPLATE, face_keypoints  # noqa: F401 - re-exported: the 5 points FACER aligns on
-
 FILE = "face_attribute.farl.celeba.pt"
 HEAD_DIM = 64
-
-# CLIP's normalisation, which FaRL keeps.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
 
 
 def _facer():  # noqa: ANN202 - the pyfacer modules the attribute path uses
@@ -77,70 +67,26 @@ def build_attribute_net(width: int = 768, patch: int = 16, resolution: int = 224
     return net.float()
 
 
-class FacerAttributeModel(nn.Module):
-    """FACER's 40 CelebA attributes for the faces of an image (sigmoid probabilities)."""
+def load_attribute_net(path: str | Path) -> tuple[nn.Module, int]:
+    """The attribute net (eval mode) and its input resolution, from the folder holding
+    ``face_attribute.farl.celeba.pt`` (or the file)."""
+    from .manifest import load_pickle
 
-    def __init__(self, net: nn.Module, resolution: int) -> None:
-        super().__init__()
-        self.net, self.resolution = net, resolution
-        f = _facer()
-        self._align, self._grid = f["align"], f["grid"]
-        self._target = f["std_points"](out_size=resolution, mid_size=500)  # FACER's standard points, scaled
-
-    @property
-    def image_size(self) -> int:
-        return self.resolution
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> FacerAttributeModel:
-        """``path``: the folder holding ``face_attribute.farl.celeba.pt`` (or the file)."""
-        from camouflage.manifest import load_pickle
-
-        file = Path(path)
-        file = file / FILE if file.is_dir() else file
-        try:
-            state = load_pickle(file)
-            sizes = _sizes(state)
-            net = build_attribute_net(**sizes)
-            net.load_state_dict(state)
-        except ModelError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - missing, truncated or another model's file: one line
-            raise ModelError(f"FACER attribute model {file}: cannot load ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
-        if sizes["classes"] != 40:
-            raise ModelError(f"FACER attribute model {file}: {sizes['classes']} classes, expected the 40 CelebA attributes")
-        return cls(net.eval(), sizes["resolution"])
-
-    def aligned(self, image: np.ndarray, points: np.ndarray) -> torch.Tensor:
-        """FACER's input: each face warped onto its standard 5 points, (N, 3, S, S), CLIP-normalised."""
-        p = next(self.parameters())
-        h, w = image.shape[:2]
-        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255).to(p.device)
-        pts = torch.as_tensor(np.asarray(points, np.float32), device=p.device)
-        matrix = self._align(pts, target_shape=(self.resolution, self.resolution), target_pts=self._target.to(p.device))
-        grid = self._grid(matrix=matrix, warp_factor=0.0, warped_shape=(self.resolution, self.resolution), orig_shape=(h, w))
-        warped = torch.nn.functional.grid_sample(pixels.expand(len(pts), -1, -1, -1), grid, mode="bilinear",
-                                                 align_corners=False)
-        mean = torch.tensor(CLIP_MEAN, device=p.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=p.device).view(1, 3, 1, 1)
-        return ((warped - mean) / std).to(p.dtype)
-
-    @torch.no_grad()
-    def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 40) for aligned, CLIP-normalised faces."""
-        p = next(self.parameters())
-        return torch.sigmoid(self.net(pixels.to(p.device, p.dtype))).float()
-
-    def predict_faces(self, image: np.ndarray, boxes: list[np.ndarray],
-                      landmarks: list[np.ndarray | None] | None = None) -> np.ndarray:
-        """(N, 40) probabilities for the faces at ``boxes`` (aligned on ``landmarks``; a face
-        without them on the 5-point template placed in its box)."""
-        if not len(boxes):
-            return np.zeros((0, 40), np.float32)
-        landmarks = landmarks if landmarks is not None else [None] * len(boxes)
-        points = np.stack([face_keypoints(b, lm) for b, lm in zip(boxes, landmarks, strict=True)])
-        return self.probabilities(self.aligned(image, points)).cpu().numpy()
+    file = Path(path)
+    file = file / FILE if file.is_dir() else file
+    try:
+        state = load_pickle(file)
+        sizes = _sizes(state)
+        net = build_attribute_net(**sizes)
+        net.load_state_dict(state)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - missing, truncated or another model's file: one line
+        raise ModelError(f"FACER attribute model {file}: cannot load ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    if sizes["classes"] != 40:
+        raise ModelError(f"FACER attribute model {file}: {sizes['classes']} classes, expected the 40 CelebA attributes")
+    return net.eval(), sizes["resolution"]
 
 
 def random_state(width: int = 64, patch: int = 8, resolution: int = 32, layers: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
