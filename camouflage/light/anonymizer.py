@@ -278,7 +278,7 @@ def build_light_anonymizer(config, conditioning: str | None = None) -> LightAnon
     device = resolve_device(config.models.device)
     dtype = resolve_dtype(config.models.dtype, device)
     paths = names.resolve_models(config.models.dir, (*names.LIGHT_MODELS, *speed_models(speed.lcm, speed.tiny_vae)),
-                                   config.models.offline)
+                                 config.models.offline)
     pipe = CamouflageLightPipeline.from_paths(paths, scheduler=light.scheduler, device=device, dtype=dtype)
     apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)
     attributes = FacerAttributeModel.from_pretrained(paths[names.FACER_ATTRIBUTES]).to(device, dtype)
@@ -300,7 +300,7 @@ def build_public_light(config, pose_controlnet, conditioning: str) -> LightAnony
     dtype = resolve_dtype(config.models.dtype, device)
     speed = config.speed
     paths = names.resolve_models(config.models.dir, (names.SD15, names.VAE, names.IP_ADAPTER_PLUS,
-                                                       *speed_models(speed.lcm, speed.tiny_vae)), config.models.offline)
+                                                     *speed_models(speed.lcm, speed.tiny_vae)), config.models.offline)
     pipe = CamouflageLightPipeline.from_public_paths(paths, scheduler=config.light.scheduler, device=device, dtype=dtype,
                                                      controlnet=pose_controlnet)
     apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)
