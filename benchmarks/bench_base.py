@@ -30,8 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from camouflage.base import CONTROLS  # noqa: E402
-from camouflage.base.pipeline import CamouflageBasePipeline, make_idf_controlnet, make_scheduler  # noqa: E402
+from camouflage.base.pipeline import CamouflageBasePipeline, make_scheduler  # noqa: E402
+from camouflage.models.adapters import make_idf_controlnet  # noqa: E402
+from camouflage.models.names import CONTROLS  # noqa: E402
 
 SD15_UNET = dict(
     sample_size=96, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
@@ -168,7 +169,7 @@ def main() -> int:
     from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from camouflage.tiny import tiny_clip_tokenizer
+    from camouflage.models.tiny import tiny_clip_tokenizer
 
     diffusers.utils.logging.set_verbosity_error()  # "modules that should be kept in float32: []" on .to(dtype)
     clock = Clock(device)

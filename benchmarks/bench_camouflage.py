@@ -67,7 +67,7 @@ def run(models: Path, preset: str, faces: int, frames: list[np.ndarray], resolut
         steps: int | None, device: str, dtype: str = "auto") -> dict:
     import torch
 
-    from camouflage.methods import build_method
+    from camouflage.models.methods import build_method
     from streamer.config import load_config
     from streamer.frame import Frame
 
@@ -130,7 +130,7 @@ def main() -> None:
     models = args.models_dir
     resolution, steps = args.resolution, args.steps
     if models is None:
-        from camouflage.tiny import make_tiny
+        from camouflage.models.tiny import make_tiny
 
         tmp = tempfile.TemporaryDirectory(prefix="camstream-bench-")
         models = make_tiny(Path(tmp.name) / "tiny", resolution=64)

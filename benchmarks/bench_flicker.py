@@ -59,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="camstream-flicker-") as tmp:
         models = args.models_dir
         if models is None:
-            from camouflage.tiny import make_tiny
+            from camouflage.models.tiny import make_tiny
 
             models = make_tiny(Path(tmp) / "tiny", resolution=64)
             args.set = ["base.resolution=64", "light.resolution=64", "base.steps=4", "light.steps=4", *args.set]

@@ -68,7 +68,7 @@ def shared_parts(dtype: torch.dtype):  # noqa: ANN201
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from camouflage.light.tiny import tiny_tokenizer_for_bench
+    from camouflage.models.tiny_light import tiny_tokenizer_for_bench
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD15_UNET).to(dtype)
@@ -82,8 +82,8 @@ def build_light(unet, vae, text, tokenizer, scheduler: str, dtype: torch.dtype):
     from diffusers import DDIMScheduler
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from camouflage.light.adapters import init_ip_adapter_state_dict, make_t2i_adapter
     from camouflage.light.pipeline import CamouflageLightPipeline, make_scheduler
+    from camouflage.models.adapters import init_ip_adapter_state_dict, make_t2i_adapter
 
     farl = CLIPVisionModelWithProjection(CLIPVisionConfig(  # FaRL = CLIP ViT-B/16
         hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, image_size=224,
@@ -104,7 +104,9 @@ def build_light(unet, vae, text, tokenizer, scheduler: str, dtype: torch.dtype):
 def build_base(unet, vae, text, tokenizer, scheduler: str, dtype: torch.dtype):  # noqa: ANN001, ANN201
     from diffusers import ControlNetModel, DDIMScheduler
 
-    from camouflage.base.pipeline import CONTROLS, CamouflageBasePipeline, make_idf_controlnet, make_scheduler
+    from camouflage.base.pipeline import CamouflageBasePipeline, make_scheduler
+    from camouflage.models.adapters import make_idf_controlnet
+    from camouflage.models.names import CONTROLS
 
     cn = ControlNetModel.from_unet(unet).to(dtype)
     pipe = CamouflageBasePipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
@@ -138,7 +140,7 @@ def main() -> int:
             continue
         if name == "light":
             pipe = build_light(unet, vae, text, tokenizer, args.scheduler, dtype).to(device)
-            from camouflage.light.attribute_map import MAP_CHANNELS
+            from camouflage.models.names import MAP_CHANNELS
 
             amap = np.zeros((MAP_CHANNELS, r, r), np.float32)
             amap[:, r // 4: 3 * r // 4, r // 4: 3 * r // 4] = 0.5

@@ -56,7 +56,7 @@ def peak_mb() -> tuple[float, float]:
 
 
 def child_read(shards: Path, samples: int, resolution: int, batch: int, workers: int) -> dict:
-    from camouflage.data.shards import Decoder, ShardStream, loader
+    from camouflage.training.data.shards import Decoder, ShardStream, loader
 
     stream = ShardStream(shards, "train", Decoder(resolution, resolution), buffer=256, batch_size=batch)
     start, seen = time.perf_counter(), 0
@@ -121,7 +121,7 @@ def main() -> None:
 
     import torch
 
-    from camouflage.tiny import make_tiny
+    from camouflage.models.tiny import make_tiny
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -56,11 +56,10 @@ def make_full(root: Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from camouflage.base import IDF
-    from camouflage.base.tiny import make_tiny_base
-    from camouflage.light.loading import CAMOUFLAGE_ADAPTERS
-    from camouflage.light.tiny import make_tiny_public
-    from camouflage.tiny import make_tiny, make_tiny_speed
+    from camouflage.models.names import CAMOUFLAGE_ADAPTERS, IDF
+    from camouflage.models.tiny import make_tiny, make_tiny_speed
+    from camouflage.models.tiny_base import make_tiny_base
+    from camouflage.models.tiny_light import make_tiny_public
 
     make_tiny(root, resolution=768, seed=seed)  # every entry in its format (and RANDOM_WEIGHTS.txt)
     torch.manual_seed(seed)

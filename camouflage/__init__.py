@@ -1,11 +1,16 @@
-"""CAMOUFLaGE (arXiv 2403.14790) as diffusers pipelines.
+"""CAMOUFLaGE (arXiv 2403.14790) as diffusers pipelines, laid out by job; imports run down
+this list only (models/ imports neither inference nor training; inference never imports
+training; tests/test_imports.py checks both):
 
-  manifest.py, loaders.py     configs/models.yaml and the one resolver/loader of its entries
-  cli.py, models_check.py     ``camstream models list|fetch|check|import|make-tiny``, ``camstream train``
-  base/                       CAMOUFLaGE-Base (multi-ControlNet + IDF negative guidance)
-  light/                      CAMOUFLaGE-Light (IP-Adapter + T2I-Adapter)
-  video/                      the video method (Base keyframes, Light in between) and the compositor
-  speed.py, device.py         LCM-LoRA / TAESD; devices, dtypes, seeds
-  training.py, data/          what both trainers share; their shards (``camstream data prepare``)
-  tiny.py                     ``make-tiny``: the shared tiny sd15/vae/speed models, then base/ and light/'s
+  models/       model management: configs/models.yaml, the manifest names, the publishers'
+                file formats, loaders, ``camstream models list|fetch|check|import|make-tiny``
+  inference:
+    base/       CAMOUFLaGE-Base (multi-ControlNet + IDF negative guidance)
+    light/      CAMOUFLaGE-Light (IP-Adapter + T2I-Adapter)
+    video/      the video method (Base keyframes, Light in between) and the compositor
+    blind.py, masked.py, guidance.py   identity-blind conditioning, masked img2img, guidance
+    speed.py, schedulers.py            LCM-LoRA / TAESD; the samplers
+    device.py, memory.py               devices, dtypes, seeds; out-of-memory policy
+  training/     the shared loop, the shards (``camstream data prepare``), both trainers,
+                ``camstream train``
 """

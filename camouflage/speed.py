@@ -28,15 +28,13 @@ from typing import TYPE_CHECKING
 
 from streamer.errors import ModelError
 
-from .manifest import ModelResolver
+from .models.manifest import ModelResolver
+from .models.names import LCM_LORA, LCM_LORA_WEIGHTS, TINY_VAE
 
 if TYPE_CHECKING:
     import torch
     from diffusers import AutoencoderKL, AutoencoderTiny, DiffusionPipeline
 
-LCM_LORA = "lcm_lora_sd15"
-TINY_VAE = "taesd"
-LCM_LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 LCM_ADAPTER = "lcm"
 LCM_GUIDANCE_SCALE = 1.0  # LCM-LoRA wants 1-2; 1 switches Base's text CFG off (one U-Net branch fewer)
 

@@ -44,8 +44,8 @@ def _installed(*modules: str) -> bool:
 
 
 def _models_ready(config: Config) -> tuple[bool, str]:
-    from camouflage.manifest import ModelResolver
-    from camouflage.models_check import check_entry, method_verdicts
+    from camouflage.models.check import check_entry, method_verdicts
+    from camouflage.models.manifest import ModelResolver
 
     resolver = ModelResolver(models_dir=config.models.dir, offline=True)
     states = {entry.name: check_entry(resolver, entry, load=False) for entry in resolver.manifest}
@@ -68,7 +68,7 @@ def _gpu(device: str) -> str | None:
 def choose(config: Config) -> Choice:
     """What ``--method auto`` runs with this config (the config is not changed)."""
     classical = config.anonymize.fallback
-    if not _installed("torch", "diffusers", "transformers", "camouflage.methods"):
+    if not _installed("torch", "diffusers", "transformers", "camouflage.models.methods"):
         return Choice(classical, f"the diffusion extra is not installed ({install_hint('diffusion')} for CAMOUFLaGE)")
     try:
         ready, line = _models_ready(config)

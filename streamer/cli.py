@@ -187,8 +187,8 @@ def _methods() -> list[str]:
     import importlib.util
 
     methods = ["auto", "solid", "pixelate", "blur", "image"]
-    if importlib.util.find_spec("camouflage.methods") is not None:
-        from camouflage.methods import METHODS
+    if importlib.util.find_spec("camouflage.models.methods") is not None:
+        from camouflage.models.methods import METHODS
 
         methods += list(METHODS)
     return methods
@@ -215,7 +215,7 @@ def _optional_commands() -> list:
     import importlib
 
     modules = []
-    for name in ("streamer.evaluation.cli", "camouflage.cli", "streamer.scale.cli"):
+    for name in ("streamer.evaluation.cli", "camouflage.models.cli", "camouflage.training.cli", "streamer.scale.cli"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:

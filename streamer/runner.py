@@ -63,7 +63,7 @@ def build_anonymizer(name: str, config: Config) -> Anonymizer:
     if name in CLASSICAL:
         return build_classical(name, config)
     try:
-        from camouflage.methods import build_method
+        from camouflage.models.methods import build_method
     except ModuleNotFoundError:
         raise ConfigError(f"unknown method {name!r}") from None
     if not _diffusion_installed():

@@ -1,6 +1,6 @@
 """Synthetic licence plates for the tests: yellow plates with black characters rendered onto
 shared footage at several sizes and angles (the models they are run through are
-camouflage/tiny_detectors.py's, in their publishers' formats)."""
+camouflage/models/tiny_detectors.py's, in their publishers' formats)."""
 
 from __future__ import annotations
 

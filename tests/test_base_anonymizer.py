@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 from tiny_models import RESOLUTION, one_torch_thread, tiny_config, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.base import CONTROLS
 from camouflage.base.annotators import ControlnetAuxAnnotator, WeightFreeAnnotator, load_annotators
 from camouflage.base.anonymizer import FEATHER, BaseAnonymizer, build_base_anonymizer
-from camouflage.manifest import ModelResolver
-from camouflage.methods import build_method
+from camouflage.models.manifest import ModelResolver
+from camouflage.models.methods import build_method
+from camouflage.models.names import CONTROLS
 from streamer.errors import ConfigError
 from tracking.tracker import Region, enlarge
 

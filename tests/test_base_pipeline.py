@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 from tiny_models import RESOLUTION, one_torch_thread, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.base.pipeline import CONTROLS, CamouflageBasePipeline, identity_guidance, make_scheduler
-from camouflage.manifest import ModelResolver
+from camouflage.base.pipeline import CamouflageBasePipeline, identity_guidance, make_scheduler
+from camouflage.models.manifest import ModelResolver
+from camouflage.models.names import CONTROLS
 
 
 @pytest.fixture(scope="module")

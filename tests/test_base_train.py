@@ -88,7 +88,7 @@ def test_trained_idf_controlnet_loads_in_the_pipeline(tiny_models: Path, shards:
     import shutil
 
     from camouflage.base.pipeline import CamouflageBasePipeline
-    from camouflage.manifest import ModelResolver
+    from camouflage.models.manifest import ModelResolver
 
     assert main(args(shards, tiny_models, tmp_path / "run", 1)) == 0
     models = tmp_path / "models"
@@ -140,10 +140,10 @@ def test_validation_at_a_s_0_is_what_base_gives_at_a_s_0(tiny_models: Path, data
     import numpy as np
     from PIL import Image
 
-    from camouflage.base import CONTROLS
     from camouflage.base.pipeline import CamouflageBasePipeline
-    from camouflage.base.train import reconstruct_as0
-    from camouflage.manifest import ModelResolver
+    from camouflage.models.manifest import ModelResolver
+    from camouflage.models.names import CONTROLS
+    from camouflage.training.idf import reconstruct_as0
 
     pipe = CamouflageBasePipeline.from_manifest(ModelResolver(models_dir=tiny_models, offline=True), scheduler="ddim")
     image = np.asarray(Image.open(data / "grace_hopper_512x512.jpg").convert("RGB").resize((32, 32)))
@@ -181,7 +181,7 @@ def test_cached_latents_train_as_encoding_on_the_fly(tiny_models: Path, data: Pa
     import numpy as np
     from diffusers import AutoencoderKL
 
-    from camouflage.data.shards import crop_pixels, iter_samples
+    from camouflage.training.data.shards import crop_pixels, iter_samples
 
     vae = AutoencoderKL.from_pretrained(tiny_models / "vae")
     for sample in iter_samples(cached / "train-000000.tar"):

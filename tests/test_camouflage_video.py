@@ -15,7 +15,7 @@ from conftest import camstream, full_tier_except, probe, read_frames
 from privacy import leaks
 from tiny_models import RESOLUTION, STEPS, one_torch_thread, public_models, tiny_config, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.methods import build_method
+from camouflage.models.methods import build_method
 from camouflage.video.anonymizer import CamouflageVideoAnonymizer
 from camouflage.video.compositor import crop_window, paste
 from streamer.anonymizers import Shape

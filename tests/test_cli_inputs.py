@@ -92,11 +92,11 @@ def test_auto_covers_when_the_model_manifest_cannot_be_read(tmp_path: Path, monk
     """The diffusion extra installed but configs/models.yaml unreadable (an install that did
     not ship it): the default still covers, and says why, instead of ending the run (exit 5)."""
     pytest.importorskip("diffusers")
-    import camouflage.manifest
+    import camouflage.models.manifest
     from streamer.auto import choose
     from streamer.config import load_config
 
-    monkeypatch.setattr(camouflage.manifest, "MANIFEST_PATH", tmp_path / "missing" / "models.yaml")
+    monkeypatch.setattr(camouflage.models.manifest, "MANIFEST_PATH", tmp_path / "missing" / "models.yaml")
     choice = choose(load_config())
     assert choice.method == "solid", choice
     assert choice.reason.startswith("the diffusion models cannot be checked") and "models.yaml" in choice.reason, choice

@@ -34,7 +34,7 @@ def test_prepare_writes_face_crops_captions_and_a_held_out_split(media: Path, tm
     assert info["frames"] == 2 + 3 + 3 and info["faces"] >= 3 and not info["light"]
     train, val = sorted(out.glob("train-*.tar")), sorted(out.glob("val-*.tar"))
     assert len(train) >= 2 and val  # several shards of at most 3 samples, and a held-out one
-    from camouflage.data.shards import iter_samples
+    from camouflage.training.data.shards import iter_samples
 
     samples = [s for p in train for s in iter_samples(p)]
     held = [s for p in val for s in iter_samples(p)]
@@ -64,7 +64,7 @@ def test_prepare_light_fields_and_latents(media: Path, tiny_models: Path, tmp_pa
     assert main(["data", "prepare", str(media / "grace_hopper_512x512.jpg"), str(media / "messi5.jpg"), "--output", str(out),
                  "--size", "64", "--holdout", "0", "--light", "--captioner", "--latent-resolution", "32",
                  "--models-dir", str(tiny_models), "--device", "cpu"]) == 0
-    from camouflage.data.shards import iter_samples
+    from camouflage.training.data.shards import iter_samples
 
     samples = list(iter_samples(out / "train-000000.tar"))
     assert len(samples) >= 2 and not list(out.glob("val-*.tar"))
@@ -113,7 +113,7 @@ def key_of(raw: dict) -> dict:
 
 def first_keys(folder: Path, rank: int, world: int, workers: int, n: int, skip: int = 0, batch: int = 1,
                buffer: int = 4) -> list[str]:
-    from camouflage.data.shards import ShardStream, loader
+    from camouflage.training.data.shards import ShardStream, loader
 
     stream = ShardStream(folder, "train", key_of, seed=3, rank=rank, world=world, buffer=buffer, batch_size=batch,
                          skip_batches=skip)
@@ -146,9 +146,9 @@ def test_stream_replays_exactly_after_skipping(tmp_path: Path) -> None:
 
 
 def test_maps_painted_on_the_device_equal_the_inference_maps() -> None:
-    from camouflage.data.maps import paint_maps
     from camouflage.light.attribute_map import build_attribute_map
     from camouflage.light.attributes import FaceAttributes
+    from camouflage.training.data.maps import paint_maps
 
     rng = np.random.default_rng(0)
     size, slots = 48, 4

@@ -101,7 +101,7 @@ class _InputLog:
 
 def _method(models: Path, folder: Path, conditioning: str = "auto"):  # noqa: ANN202
     """``--method camouflage`` from the public weights alone (no IDF: ``auto`` is blind)."""
-    from camouflage.methods import build_method
+    from camouflage.models.methods import build_method
 
     config = tiny_config(public_models(models, folder))
     config.anonymize.method = "camouflage"

@@ -1,5 +1,6 @@
-"""The package layout: no import circle (lazy imports inside functions count too), and the
-modules every ``camstream`` call or ``models check`` imports stay free of torch."""
+"""The package layout: no import circle, camouflage's layers import down only (lazy imports
+inside functions count too), and the modules every ``camstream`` call or ``models check``
+imports stay free of torch."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_circle() -> None:
     modules = _modules()
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    assert "camouflage.light.tiny" in graph["camouflage.tiny"]  # the graph sees imports (sanity)
+    assert "camouflage.models.tiny_light" in graph["camouflage.models.tiny"]  # the graph sees imports (sanity)
     assert _cycles(graph) == []
 
 
@@ -84,11 +85,73 @@ def test_a_made_circle_is_found() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+# camouflage's layers, by job: each may import its own and those listed before it, never one after
+LAYERS = ("models", "inference", "training")
+
+
+def _layer(name: str) -> str | None:
+    """``models`` (camouflage.models), ``training`` (camouflage.training), ``inference``
+    (every other camouflage module: base/, light/, video/ and the shared helpers); None
+    outside camouflage and for the package itself."""
+    if not name.startswith("camouflage."):
+        return None
+    top = name.split(".")[1]
+    return top if top in ("models", "training") else "inference"
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that runs back up the layers, as ``importer -> imported``."""
+    out = []
+    for name, targets in graph.items():
+        layer = _layer(name)
+        for target in targets:
+            other = _layer(target)
+            if layer and other and LAYERS.index(other) > LAYERS.index(layer):
+                out.append(f"{name} -> {target}")
+    return sorted(out)
+
+
+def test_layers_import_down_only() -> None:
+    """Model management imports neither inference nor training; inference never imports training."""
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert "camouflage.models.names" in graph["camouflage.light.pipeline"]  # inference -> models is seen (sanity)
+    assert {"camouflage.models.loaders", "camouflage.models.names"} <= graph["camouflage.models.check"]  # lazy ones too
+    assert _upward(graph) == []
+
+
+def test_a_made_upward_import_is_found(tmp_path: Path) -> None:
+    made = tmp_path / "camouflage" / "models" / "made.py"
+    made.parent.mkdir(parents=True)
+    made.write_text("def load():\n    from ..light.facer import FacerAttributeModel\n    return FacerAttributeModel\n")
+    modules = {**_modules(), "camouflage.models.made": made}
+    graph = {"camouflage.models.made": _imports("camouflage.models.made", made, modules),  # a lazy import, up one layer
+             "camouflage.base.anonymizer": {"camouflage.training.loop", "camouflage.models.names"},
+             "camouflage.training.idf": {"camouflage.base.pipeline", "camouflage.models.adapters"}}
+    assert _upward(graph) == ["camouflage.base.anonymizer -> camouflage.training.loop",
+                              "camouflage.models.made -> camouflage.light.facer"]
+
+
+def test_modules_named_by_string_follow_the_layers() -> None:
+    """The methods' factories and the trainers are imported by name at run time: the method
+    registry (models) names inference modules, ``camstream train`` names training ones."""
+    from camouflage.models.methods import METHODS
+    from camouflage.training.cli import TRAINERS
+
+    modules = _modules()
+    factories = [m.factory.partition(":")[0] for m in METHODS.values()]
+    trainers = [m for t in TRAINERS.values() for m in (t.module, t.arguments) if m]
+    assert all(m in modules and _layer(m) == "inference" for m in factories), factories
+    assert all(m in modules and _layer(m) == "training" for m in trainers), trainers
+
+
 def test_light_modules_import_no_torch() -> None:
     """What the parser, ``models check`` and the method registry import: no torch, no diffusers."""
-    light = ["camouflage.base", "camouflage.video", "camouflage.video.compositor", "camouflage.methods",
-             "camouflage.models_check", "camouflage.cli", "camouflage.base.train", "camouflage.light.train_args",
-             "camouflage.training", "camouflage.data.cli"]
+    light = ["camouflage", "camouflage.base", "camouflage.light", "camouflage.video", "camouflage.video.compositor",
+             "camouflage.models", "camouflage.models.names", "camouflage.models.manifest", "camouflage.models.methods",
+             "camouflage.models.check", "camouflage.models.cli", "camouflage.training", "camouflage.training.cli",
+             "camouflage.training.idf", "camouflage.training.light_args", "camouflage.training.loop",
+             "camouflage.training.data", "camouflage.training.data.cli"]
     code = (f"import importlib, sys\nfor m in {light!r}:\n    importlib.import_module(m)\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'diffusers', 'transformers'}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)

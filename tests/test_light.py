@@ -7,8 +7,9 @@ import pytest
 import torch
 from tiny_models import RESOLUTION, build_tiny, one_torch_thread  # noqa: F401 - autouse fixture
 
-from camouflage.light.attribute_map import KEYPOINT_CHANNEL, MAP_CHANNELS, build_attribute_map, face_owner
+from camouflage.light.attribute_map import KEYPOINT_CHANNEL, build_attribute_map, face_owner
 from camouflage.light.attributes import NUM_ATTRIBUTES, FaceAttributes, face_keypoints
+from camouflage.models.names import MAP_CHANNELS
 
 R = RESOLUTION
 
@@ -78,7 +79,7 @@ def test_keypoints_come_from_the_detector_else_the_template(landmarks) -> None: 
 
 # ---------------------------------------------------------------- adapters
 def test_t2i_residual_layout_matches_sd15() -> None:
-    from camouflage.light.adapters import residual_layout
+    from camouflage.models.adapters import residual_layout
 
     sd15 = {"down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"], "block_out_channels": [320, 640, 1280, 1280]}
     assert residual_layout(sd15) == [(1, 320), (2, 640), (4, 1280), (8, 1280)]
@@ -115,11 +116,11 @@ def run(pipe, image, amap, seed=0, **kw):  # noqa: ANN001, ANN003, ANN201
 def test_ip_adapter_file_loads_through_diffusers_and_round_trips(tiny, pipe) -> None:  # noqa: ANN001
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
-    from camouflage.light import loading
-    from camouflage.light.adapters import ip_adapter_state_dict, load_ip_adapter_file
+    from camouflage.models import names
+    from camouflage.models.adapters import ip_adapter_state_dict, load_ip_adapter_file
 
     assert any(isinstance(p, IPAdapterAttnProcessor2_0) for p in pipe.unet.attn_processors.values())
-    on_disk = load_ip_adapter_file(tiny / loading.IP_ADAPTER / loading.IP_ADAPTER_WEIGHTS)
+    on_disk = load_ip_adapter_file(tiny / names.IP_ADAPTER / names.IP_ADAPTER_WEIGHTS)
     flat = {f"{h}.{k}": v for h, d in on_disk.items() for k, v in d.items()}
     back = ip_adapter_state_dict(pipe.unet)
     assert back.keys() == flat.keys()
@@ -260,10 +261,10 @@ def test_missing_models_are_one_clear_model_error(tmp_path) -> None:  # noqa: AN
 
 
 def test_facer_attribute_model_loads_and_gives_40_probabilities(tiny, inputs) -> None:  # noqa: ANN001
-    from camouflage.light import loading
     from camouflage.light.attributes import FacerAttributeModel
+    from camouflage.models import names
 
-    model = FacerAttributeModel.from_pretrained(tiny / loading.FACER_ATTRIBUTES)
+    model = FacerAttributeModel.from_pretrained(tiny / names.FACER_ATTRIBUTES)
     image, _ = inputs
     probs = model.predict_faces(image, [np.array([10, 10, 50, 50], np.float32), np.array([0, 0, 20, 20], np.float32)])
     assert probs.shape == (2, 40) and ((probs > 0) & (probs < 1)).all()

@@ -11,8 +11,9 @@ import pytest
 import torch
 from tiny_models import RESOLUTION, one_torch_thread, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.light import farl
-from camouflage.light.facer import FacerAttributeModel, build_attribute_net, random_state
+from camouflage.light.facer import FacerAttributeModel
+from camouflage.models import farl
+from camouflage.models.facer import build_attribute_net, random_state
 from streamer.errors import ModelError
 
 R = RESOLUTION
@@ -94,10 +95,10 @@ def test_facer_aligns_on_the_landmarks(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def public_pipe(tiny_models: Path):  # noqa: ANN201, F811
-    from camouflage.light import loading
     from camouflage.light.pipeline import CamouflageLightPipeline
+    from camouflage.models import names
 
-    paths = loading.resolve_models(tiny_models, loading.PUBLIC_MODELS, offline=True)
+    paths = names.resolve_models(tiny_models, names.PUBLIC_MODELS, offline=True)
     return CamouflageLightPipeline.from_public_paths(paths, scheduler="ddim")
 
 

@@ -64,14 +64,14 @@ def test_training_lowers_the_loss_and_resumes(shards: Path, tmp_path_factory, tm
         torch.testing.assert_close(again[k], after[k], rtol=1e-5, atol=1e-6)
 
     # the trained adapters load through the real path (manifest folder names, diffusers' loaders)
-    from camouflage.light import loading
     from camouflage.light.pipeline import CamouflageLightPipeline
+    from camouflage.models import names
 
-    paths = loading.resolve_models(tiny, (loading.SD15, loading.VAE, loading.FARL))
-    paths[loading.IP_ADAPTER], paths[loading.T2I_ADAPTER] = tmp_path / loading.IP_ADAPTER, tmp_path / loading.T2I_ADAPTER
+    paths = names.resolve_models(tiny, (names.SD15, names.VAE, names.FARL))
+    paths[names.IP_ADAPTER], paths[names.T2I_ADAPTER] = tmp_path / names.IP_ADAPTER, tmp_path / names.T2I_ADAPTER
     pipe = CamouflageLightPipeline.from_paths(paths, scheduler="ddim")
-    trained = load_file(str(tmp_path / loading.IP_ADAPTER / loading.IP_ADAPTER_WEIGHTS))
-    assert set(trained) == set(load_file(str(tiny / loading.IP_ADAPTER / loading.IP_ADAPTER_WEIGHTS)))
+    trained = load_file(str(tmp_path / names.IP_ADAPTER / names.IP_ADAPTER_WEIGHTS))
+    assert set(trained) == set(load_file(str(tiny / names.IP_ADAPTER / names.IP_ADAPTER_WEIGHTS)))
     assert pipe.adapter.config.in_channels == 41
 
 
@@ -88,8 +88,8 @@ def test_light_adapters_are_one_module_ddp_can_wrap(tmp_path_factory) -> None:  
     frozen U-Net is no part of what DDP (or .to()) sees."""
     from diffusers import UNet2DConditionModel
 
-    from camouflage.light.adapters import init_ip_adapter_state_dict, make_t2i_adapter
-    from camouflage.light.train import LightAdapters
+    from camouflage.models.adapters import init_ip_adapter_state_dict, make_t2i_adapter
+    from camouflage.training.light import LightAdapters
 
     tiny = build_tiny(tmp_path_factory)
     unet = UNet2DConditionModel.from_pretrained(tiny / "sd15" / "unet")

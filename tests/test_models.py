@@ -11,9 +11,9 @@ import pytest
 from conftest import camstream
 from tiny_models import one_torch_thread, public_models, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.cli import entry_size
-from camouflage.manifest import RANDOM_MARKER, ModelResolver, human_size, load_manifest, missing_message, parse_size
-from camouflage.methods import METHODS, build_method
+from camouflage.models.cli import entry_size
+from camouflage.models.manifest import RANDOM_MARKER, ModelResolver, human_size, load_manifest, missing_message, parse_size
+from camouflage.models.methods import METHODS, build_method
 from streamer.errors import ConfigError, ModelError
 
 HASH = "0123456789abcdef0123456789abcdef01234567"
@@ -123,7 +123,7 @@ def test_make_tiny_writes_every_entry_in_the_publishers_file_names(tiny_models: 
 @pytest.mark.parametrize("name", [e.name for e in load_manifest()])
 def test_every_entry_loads_through_its_loader(tiny_models: Path, name: str) -> None:  # noqa: F811
     """The random checkpoint in the publisher's format loads through the code a run uses."""
-    from camouflage.loaders import load_entry
+    from camouflage.models.loaders import load_entry
 
     entry = load_manifest()[name]
     assert load_entry(entry.kind, tiny_models / name) is not None
@@ -134,7 +134,7 @@ def test_pickles_are_read_weights_only(tmp_path: Path) -> None:
 
     import torch
 
-    from camouflage.manifest import load_pickle
+    from camouflage.models.manifest import load_pickle
 
     torch.save({"w": torch.ones(2)}, tmp_path / "ok.pt")
     assert torch.equal(load_pickle(tmp_path / "ok.pt")["w"], torch.ones(2))
@@ -230,7 +230,7 @@ def test_fetch_checks_every_entry_before_downloading_any(tmp_path: Path) -> None
 
 
 def test_lock_file_catches_a_changed_file(tiny_models: Path, tmp_path: Path) -> None:  # noqa: F811
-    from camouflage.manifest import LOCK_NAME, lock_record, read_lock, verify_lock, write_lock
+    from camouflage.models.manifest import LOCK_NAME, lock_record, read_lock, verify_lock, write_lock
 
     models = tmp_path / "models"
     shutil.copytree(tiny_models / "vae", models / "vae")

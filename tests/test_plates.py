@@ -14,7 +14,7 @@ from conftest import REPO, camstream, read_frames, read_image
 from plate_models import PLATES, YELLOW, draw_plate, plate_clip
 from tiny_models import RESOLUTION, STEPS, public_models, tiny_models  # noqa: F401 - fixture
 
-from camouflage.tiny_detectors import ONNX_NAME, egoblur_lp, rtdetr, yolo_v9_end2end
+from camouflage.models.tiny_detectors import ONNX_NAME, egoblur_lp, rtdetr, yolo_v9_end2end
 from streamer.errors import ConfigError, ModelError
 from tracking.classes import PLATE, parse_classes
 from tracking.plates import EgoBlurPlateDetector, OnnxPlateDetector
@@ -327,7 +327,7 @@ def test_plates_on_a_classical_install_import_no_torch(plate_models: Path, data:
 
 
 def test_models_fetch_plates_downloads_the_default_and_skips_egoblurs_manual_file(tmp_path: Path) -> None:
-    from camouflage.manifest import ModelResolver
+    from camouflage.models.manifest import ModelResolver
 
     resolver = ModelResolver(models_dir=tmp_path, offline=False)
     todo, skipped = resolver.plan_fetch(resolver.manifest.expand(["plates"]))

@@ -11,12 +11,10 @@ import torch
 from conftest import camstream
 from tiny_models import RESOLUTION, one_torch_thread, tiny_config, tiny_models  # noqa: F401 - fixtures
 
-from camouflage.manifest import ModelResolver, load_manifest
+from camouflage.models.manifest import ModelResolver, load_manifest
+from camouflage.models.names import LCM_LORA, LCM_LORA_WEIGHTS, TINY_VAE
 from camouflage.speed import (
     LCM_GUIDANCE_SCALE,
-    LCM_LORA,
-    LCM_LORA_WEIGHTS,
-    TINY_VAE,
     apply_lcm_lora,
     apply_speed,
     decode_latents,
@@ -37,7 +35,7 @@ def light_pipe(models: Path):  # noqa: ANN201 - CamouflageLightPipeline
 
 
 def run_light(pipe, seed: int = 0) -> np.ndarray:  # noqa: ANN001
-    from camouflage.light.attribute_map import MAP_CHANNELS
+    from camouflage.models.names import MAP_CHANNELS
 
     image = np.random.default_rng(0).integers(0, 256, (R, R, 3), dtype=np.uint8)
     amap = np.zeros((MAP_CHANNELS, R, R), np.float32)
@@ -155,7 +153,8 @@ def test_light_with_tiny_vae_and_lcm_runs_and_is_deterministic(fast_light, tiny_
 def test_base_with_tiny_vae_and_lcm_runs_and_is_deterministic(tiny_models: Path) -> None:  # noqa: F811
     from diffusers import AutoencoderTiny
 
-    from camouflage.base.pipeline import CONTROLS, CamouflageBasePipeline
+    from camouflage.base.pipeline import CamouflageBasePipeline
+    from camouflage.models.names import CONTROLS
 
     resolver = ModelResolver(models_dir=tiny_models, offline=True)
     pipe = CamouflageBasePipeline.from_manifest(resolver)

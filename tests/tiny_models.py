@@ -21,7 +21,7 @@ def build_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "root" not in _BUILT:
         import torch
 
-        from camouflage.tiny import make_tiny
+        from camouflage.models.tiny import make_tiny
 
         threads = torch.get_num_threads()
         _BUILT["root"] = make_tiny(tmp_path_factory.getbasetemp() / "tiny-models", resolution=RESOLUTION)

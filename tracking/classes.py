@@ -101,7 +101,7 @@ def find_model(name: str, models_dir: str | Path | None, section: str, loaders: 
     downloadable entry that is not there is fetched on first use, into the same place
     (``camstream models fetch`` does it ahead of time), unless offline (``HF_HUB_OFFLINE``
     or ``models.offline``); a missing model is a ModelError saying how to get it."""
-    from camouflage.manifest import ModelResolver, default_local_dir, hub_offline
+    from camouflage.models.manifest import ModelResolver, default_local_dir, hub_offline
 
     resolver = ModelResolver(models_dir=models_dir, offline=offline)
     entry = resolver.manifest.entries.get(name)
@@ -124,7 +124,7 @@ def find_model(name: str, models_dir: str | Path | None, section: str, loaders: 
 def model_file(kind: str, folder: Path) -> Path:
     """The one file of a single-file detector entry of ``kind`` in ``folder``, by the
     publisher's file name pattern in the manifest."""
-    from camouflage.manifest import entry_files, load_manifest
+    from camouflage.models.manifest import entry_files, load_manifest
 
     entry = next(e for e in load_manifest() if e.kind == kind)
     files = entry_files(entry, folder)

@@ -1,9 +1,10 @@
 """The five control images of CAMOUFLaGE-Base (depth, normal, seg, pose, lineart) and the
 captioner, each loaded through the manifest (entry ``annotator_<control>`` / ``captioner``).
 
-The controlnet-aux annotators are read from lllyasviel/Annotators' ``.pth`` files with
-``torch.load(weights_only=True)`` into controlnet-aux's own model classes; the transformers
-ones with ``from_pretrained``. Weight-free stand-ins exist only as explicit, named options (``base.annotators:
+The networks are read by camouflage/models/annotators.py (the same code ``models check``
+loads them with): the controlnet-aux annotators from lllyasviel/Annotators' ``.pth`` files
+into controlnet-aux's own model classes, the transformers ones with ``from_pretrained``;
+this module runs them on crops. Weight-free stand-ins exist only as explicit, named options (``base.annotators:
 {lineart: lineart_standard}``); a missing checkpoint is an error, never a silent swap.
 
 >>> annotators = load_annotators(ModelResolver(models_dir="models"))  # doctest: +SKIP
@@ -12,9 +13,6 @@ ones with ``from_pretrained``. Weight-free stand-ins exist only as explicit, nam
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -25,8 +23,9 @@ from PIL import Image
 
 from streamer.errors import ConfigError, ModelError
 
-from ..manifest import ModelResolver, load_pickle
-from . import CONTROLS
+from ..models.annotators import controlnet_aux_module, read_annotator, read_captioner
+from ..models.manifest import ModelResolver
+from ..models.names import CONTROLS
 
 
 class Annotator(Protocol):
@@ -66,10 +65,7 @@ class DepthAnnotator:
 
     @classmethod
     def from_pretrained(cls, path: Path, device: torch.device) -> DepthAnnotator:
-        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
-
-        return cls(AutoModelForDepthEstimation.from_pretrained(path, use_safetensors=True, local_files_only=True).to(device),
-                   AutoImageProcessor.from_pretrained(path))
+        return cls(*read_annotator("transformers-depth", path, device))
 
     def __call__(self, image: np.ndarray, resolution: int) -> np.ndarray:
         return self.batch([image], resolution)[0]
@@ -91,15 +87,11 @@ class SegAnnotator:
 
     def __init__(self, model, processor) -> None:  # noqa: ANN001
         self.model, self.processor = model.eval(), processor
-        self.palette = np.array(_controlnet_aux_module().util.ade_palette(), np.uint8)
+        self.palette = np.array(controlnet_aux_module().util.ade_palette(), np.uint8)
 
     @classmethod
     def from_pretrained(cls, path: Path, device: torch.device) -> SegAnnotator:
-        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
-
-        # openmmlab/upernet-convnext-small's main holds pytorch_model.bin: transformers reads it weights_only
-        return cls(AutoModelForSemanticSegmentation.from_pretrained(path, local_files_only=True).to(device),
-                   AutoImageProcessor.from_pretrained(path))
+        return cls(*read_annotator("transformers-seg", path, device))
 
     def __call__(self, image: np.ndarray, resolution: int) -> np.ndarray:
         return self.batch([image], resolution)[0]
@@ -197,75 +189,13 @@ class ControlnetAuxAnnotator:
         return _to_resolution(canvas, resolution)
 
 
-def _controlnet_aux_module():  # noqa: ANN202
-    """controlnet_aux, imported without its import-time noise (mediapipe missing, timm deprecations)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import controlnet_aux
-        import controlnet_aux.util
-
-    return controlnet_aux
-
-
-def _openpose(path: Path):  # noqa: ANN202 - controlnet_aux.OpenposeDetector
-    """controlnet-aux's OpenPose (body, hand, face) from lllyasviel/Annotators' three .pth files,
-    each read with ``weights_only=True`` into controlnet-aux's own model classes."""
-    from controlnet_aux.open_pose import Body, Face, Hand, OpenposeDetector, util
-    from controlnet_aux.open_pose import face as face_module
-    from controlnet_aux.open_pose.model import bodypose_model, handpose_model
-
-    def net(cls, model, file):  # noqa: ANN001, ANN202 - Body/Hand: keys without the block prefix (util.transfer)
-        obj = cls.__new__(cls)
-        obj.model = model
-        obj.model.load_state_dict(util.transfer(obj.model, load_pickle(path / file)))
-        obj.model.eval()
-        return obj
-
-    face = Face.__new__(Face)
-    params = face_module.params
-    face.inference_size, face.sigma, face.threshold = (params["inference_img_size"], params["gaussian_sigma"],
-                                                        params["heatmap_peak_thresh"])
-    face.model = face_module.FaceNet()
-    face.model.load_state_dict(load_pickle(path / "facenet.pth"))
-    face.model.eval()
-    return OpenposeDetector(net(Body, bodypose_model(), "body_pose_model.pth"),
-                            net(Hand, handpose_model(), "hand_pose_model.pth"), face)
-
-
-def _normalbae(path: Path):  # noqa: ANN202 - controlnet_aux.NormalBaeDetector
-    """NormalBAE from scannet.pt (``{"model": state_dict}``), as controlnet-aux builds it."""
-    import types
-
-    from controlnet_aux.normalbae import NormalBaeDetector
-    from controlnet_aux.normalbae.nets.NNET import NNET
-
-    args = types.SimpleNamespace(mode="client", architecture="BN", pretrained="scannet", sampling_ratio=0.4,
-                                 importance_ratio=0.7)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # it prints while building
-        warnings.simplefilter("ignore")
-        model = NNET(args)
-    state = load_pickle(path / "scannet.pt")["model"]
-    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-    return NormalBaeDetector(model.eval())
-
-
-def _lineart(path: Path):  # noqa: ANN202 - controlnet_aux.LineartDetector
-    from controlnet_aux.lineart import Generator, LineartDetector
-
-    fine, coarse = Generator(3, 1, 3), Generator(3, 1, 3)
-    fine.load_state_dict(load_pickle(path / "sk_model.pth"))
-    coarse.load_state_dict(load_pickle(path / "sk_model2.pth"))
-    return LineartDetector(fine.eval(), coarse.eval())
-
-
 def _controlnet_aux(kind: str, path: Path, device: torch.device) -> Annotator:
-    _controlnet_aux_module()
     if kind == "normalbae":
-        return ControlnetAuxAnnotator("normal", _normalbae(path).to(device))
+        return ControlnetAuxAnnotator("normal", read_annotator(kind, path, device))
     if kind == "openpose":
-        return ControlnetAuxAnnotator("pose", _openpose(path).to(device), {"include_hand": True, "include_face": True})
+        return ControlnetAuxAnnotator("pose", read_annotator(kind, path, device), {"include_hand": True, "include_face": True})
     if kind == "lineart":
-        return ControlnetAuxAnnotator("lineart", _lineart(path).to(device))
+        return ControlnetAuxAnnotator("lineart", read_annotator(kind, path, device))
     raise ModelError(f"unknown annotator kind {kind!r}")
 
 
@@ -273,7 +203,7 @@ class WeightFreeAnnotator(_OneByOne):
     """controlnet-aux detectors that need no weights, offered only when asked for by name."""
 
     def __init__(self, name: str) -> None:
-        controlnet_aux = _controlnet_aux_module()
+        controlnet_aux = controlnet_aux_module()
         self.name = name
         self.detector = {"canny": controlnet_aux.CannyDetector, "lineart_standard": controlnet_aux.LineartStandardDetector}[name]()
 
@@ -336,14 +266,7 @@ class Captioner:
 
     @classmethod
     def from_pretrained(cls, path: Path, device: torch.device | str = "cpu", max_new_tokens: int = 30) -> Captioner:
-        from transformers import BlipForConditionalGeneration, BlipProcessor
-
-        try:
-            # Salesforce/blip-image-captioning-base's main holds pytorch_model.bin: read weights_only
-            model = BlipForConditionalGeneration.from_pretrained(path, local_files_only=True).to(device)
-            return cls(model, BlipProcessor.from_pretrained(path), max_new_tokens)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"{path}: cannot load the captioner ({type(exc).__name__})") from exc
+        return cls(*read_captioner(path, device), max_new_tokens)
 
     def __call__(self, image: np.ndarray) -> str:
         return self.batch([image])[0]

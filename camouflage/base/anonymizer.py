@@ -37,10 +37,10 @@ from streamer.frame import Frame
 from tracking.tracker import Region, enlarge
 
 from ..blind import blind_frame, face_keypoints, landmark_pose, resolve_conditioning
-from ..manifest import ModelResolver
 from ..memory import MemoryPolicy, offload_models
+from ..models.manifest import ModelResolver
+from ..models.names import BASE_MODELS, CONTROLS, IDF
 from ..speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
-from . import BASE_MODELS, CONTROLS, IDF
 
 if TYPE_CHECKING:  # torch and diffusers load only once the models are known to be there
     from .annotators import Captioner

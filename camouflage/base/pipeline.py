@@ -51,9 +51,9 @@ from streamer.errors import ConfigError, ModelError
 from ..device import brownian_seed
 from ..guidance import classifier_free_guidance, identity_guidance
 from ..masked import as_mask, at_resolution, keep_context, masked_start
+from ..models.names import BASE_MODELS, CONTROLS, IDF
 from ..schedulers import SCHEDULERS
 from ..speed import decode_latents, encode_latents
-from . import BASE_MODELS, CONTROLS, IDF
 
 DEFAULT_SCALES = {"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart": 0.5}
 # identity-blind: these act outside the faces only (their residuals are cut inside); the pose
@@ -61,13 +61,6 @@ DEFAULT_SCALES = {"depth": 0.5, "normal": 0.3, "seg": 0.5, "pose": 1.0, "lineart
 FACE_FREE_CONTROLS = ("depth", "normal", "seg", "lineart")
 __all__ = ["BASE_MODELS", "CONTROLS", "FACE_FREE_CONTROLS", "CamouflageBasePipeline", "CamouflageBasePipelineOutput",
            "identity_guidance"]
-
-
-def make_idf_controlnet(unet: UNet2DConditionModel, embedding: tuple[int, ...] = (128,)) -> ControlNetModel:
-    """The IDF ControlNet, initialised from ``unet``: its condition is the 4-channel VAE latent
-    itself, so the conditioning embedding has a single block (no downsampling)."""
-    return ControlNetModel.from_unet(unet, conditioning_channels=unet.config.in_channels,
-                                     conditioning_embedding_out_channels=embedding)
 
 
 def make_scheduler(name: str, config: Mapping[str, Any]):  # noqa: ANN201

@@ -3,14 +3,15 @@ FACER attribute/keypoint map) on a frozen Stable Diffusion 1.5, img2img; or, wit
 public adapters, IP-Adapter plus-face (CLIP ViT-H) + the openpose ControlNet.
 
 Modules, in data-flow order:
-  farl.py           FaRL's published .pth -> CLIPVisionModelWithProjection (at load time)
-  facer.py          FACER's attribute model (pyfacer's modules, on the CPU), 5-point alignment
+  facer.py          FACER's attribute model on aligned faces (5-point alignment)
   attributes.py     FaRL encoder, FACER's 40 CelebA attributes, face keypoints
   attribute_map.py  the 41-channel map (per-face regions, z-buffered by box area)
-  adapters.py       T2IAdapter(in_channels=41) and the IP-Adapter in diffusers' layout
   pipeline.py       CamouflageLightPipeline (img2img + negative identity guidance)
   anonymizer.py     LightAnonymizer: crops around regions, paste back, per-track identity
-  train.py          ``camstream train light``: both adapters jointly, SD frozen
-  loading.py        the manifest names Light resolves
-  tiny.py           random models in the publishers' formats, for tests
+
+The files, in camouflage/models/: names.py (the manifest names Light resolves),
+farl.py (FaRL's published .pth -> CLIPVisionModelWithProjection), facer.py (FACER's
+published file), adapters.py (the two adapters in the layouts diffusers loads),
+tiny_light.py (random models in the publishers' formats, for tests).
+``camstream train light`` is camouflage/training/light.py.
 """

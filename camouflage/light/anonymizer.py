@@ -46,11 +46,11 @@ import torch
 from streamer.anonymizers import Shape
 from tracking.tracker import Region
 
-from ..base import IDF
 from ..blind import blind_frame, landmark_pose, resolve_conditioning, shape_in_crop
+from ..models import names
+from ..models.names import IDF
 from ..speed import LCM_GUIDANCE_SCALE, apply_speed, speed_models
 from ..video.compositor import crop_window, paste
-from . import loading
 from .attribute_map import build_attribute_map
 from .attributes import NUM_ATTRIBUTES, FaceAttributes, FacerAttributeModel, face_crops, face_keypoints
 from .pipeline import CamouflageLightPipeline
@@ -277,13 +277,13 @@ def build_light_anonymizer(config, conditioning: str | None = None) -> LightAnon
                           "need keyframes: use --method camouflage")
     device = resolve_device(config.models.device)
     dtype = resolve_dtype(config.models.dtype, device)
-    paths = loading.resolve_models(config.models.dir, (*loading.LIGHT_MODELS, *speed_models(speed.lcm, speed.tiny_vae)),
-                                   config.models.offline)
+    paths = names.resolve_models(config.models.dir, (*names.LIGHT_MODELS, *speed_models(speed.lcm, speed.tiny_vae)),
+                                 config.models.offline)
     pipe = CamouflageLightPipeline.from_paths(paths, scheduler=light.scheduler, device=device, dtype=dtype)
     apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)
-    attributes = FacerAttributeModel.from_pretrained(paths[loading.FACER_ATTRIBUTES]).to(device, dtype)
+    attributes = FacerAttributeModel.from_pretrained(paths[names.FACER_ATTRIBUTES]).to(device, dtype)
     if conditioning is None:  # on its own: auto is paper only with the paper's whole set (a trained IDF too)
-        from ..manifest import ModelResolver
+        from ..models.manifest import ModelResolver
 
         has_idf = ModelResolver(models_dir=config.models.dir, offline=config.models.offline).available(IDF)
         conditioning = resolve_conditioning(light.conditioning, has_idf)
@@ -299,8 +299,8 @@ def build_public_light(config, pose_controlnet, conditioning: str) -> LightAnony
     device = resolve_device(config.models.device)
     dtype = resolve_dtype(config.models.dtype, device)
     speed = config.speed
-    paths = loading.resolve_models(config.models.dir, (loading.SD15, loading.VAE, loading.IP_ADAPTER_PLUS,
-                                                       *speed_models(speed.lcm, speed.tiny_vae)), config.models.offline)
+    paths = names.resolve_models(config.models.dir, (names.SD15, names.VAE, names.IP_ADAPTER_PLUS,
+                                                     *speed_models(speed.lcm, speed.tiny_vae)), config.models.offline)
     pipe = CamouflageLightPipeline.from_public_paths(paths, scheduler=config.light.scheduler, device=device, dtype=dtype,
                                                      controlnet=pose_controlnet)
     apply_speed(pipe, paths, speed.lcm, speed.tiny_vae)

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..models.names import MAP_CHANNELS
 from .attributes import NUM_ATTRIBUTES, FaceAttributes
 
-MAP_CHANNELS = NUM_ATTRIBUTES + 1
 KEYPOINT_CHANNEL = NUM_ATTRIBUTES
 
 

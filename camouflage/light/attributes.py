@@ -1,10 +1,10 @@
 """Per-face attributes for Light's conditioning.
 
 * :class:`FaRLEncoder` — FaRL's visual encoder (``transformers.CLIPVisionModelWithProjection``
-  mapped at load time from FaRL's published ``.pth``, see :mod:`.farl`). Its projected
+  mapped at load time from FaRL's published ``.pth``, see :mod:`camouflage.models.farl`). Its projected
   embedding feeds the trained Light IP-Adapter.
 * :class:`FacerAttributeModel` — FACER's face-attribute model, built with pyfacer from
-  FACER's published ``face_attribute.farl.celeba.pt`` (see :mod:`.facer`): 40 CelebA
+  FACER's published ``face_attribute.farl.celeba.pt`` (see :mod:`.facer`, :mod:`camouflage.models.facer`): 40 CelebA
   attribute probabilities (sigmoid, multi-label) of the face aligned on its 5 landmarks.
 * :func:`face_keypoints` (from :mod:`.facer`) — the 5 keypoints of a face: the detector's landmarks when
   present, else the standard 5-point template placed in the box.
@@ -79,7 +79,7 @@ class FaRLEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path) -> FaRLEncoder:
         """``path``: the folder holding FaRL's published ``.pth``."""
-        from .farl import load_farl_vision
+        from ..models.farl import load_farl_vision
 
         return cls(load_farl_vision(path))
 

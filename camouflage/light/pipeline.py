@@ -56,10 +56,10 @@ from streamer.errors import ConfigError, ModelError
 from ..device import brownian_seed
 from ..guidance import classifier_free_guidance, identity_guidance
 from ..masked import as_mask, at_resolution, keep_context, masked_start
+from ..models import names
+from ..models.adapters import load_ip_adapter_file
 from ..schedulers import SCHEDULERS
 from ..speed import decode_latents, encode_latents
-from . import loading
-from .adapters import load_ip_adapter_file
 from .attributes import CLIP_MEAN, CLIP_STD
 
 
@@ -72,10 +72,10 @@ def make_scheduler(name: str, config: dict):
 def _sd15_components(paths: dict[str, Path], scheduler: str, dtype: torch.dtype) -> dict[str, Any]:
     """The frozen SD1.5 parts both adapter sets run on, from local files: the pipeline's
     ``vae``, ``text_encoder``, ``tokenizer``, ``unet`` and ``scheduler``."""
-    sd = paths[loading.SD15]
+    sd = paths[names.SD15]
     kw = {"local_files_only": True, "torch_dtype": dtype}  # diffusers
     return {
-        "vae": AutoencoderKL.from_pretrained(paths[loading.VAE], **kw),
+        "vae": AutoencoderKL.from_pretrained(paths[names.VAE], **kw),
         "text_encoder": CLIPTextModel.from_pretrained(sd / "text_encoder", local_files_only=True, dtype=dtype),  # transformers 5
         "tokenizer": CLIPTokenizer.from_pretrained(sd / "tokenizer"),
         "unet": UNet2DConditionModel.from_pretrained(sd / "unet", **kw),
@@ -170,8 +170,8 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         offline: bool | None = None,
     ) -> CamouflageLightPipeline:
         """sd15 + vae + Light's adapters + FaRL, each resolved through the manifest."""
-        paths = loading.resolve_models(
-            models_dir, (loading.SD15, loading.VAE, loading.FARL, loading.IP_ADAPTER, loading.T2I_ADAPTER), offline)
+        paths = names.resolve_models(
+            models_dir, (names.SD15, names.VAE, names.FARL, names.IP_ADAPTER, names.T2I_ADAPTER), offline)
         return cls.from_paths(paths, scheduler, device, dtype)
 
     @classmethod
@@ -182,16 +182,16 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> CamouflageLightPipeline:
-        """Load from resolved folders (``loading.resolve_models``)."""
+        """Load from resolved folders (``names.resolve_models``)."""
         kw = {"local_files_only": True, "torch_dtype": dtype}  # diffusers
         tkw = {"local_files_only": True, "dtype": dtype}  # transformers 5
         try:
             pipe = cls(
                 **_sd15_components(paths, scheduler, dtype),
-                adapter=T2IAdapter.from_pretrained(paths[loading.T2I_ADAPTER], **kw),
-                image_encoder=CLIPVisionModelWithProjection.from_pretrained(paths[loading.FARL], **tkw),
+                adapter=T2IAdapter.from_pretrained(paths[names.T2I_ADAPTER], **kw),
+                image_encoder=CLIPVisionModelWithProjection.from_pretrained(paths[names.FARL], **tkw),
             )
-            weights = load_ip_adapter_file(paths[loading.IP_ADAPTER] / loading.IP_ADAPTER_WEIGHTS)
+            weights = load_ip_adapter_file(paths[names.IP_ADAPTER] / names.IP_ADAPTER_WEIGHTS)
             with _quiet_diffusers():
                 pipe.load_ip_adapter(weights, subfolder="", weight_name="", image_encoder_folder=None)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -215,12 +215,12 @@ class CamouflageLightPipeline(DiffusionPipeline, IPAdapterMixin, StableDiffusion
         try:
             pipe = cls(
                 **_sd15_components(paths, scheduler, dtype),
-                controlnet=controlnet or ControlNetModel.from_pretrained(paths[loading.POSE_CONTROLNET], use_safetensors=True, **kw),
+                controlnet=controlnet or ControlNetModel.from_pretrained(paths[names.POSE_CONTROLNET], use_safetensors=True, **kw),
             )
             with _quiet_diffusers():
-                pipe.load_ip_adapter(str(paths[loading.IP_ADAPTER_PLUS]), subfolder=loading.IP_ADAPTER_PLUS_SUBFOLDER,
-                                     weight_name=loading.IP_ADAPTER_PLUS_WEIGHTS,
-                                     image_encoder_folder=loading.IP_ADAPTER_PLUS_ENCODER, local_files_only=True,
+                pipe.load_ip_adapter(str(paths[names.IP_ADAPTER_PLUS]), subfolder=names.IP_ADAPTER_PLUS_SUBFOLDER,
+                                     weight_name=names.IP_ADAPTER_PLUS_WEIGHTS,
+                                     image_encoder_folder=names.IP_ADAPTER_PLUS_ENCODER, local_files_only=True,
                                      torch_dtype=dtype)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"Light with public adapters: cannot load models ({str(exc).splitlines()[0]})") from None

@@ -730,13 +730,13 @@ ADAPTERS = ("auto", "camouflage", "public")
 def choose_adapters(asked: str, resolver) -> str:  # noqa: ANN001 - ModelResolver
     """``light.adapters``: ``auto`` takes the trained CAMOUFLaGE-Light adapters when every
     one of them is here, else the public ones (IP-Adapter plus-face + openpose ControlNet)."""
-    from ..light import loading
+    from ..models import names
 
     if asked not in ADAPTERS:
         raise ConfigError(f"light.adapters {asked!r}: use {', '.join(ADAPTERS)}")
     if asked != "auto":
         return asked
-    return "camouflage" if all(resolver.available(n) for n in loading.CAMOUFLAGE_ADAPTERS) else "public"
+    return "camouflage" if all(resolver.available(n) for n in names.CAMOUFLAGE_ADAPTERS) else "public"
 
 
 def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: ANN001 - streamer.config.Config
@@ -745,11 +745,11 @@ def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: A
     ``light.adapters`` (see :func:`choose_adapters`), logged and in the run report."""
     from streamer.runner import build_classical
 
-    from ..base import BASE_MODELS, CONTROLS
     from ..base.anonymizer import build_base_anonymizer
-    from ..light import loading
     from ..light.anonymizer import build_light_anonymizer, build_public_light
-    from ..manifest import ModelResolver
+    from ..models import names
+    from ..models.manifest import ModelResolver
+    from ..models.names import BASE_MODELS, CONTROLS
     from ..speed import speed_models
 
     a, c = config.anonymize, config.camouflage
@@ -760,7 +760,7 @@ def build_camouflage_anonymizer(config) -> CamouflageVideoAnonymizer:  # noqa: A
     needed = [*BASE_MODELS, *(f"annotator_{k}" for k in CONTROLS if k not in config.base.annotators)]
     if config.base.prompt is None:
         needed.append("captioner")
-    light_models = loading.LIGHT_MODELS if adapters == "camouflage" else loading.PUBLIC_MODELS
+    light_models = names.LIGHT_MODELS if adapters == "camouflage" else names.PUBLIC_MODELS
     needed += [n for n in light_models if n not in needed]
     speed = speed_models(config.speed.lcm, config.speed.tiny_vae)
     resolver.resolve_many([*needed, *speed], fetch_as=" ".join(["camouflage", *speed]))

@@ -160,7 +160,7 @@ def check_cameras(cameras: list[tuple[dict[str, Any], Config]]) -> None:
 
 def _methods() -> list[str]:
     try:
-        from camouflage.methods import METHODS
+        from camouflage.models.methods import METHODS
     except ModuleNotFoundError:
         METHODS = {}  # noqa: N806 - the diffusion methods are not installed
     return [*CLASSICAL, *METHODS]

@@ -210,7 +210,7 @@ class Decoder:
         if self.latents:
             out["latent"] = torch.from_numpy(np.load(io.BytesIO(raw["latent.npy"])))
         if self.light:
-            from ..light.attributes import NUM_ATTRIBUTES
+            from ...light.attributes import NUM_ATTRIBUTES
 
             meta = json.loads(raw["json"])
             faces = meta["faces"][:MAX_FACES]

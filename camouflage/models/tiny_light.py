@@ -25,7 +25,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from streamer.errors import ModelError
 
-from . import loading
+from . import names
 from .adapters import init_ip_adapter_state_dict, make_t2i_adapter, save_ip_adapter
 from .facer import FILE as FACER_FILE
 from .facer import random_state as facer_state
@@ -41,26 +41,26 @@ PLUS_DEPTH = 4  # diffusers' IPAdapterPlusImageProjection is always 4 layers dee
 
 
 def _unet(root: Path) -> UNet2DConditionModel:
-    if not (root / loading.SD15 / "unet").is_dir() or not (root / loading.VAE).is_dir():
-        raise ModelError(f"{root}: write the tiny sd15 and vae first (camouflage.tiny.make_tiny)")
+    if not (root / names.SD15 / "unet").is_dir() or not (root / names.VAE).is_dir():
+        raise ModelError(f"{root}: write the tiny sd15 and vae first (camouflage.models.tiny.make_tiny)")
     # the IP-Adapters' to_k_ip/to_v_ip start as copies of this U-Net's to_k/to_v
-    return UNet2DConditionModel.from_pretrained(root / loading.SD15 / "unet", local_files_only=True)
+    return UNet2DConditionModel.from_pretrained(root / names.SD15 / "unet", local_files_only=True)
 
 
 def make_tiny_light(root: Path, seed: int = 0) -> list[Path]:
     """Write the random Light models under ``root``; returns the folders written."""
     root = Path(root)
     unet = _unet(root)
-    vae_config = AutoencoderKL.load_config(root / loading.VAE)
-    for name in (loading.FARL, loading.FACER_ATTRIBUTES):
+    vae_config = AutoencoderKL.load_config(root / names.VAE)
+    for name in (names.FARL, names.FACER_ATTRIBUTES):
         (root / name).mkdir(parents=True, exist_ok=True)
-    torch.save(farl_checkpoint(output_dim=FARL_DIM, seed=seed), root / loading.FARL / FARL_FILE)
-    torch.save(facer_state(seed=seed + 1), root / loading.FACER_ATTRIBUTES / FACER_FILE)
+    torch.save(farl_checkpoint(output_dim=FARL_DIM, seed=seed), root / names.FARL / FARL_FILE)
+    torch.save(facer_state(seed=seed + 1), root / names.FACER_ATTRIBUTES / FACER_FILE)
     state = init_ip_adapter_state_dict(unet, embed_dim=FARL_DIM, seed=seed + 2)
-    save_ip_adapter(state, root / loading.IP_ADAPTER / loading.IP_ADAPTER_WEIGHTS)
+    save_ip_adapter(state, root / names.IP_ADAPTER / names.IP_ADAPTER_WEIGHTS)
     vae_scale = 2 ** (len(vae_config["block_out_channels"]) - 1)
-    make_t2i_adapter(unet.config, vae_scale, seed + 3).save_pretrained(root / loading.T2I_ADAPTER)
-    return [root / n for n in loading.CAMOUFLAGE_ADAPTERS]
+    make_t2i_adapter(unet.config, vae_scale, seed + 3).save_pretrained(root / names.T2I_ADAPTER)
+    return [root / n for n in names.CAMOUFLAGE_ADAPTERS]
 
 
 def plus_image_proj_state(embed_dim: int, output_dim: int, hidden: int = PLUS_HIDDEN, queries: int = PLUS_QUERIES,
@@ -93,14 +93,14 @@ def make_tiny_public(root: Path, seed: int = 0, vision_config: dict | None = Non
     (``vision_config``: another encoder size, e.g. the real ViT-H/14 for timing runs)."""
     root = Path(root)
     unet = _unet(root)
-    folder = root / loading.IP_ADAPTER_PLUS / loading.IP_ADAPTER_PLUS_SUBFOLDER
+    folder = root / names.IP_ADAPTER_PLUS / names.IP_ADAPTER_PLUS_SUBFOLDER
     torch.manual_seed(seed + 4)
     vision = CLIPVisionConfig(**(vision_config or TINY_VIT_H))
-    CLIPVisionModelWithProjection(vision).save_pretrained(folder / loading.IP_ADAPTER_PLUS_ENCODER)
+    CLIPVisionModelWithProjection(vision).save_pretrained(folder / names.IP_ADAPTER_PLUS_ENCODER)
     ip = {k: v for k, v in init_ip_adapter_state_dict(unet, embed_dim=1, seed=seed + 5).items() if k.startswith("ip_adapter.")}
     state = plus_image_proj_state(vision.hidden_size, unet.config.cross_attention_dim, seed=seed + 6) | ip
-    save_ip_adapter(state, folder / loading.IP_ADAPTER_PLUS_WEIGHTS)
-    return root / loading.IP_ADAPTER_PLUS
+    save_ip_adapter(state, folder / names.IP_ADAPTER_PLUS_WEIGHTS)
+    return root / names.IP_ADAPTER_PLUS
 
 
 def tiny_tokenizer_for_bench():  # noqa: ANN201 - CLIPTokenizer

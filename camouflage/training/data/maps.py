@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..light.attribute_map import MAP_CHANNELS
+from ...models.names import MAP_CHANNELS
 
 
 def paint_maps(boxes: torch.Tensor, keypoints: torch.Tensor, attributes: torch.Tensor, faces: torch.Tensor,

@@ -94,10 +94,10 @@ def converted_folder(folder: str | Path) -> Path:
     file in ``folder``, kept beside it and redone when the file changes."""
     from safetensors.torch import save_file
 
-    from camouflage.manifest import load_pickle
+    from .manifest import load_pickle
 
     if Path(folder).name == CONVERTED and (Path(folder) / "model.safetensors").exists():
-        return Path(folder)  # already the converted folder (what loading.resolve_models hands out)
+        return Path(folder)  # already the converted folder (what names.resolve_models hands out)
     source = farl_file(folder)
     out = Path(folder) / CONVERTED
     stamp = {"source": source.name, "size": source.stat().st_size, "mtime_ns": source.stat().st_mtime_ns}

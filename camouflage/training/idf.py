@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..training import add_common_arguments
+from .loop import add_common_arguments
 
 log = logging.getLogger("camstream")
 
@@ -106,10 +106,10 @@ def main(args: argparse.Namespace) -> int:
 
     from streamer.errors import ConfigError
 
-    from ..data.shards import Decoder, read_info
-    from ..manifest import ModelResolver
-    from ..training import check_common, load_frozen_sd15, save_grid, shard_streams, start_run, to_device, train_with_args
-    from .pipeline import make_idf_controlnet
+    from ..models.adapters import make_idf_controlnet
+    from ..models.manifest import ModelResolver
+    from .data.shards import Decoder, read_info
+    from .loop import check_common, load_frozen_sd15, save_grid, shard_streams, start_run, to_device, train_with_args
 
     if not 0 <= args.caption_drop <= 1 or not 0 < args.strength <= 1:
         raise ConfigError("--caption-drop must be in [0, 1] and --strength in (0, 1]")
@@ -194,9 +194,9 @@ def main(args: argparse.Namespace) -> int:
             try:
                 from diffusers import ControlNetModel
 
-                from . import CONTROLS
-                from .annotators import load_annotators
-                from .pipeline import CamouflageBasePipeline
+                from ..base.annotators import load_annotators
+                from ..base.pipeline import CamouflageBasePipeline
+                from ..models.names import CONTROLS
 
                 nets = [ControlNetModel.from_pretrained(resolver.resolve(f"controlnet_{c}"), use_safetensors=True, torch_dtype=weight_dtype)
                         .to(device) for c in CONTROLS]

@@ -1,7 +1,7 @@
 """Random-weight Base models in their publishers' formats, for tests and demos.
 
 ``make_tiny_base(root)`` (called by ``camstream models make-tiny DIR`` after the tiny
-``sd15``/``vae``, camouflage/tiny.py) writes
+``sd15``/``vae``, tiny.py) writes
   controlnet_{depth,normal,seg,pose,lineart}/  diffusers ControlNetModel (config.json +
                          diffusion_pytorch_model.safetensors) copied from the tiny U-Net
   idf_controlnet/        the IDF ControlNet (4-channel latent condition), same layout
@@ -24,8 +24,8 @@ from diffusers import UNet2DConditionModel
 
 from streamer.errors import ModelError
 
-from . import CONTROLS, IDF
-from .pipeline import make_idf_controlnet
+from .adapters import make_idf_controlnet
+from .names import CONTROLS, IDF
 
 
 def _save_bin(model, folder: Path) -> None:  # noqa: ANN001 - a transformers model
@@ -55,7 +55,7 @@ def make_tiny_base(root: Path, seed: int = 0) -> None:
     """The five ControlNets, the IDF ControlNet and the annotators, under ``root``."""
     root = Path(root)
     if not (root / "sd15" / "unet").is_dir():
-        raise ModelError(f"{root}: write the tiny sd15 first (camouflage.tiny.make_tiny_sd15)")
+        raise ModelError(f"{root}: write the tiny sd15 first (camouflage.models.tiny.make_tiny_sd15)")
     unet = UNet2DConditionModel.from_pretrained(root / "sd15" / "unet", local_files_only=True)
     torch.manual_seed(seed)
     for control in CONTROLS:
@@ -131,9 +131,9 @@ def make_controlnet_aux_annotators(root: Path, seed: int = 0) -> None:
     import types
     import warnings
 
-    from .annotators import _controlnet_aux_module
+    from .annotators import controlnet_aux_module
 
-    _controlnet_aux_module()
+    controlnet_aux_module()
     from controlnet_aux.lineart import Generator
     from controlnet_aux.normalbae.nets.NNET import NNET
     from controlnet_aux.open_pose.face import FaceNet

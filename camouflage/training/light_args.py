@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..training import add_common_arguments
+from .loop import add_common_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

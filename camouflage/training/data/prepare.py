@@ -92,12 +92,12 @@ class LightFields:
     module calls the attribute model and the FaRL encoder."""
 
     def __init__(self, models_dir: str | None, device: str) -> None:
-        from ..light import loading
-        from ..light.attributes import AttributeExtractor, FacerAttributeModel, FaRLEncoder
+        from ...light.attributes import AttributeExtractor, FacerAttributeModel, FaRLEncoder
+        from ...models import names
 
-        paths = loading.resolve_models(models_dir, (loading.FARL, loading.FACER_ATTRIBUTES))
-        self.extractor = AttributeExtractor(FacerAttributeModel.from_pretrained(paths[loading.FACER_ATTRIBUTES]).to(device),
-                                            FaRLEncoder.from_pretrained(paths[loading.FARL]).to(device))
+        paths = names.resolve_models(models_dir, (names.FARL, names.FACER_ATTRIBUTES))
+        self.extractor = AttributeExtractor(FacerAttributeModel.from_pretrained(paths[names.FACER_ATTRIBUTES]).to(device),
+                                            FaRLEncoder.from_pretrained(paths[names.FARL]).to(device))
 
     def __call__(self, image: np.ndarray, boxes: list[np.ndarray], landmarks: list[np.ndarray | None]) -> dict[str, Any]:
         return extract_light_fields(self.extractor, image, boxes, landmarks)
@@ -118,7 +118,7 @@ def extract_light_fields(extractor: Any, image: np.ndarray, boxes: list[np.ndarr
 
 def face_keypoints_only(boxes: list[np.ndarray], landmarks: list[np.ndarray | None]) -> np.ndarray:
     """Keypoints without the attribute model: the detector's landmarks, else the template."""
-    from ..light.attributes import face_keypoints
+    from ...light.attributes import face_keypoints
 
     return np.array([face_keypoints(b, m) for b, m in zip(boxes, landmarks, strict=True)], np.float32).reshape(len(boxes), 5, 2)
 
@@ -129,7 +129,7 @@ class LatentEncoder:
     def __init__(self, models_dir: str | None, resolution: int, device: str) -> None:
         from diffusers import AutoencoderKL
 
-        from ..manifest import ModelResolver
+        from ...models.manifest import ModelResolver
 
         self.vae = AutoencoderKL.from_pretrained(ModelResolver(models_dir=models_dir).resolve("vae"),
                                                  use_safetensors=True).to(device).eval()
@@ -166,7 +166,7 @@ def frame_samples(image: np.ndarray, dets: tuple[list[np.ndarray], list[np.ndarr
     """``(crop, meta, main embedding)`` of one frame: one per face large enough, or its centre."""
     from streamer.anonymizers import Shape
 
-    from ..video.compositor import CropWindow, crop_window
+    from ...video.compositor import CropWindow, crop_window
 
     boxes, landmarks = dets
     h, w = image.shape[:2]
@@ -203,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
     from streamer.errors import ConfigError, InputError, OutputError
     from tracking.detectors import build_detector
 
-    from ..device import resolve_device
+    from ...device import resolve_device
     from .shards import INFO, shard_pattern
 
     if args.size < 8 or not 0 <= args.holdout < 1 or args.per_shard < 1:
@@ -227,8 +227,8 @@ def main(args: argparse.Namespace) -> int:
     latents = LatentEncoder(args.models_dir, args.latent_resolution, device) if args.latent_resolution else None
     captioner = None
     if args.captioner:
-        from ..base.annotators import Captioner
-        from ..manifest import ModelResolver
+        from ...base.annotators import Captioner
+        from ...models.manifest import ModelResolver
 
         captioner = Captioner.from_pretrained(ModelResolver(models_dir=args.models_dir).resolve("captioner"), device)
 

@@ -15,7 +15,7 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """``camstream data prepare`` (called by camouflage/cli.py)."""
+    """``camstream data prepare`` (called by camouflage/training/cli.py)."""
     d = sub.add_parser("data", help="prepare training data (webdataset shards) for camstream train")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
     dsub.required = True

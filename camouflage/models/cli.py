@@ -1,30 +1,14 @@
-"""``camstream models list|fetch|check|import|make-tiny``, ``camstream train NAME`` and ``camstream data prepare``.
+"""``camstream models list|fetch|check|import|make-tiny``.
 
-Registered by streamer/cli.py through :func:`register`. Trainers plug in with one line in
-:data:`TRAINERS`: a module exposing ``add_arguments(parser)`` and ``main(args) -> int``
-(keep its top-level imports light: the parser is built on every ``camstream`` call).
+Registered by streamer/cli.py through :func:`register` (``camstream train`` and
+``camstream data`` are camouflage/training/cli.py's). Its top-level imports stay light: the
+parser is built on every ``camstream`` call.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-from dataclasses import dataclass
 from pathlib import Path
-
-
-@dataclass(frozen=True)
-class Trainer:
-    module: str  # has main(args) -> int (and add_arguments(parser) unless ``arguments`` names another module)
-    help: str
-    arguments: str | None = None  # a torch-free module with add_arguments(parser): the parser is built on every call
-
-
-TRAINERS: dict[str, Trainer] = {
-    "idf": Trainer("camouflage.base.train", "train the identity-function (IDF) ControlNet of CAMOUFLaGE-Base"),
-    "light": Trainer("camouflage.light.train", "train CAMOUFLaGE-Light's IP-Adapter and T2I-Adapter jointly (SD frozen)",
-                     "camouflage.light.train_args"),
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,18 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, default=64, help="resolution the tiny set is meant for (default 64; run at it)")
     p.set_defaults(func=cmd_make_tiny)
 
-    t = sub.add_parser("train", help="train the CAMOUFLaGE components (GPU recommended)")
-    tsub = t.add_subparsers(dest="train_command", metavar="MODEL")
-    tsub.required = True
-    for name, trainer in TRAINERS.items():
-        p = tsub.add_parser(name, help=trainer.help)
-        importlib.import_module(trainer.arguments or trainer.module).add_arguments(p)
-        p.set_defaults(func=_run_trainer(trainer))
-
-    from .data.cli import register as register_data
-
-    register_data(sub)
-
 
 def _epilog_on_help(parser: argparse.ArgumentParser, epilog) -> None:  # noqa: ANN001 - () -> str
     format_help = parser.format_help
@@ -104,13 +76,6 @@ def _fetch_names() -> str:
     lines = ["methods (everything the method loads):", "  " + ", ".join(METHODS), "sections and their models:"]
     lines += [f"  {section}: {', '.join(names)}" for section, names in manifest.sections.items()]
     return "\n".join(lines)
-
-
-def _run_trainer(trainer: Trainer):  # noqa: ANN202
-    def run(args: argparse.Namespace) -> int:
-        return int(importlib.import_module(trainer.module).main(args) or 0)
-
-    return run
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -187,14 +152,14 @@ def required_entries(manifest, names: list[str]) -> list[str]:  # noqa: ANN001 -
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .models_check import run_check
+    from .check import run_check
 
     return run_check(args.models_dir, args.method, load=not args.no_load)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from .check import import_file
     from .manifest import default_local_dir
-    from .models_check import import_file
 
     target = import_file(args.models_dir or default_local_dir(), args.name, args.path)
     print(f"{args.name}: {target}")

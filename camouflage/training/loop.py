@@ -1,8 +1,8 @@
 """What ``camstream train idf`` and ``camstream train light`` share: their common
 options, the streamed batches, the Accelerator and the training loop.
 
-Training data are shards made by ``camstream data prepare`` (camouflage/data/), read
-with constant memory by :class:`camouflage.data.shards.ShardStream`: split between the
+Training data are shards made by ``camstream data prepare`` (camouflage/training/data/), read
+with constant memory by :class:`camouflage.training.data.shards.ShardStream`: split between the
 processes of ``accelerate launch`` and the DataLoader workers, shuffled through a buffer.
 
 Accelerate does the devices, mixed precision, DDP and checkpoints; the loop adds what

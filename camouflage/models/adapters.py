@@ -1,4 +1,5 @@
-"""Light's two adapters, in the layouts diffusers loads.
+"""The components this project trains, in the layouts diffusers loads: Light's two adapters
+and Base's IDF ControlNet (:func:`make_idf_controlnet`).
 
 * T2I-Adapter: ``diffusers.T2IAdapter(in_channels=41)`` whose channels follow the
   U-Net's ``block_out_channels`` (SD1.5: 320, 640, 1280, 1280). Its features enter the
@@ -16,10 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import T2IAdapter, UNet2DConditionModel
+from diffusers import ControlNetModel, T2IAdapter, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
-from .attribute_map import MAP_CHANNELS
+from .names import MAP_CHANNELS
 
 IP_TOKENS = 4  # image tokens per face embedding (the plain IP-Adapter's ImageProjection)
 
@@ -130,3 +131,10 @@ def load_ip_adapter_file(path: str | Path) -> dict[str, dict[str, torch.Tensor]]
         head, _, rest = key.partition(".")
         nested[head][rest] = value
     return nested
+
+
+def make_idf_controlnet(unet: UNet2DConditionModel, embedding: tuple[int, ...] = (128,)) -> ControlNetModel:
+    """The IDF ControlNet, initialised from ``unet``: its condition is the 4-channel VAE latent
+    itself, so the conditioning embedding has a single block (no downsampling)."""
+    return ControlNetModel.from_unet(unet, conditioning_channels=unet.config.in_channels,
+                                     conditioning_embedding_out_channels=embedding)

@@ -2,7 +2,7 @@
 since it was fetched, and loadable; is each method ready; put a user-supplied file in place.
 
 Per entry: ``present``/``missing``, the lock verdict (``ok``, ``no lock``, ``MISMATCH ...``)
-and ``loads``/``FAILS: why`` (through :mod:`camouflage.loaders`, the run's own loaders).
+and ``loads``/``FAILS: why`` (through :mod:`camouflage.models.loaders`, the run's own readers).
 Per method one line, e.g. ``base: ready (a_s <= 1: no trained IDF)`` or
 ``camouflage: ready (public Light adapters)``.
 """
@@ -50,8 +50,8 @@ def check_entry(resolver: ModelResolver, entry: ModelEntry, load: bool = True) -
 
 def method_verdicts(states: dict[str, EntryState]) -> dict[str, tuple[bool, str]]:
     """``{method: (ready, one line)}`` from the entry states."""
-    from .base import BASE_MODELS, CONTROLS, IDF
-    from .light import loading
+    from . import names
+    from .names import BASE_MODELS, CONTROLS, IDF
 
     def bad(names) -> list[str]:  # noqa: ANN001
         return [n for n in names if not states[n].ok]
@@ -62,10 +62,10 @@ def method_verdicts(states: dict[str, EntryState]) -> dict[str, tuple[bool, str]
     idf = states[IDF].ok
     out["base"] = (not missing, f"not ready: {', '.join(missing)}" if missing else
                    "ready (a_s 1.25: trained IDF)" if idf else "ready (a_s <= 1: no trained IDF)")
-    light_missing = bad(loading.LIGHT_MODELS)
+    light_missing = bad(names.LIGHT_MODELS)
     out["light"] = (not light_missing, f"not ready: {', '.join(light_missing)}" if light_missing
                     else "ready (trained CAMOUFLaGE-Light adapters)")
-    public_missing = bad(loading.PUBLIC_MODELS)
+    public_missing = bad(names.PUBLIC_MODELS)
     if missing:
         out["camouflage"] = (False, f"not ready: {', '.join(missing)}")
     elif not light_missing:

@@ -8,7 +8,7 @@
 Each sample of the shards (``data prepare --light``: the crop inference generates around
 a face) brings what the frozen models computed once:
   * every face's 40 FACER attributes, box and keypoints: the 41-channel map is painted
-    per batch on the training device (camouflage/data/maps.py, the same map as
+    per batch on the training device (camouflage/training/data/maps.py, the same map as
     inference's) -> T2I-Adapter,
   * the FaRL embedding of its main face -> IP-Adapter,
   * its caption (inference runs on ``light.prompt``, empty: the caption is a training signal),
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .train_args import add_arguments  # noqa: F401 - the CLI reads the arguments from train_args (no torch)
+from .light_args import add_arguments  # noqa: F401 - the CLI reads the arguments from light_args (no torch)
 
 log = logging.getLogger("camstream")
 
@@ -62,7 +62,7 @@ class LightAdapters(torch.nn.Module):
 
 def overlay(image: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
     """(3, H, W) in [0, 1]: the map over the image (red: mean attribute, green: keypoints)."""
-    from .attribute_map import KEYPOINT_CHANNEL
+    from ..light.attribute_map import KEYPOINT_CHANNEL
 
     owned = (amap[:KEYPOINT_CHANNEL].amax(0) > 0).float()
     tint = torch.stack([amap[:KEYPOINT_CHANNEL].mean(0) / amap[:KEYPOINT_CHANNEL].mean(0).amax().clamp_min(1e-6),
@@ -80,18 +80,18 @@ def main(args: argparse.Namespace) -> int:
     from streamer.config import LightConfig
     from streamer.errors import ConfigError
 
-    from ..data.maps import paint_maps
-    from ..data.shards import Decoder, loader, read_info
-    from ..training import check_common, load_frozen_sd15, save_grid, shard_streams, start_run, to_device, train_with_args
-    from . import loading
-    from .adapters import (
+    from ..light.pipeline import CamouflageLightPipeline
+    from ..models import names
+    from ..models.adapters import (
         init_ip_adapter_state_dict,
         ip_adapter_parameters,
         ip_adapter_state_dict,
         make_t2i_adapter,
         save_ip_adapter,
     )
-    from .pipeline import CamouflageLightPipeline
+    from .data.maps import paint_maps
+    from .data.shards import Decoder, loader, read_info
+    from .loop import check_common, load_frozen_sd15, save_grid, shard_streams, start_run, to_device, train_with_args
 
     if not 0 <= args.drop_rate <= 1 or not 0 < args.strength <= 1:
         raise ConfigError("--drop-rate must be in [0, 1] and --strength in (0, 1]")
@@ -101,9 +101,9 @@ def main(args: argparse.Namespace) -> int:
     output, accelerator, weight_dtype, run_layout, resume = start_run(args)
     main_process, device = accelerator.is_main_process, accelerator.device
 
-    paths = loading.resolve_models(args.models_dir, (loading.SD15, loading.VAE, loading.FARL))
-    vae, unet, text_encoder, tokenizer, noise_scheduler = load_frozen_sd15(paths[loading.SD15], paths[loading.VAE])
-    farl = CLIPVisionModelWithProjection.from_pretrained(paths[loading.FARL], use_safetensors=True).requires_grad_(False)
+    paths = names.resolve_models(args.models_dir, (names.SD15, names.VAE, names.FARL))
+    vae, unet, text_encoder, tokenizer, noise_scheduler = load_frozen_sd15(paths[names.SD15], paths[names.VAE])
+    farl = CLIPVisionModelWithProjection.from_pretrained(paths[names.FARL], use_safetensors=True).requires_grad_(False)
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
 
     # A fresh T2I-Adapter, and an IP-Adapter installed in the U-Net by diffusers' own
@@ -203,9 +203,9 @@ def main(args: argparse.Namespace) -> int:
 
     if main_process:
         trained = accelerator.unwrap_model(adapters)
-        trained.t2i.save_pretrained(output / loading.T2I_ADAPTER, safe_serialization=True)
-        save_ip_adapter(ip_adapter_state_dict(unet), output / loading.IP_ADAPTER / loading.IP_ADAPTER_WEIGHTS)
-        print(f"Light adapters written to {output / loading.T2I_ADAPTER} and {output / loading.IP_ADAPTER} "
+        trained.t2i.save_pretrained(output / names.T2I_ADAPTER, safe_serialization=True)
+        save_ip_adapter(ip_adapter_state_dict(unet), output / names.IP_ADAPTER / names.IP_ADAPTER_WEIGHTS)
+        print(f"Light adapters written to {output / names.T2I_ADAPTER} and {output / names.IP_ADAPTER} "
               "(copy both to MODELS_DIR/)")
     accelerator.end_training()
     return 0

@@ -1,6 +1,7 @@
 """One loader per manifest ``kind``: what ``camstream models check`` runs to say an entry
-*loads*, and the same functions the methods use at run time, so a file that passes the
-check is read the way a run reads it.
+*loads*, through the same readers the methods use at run time (annotators.py, farl.py,
+facer.py, adapters.py here; diffusers and transformers), so a file that passes the check is
+read the way a run reads it.
 
 Every loader takes the entry's resolved folder (the publisher's files under their own
 names) and returns the loaded object; it raises :class:`~streamer.errors.ModelError`
@@ -36,23 +37,23 @@ def _diffusers(cls_name: str) -> Callable[[Path], Any]:
 
 def _annotator(kind: str) -> Callable[[Path], Any]:
     def load(path: Path) -> Any:
-        from .base.annotators import load_annotator_from
+        from .annotators import read_annotator
 
-        return load_annotator_from(kind, path, "cpu")
+        return read_annotator(kind, path, "cpu")
 
     return load
 
 
 def _captioner(path: Path) -> Any:
-    from .base.annotators import Captioner
+    from .annotators import read_captioner
 
-    return Captioner.from_pretrained(path)
+    return read_captioner(path)
 
 
 def _lora(path: Path) -> Any:
     from safetensors.torch import load_file
 
-    from .speed import LCM_LORA_WEIGHTS
+    from .names import LCM_LORA_WEIGHTS
 
     state = load_file(str(path / LCM_LORA_WEIGHTS))
     if not any(k.startswith("lora_unet_") for k in state):
@@ -61,20 +62,20 @@ def _lora(path: Path) -> Any:
 
 
 def _farl(path: Path) -> Any:
-    from .light.farl import load_farl_vision
+    from .farl import load_farl_vision
 
     return load_farl_vision(path)
 
 
 def _facer(path: Path) -> Any:
-    from .light.facer import FacerAttributeModel
+    from .facer import load_attribute_net
 
-    return FacerAttributeModel.from_pretrained(path)
+    return load_attribute_net(path)
 
 
 def _ip_adapter(path: Path) -> Any:
-    from .light.adapters import load_ip_adapter_file
-    from .light.loading import IP_ADAPTER_WEIGHTS
+    from .adapters import load_ip_adapter_file
+    from .names import IP_ADAPTER_WEIGHTS
 
     nested = load_ip_adapter_file(path / IP_ADAPTER_WEIGHTS)
     if not nested["image_proj"] or not nested["ip_adapter"]:
@@ -86,14 +87,14 @@ def _ip_adapter_plus(path: Path) -> Any:
     from safetensors import safe_open
     from transformers import CLIPVisionModelWithProjection
 
-    from .light import loading
+    from . import names
 
-    weights = path / loading.IP_ADAPTER_PLUS_SUBFOLDER / loading.IP_ADAPTER_PLUS_WEIGHTS
+    weights = path / names.IP_ADAPTER_PLUS_SUBFOLDER / names.IP_ADAPTER_PLUS_WEIGHTS
     with safe_open(str(weights), "pt") as f:
         keys = set(f.keys())
     if "image_proj.latents" not in keys or not any(k.startswith("ip_adapter.") for k in keys):
         raise ModelError(f"{weights}: not an IP-Adapter plus file (no image_proj.latents / ip_adapter.*)")
-    encoder = path / loading.IP_ADAPTER_PLUS_SUBFOLDER / loading.IP_ADAPTER_PLUS_ENCODER
+    encoder = path / names.IP_ADAPTER_PLUS_SUBFOLDER / names.IP_ADAPTER_PLUS_ENCODER
     return CLIPVisionModelWithProjection.from_pretrained(str(encoder), use_safetensors=True, local_files_only=True)
 
 

@@ -8,9 +8,9 @@ about 800 MB together). ``DIR/RANDOM_WEIGHTS.txt`` marks the set; loaders warn l
 
 This module writes what both methods share (``sd15``, ``vae``, the speed components
 ``taesd`` and ``lcm_lora_sd15``) and calls each method's own writer after it:
-camouflage/base/tiny.py (ControlNets, IDF, annotators, captioner) and
-camouflage/light/tiny.py (FaRL, FACER, the trained-adapter layouts, h94's plus-face),
-camouflage/tiny_detectors.py (the plate and person detectors of ``--detect``).
+tiny_base.py (ControlNets, IDF, annotators, captioner),
+tiny_light.py (FaRL, FACER, the trained-adapter layouts, h94's plus-face),
+tiny_detectors.py (the plate and person detectors of ``--detect``).
 Those read the tiny U-Net from disk and never import this module (no import circle).
 """
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from .base.tiny import make_tiny_base
-from .light.tiny import make_tiny_light, make_tiny_public
+from .tiny_base import make_tiny_base
 from .tiny_detectors import make_tiny_detectors
+from .tiny_light import make_tiny_light, make_tiny_public
 
 log = logging.getLogger("camstream")
 
@@ -114,7 +114,7 @@ def make_tiny_speed(root: Path, seed: int = 0) -> None:
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from .speed import LCM_LORA, LCM_LORA_WEIGHTS, TINY_VAE
+    from .names import LCM_LORA, LCM_LORA_WEIGHTS, TINY_VAE
 
     torch.manual_seed(seed)
     vae = AutoencoderKL.load_config(root / "vae")
