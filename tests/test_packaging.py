@@ -58,10 +58,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # entry: their .pth files, such as an editable install of this checkout, are not run).
     ours = [p for p in {*site.getsitepackages(), sysconfig.get_paths()["purelib"]} if Path(p).is_dir()]
     (target / "zz_test_dependencies.pth").write_text("\n".join(ours) + "\n")
-    r = _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel)
+    # Without the caller's PYTHONPATH: with a checkout on it, pip saw camstream "already
+    # satisfied" there (its egg-info) and installed nothing.
+    r = _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel, env=_env())
     if r.returncode != 0 and "--python" in r.stderr:  # an older pip: install with the target's own
-        r = _run(python, "-m", "ensurepip", "-q")
-        r = _run(python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel)
+        r = _run(python, "-m", "ensurepip", "-q", env=_env())
+        r = _run(python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel, env=_env())
     assert r.returncode == 0, r.stderr
     return venv / "bin"
 
