@@ -119,8 +119,8 @@ class LibFaceDetector:
     landmarks the wrapper drops.
 
     ``max_side`` is the most the network sees in one call (it degrades past 960 px). A
-    frame larger than that is looked at at native scale in overlapping tiles of
-    ``max_side`` (a 16 px face in a 4K or 8K frame is still 16 px to the network), plus
+    frame larger than that is looked at in overlapping tiles of ``max_side`` at 1.3x
+    native scale (TILE_SCALE: a 16 px face in a 4K or 8K frame is 21 px to the network), plus
     one overview of the whole frame at ``max_side`` for the faces larger than a tile's
     overlap. Measured on a 4K row of faces of 16-200 px: all found; the frame scaled
     down to 960 px found none under 48 px (``benchmarks/moving.py``).
