@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -67,6 +68,23 @@ BIG_SHARE, BIG_CONFIDENCE = 0.25, 0.5  # a box larger than this share of the fra
 # a cover of 100-300 px on a 1080p pan.
 BIG_SIDE = 48
 DOUBTFUL = "doubtful"  # the detections' data key: 1.0 for a doubtful box
+
+
+# Dark footage (night, an unlit room): the network scored faces in a frame darkened to 15 %
+# too low (vtest.avi: 11 of 45 faces found, Megamind.avi 26 of 40). A frame whose brightest
+# pixels (LOW_LIGHT_PERCENTILE) stay under 255 / LOW_LIGHT_GAIN_MIN is shown to the
+# detector brightened by up to LOW_LIGHT_GAIN_MAX (then 47 and 39 found); normal frames
+# are left as they are.
+LOW_LIGHT_PERCENTILE, LOW_LIGHT_GAIN_MIN, LOW_LIGHT_GAIN_MAX = 99.5, 1.3, 6.0
+
+
+def low_light_gain(image: np.ndarray) -> float:
+    """The brightening a dark frame gets before detection (1.0: none), from a sparse sample."""
+    h, w = image.shape[:2]
+    step = max(1, int(np.sqrt(h * w / 2000)))
+    top = float(np.percentile(image[::step, ::step], LOW_LIGHT_PERCENTILE))
+    gain = min(255.0 / max(top, 1.0), LOW_LIGHT_GAIN_MAX)
+    return gain if gain >= LOW_LIGHT_GAIN_MIN else 1.0
 
 
 @dataclass(frozen=True)
@@ -223,6 +241,9 @@ class LibFaceDetector:
         if part.scale != 1.0:
             size = (max(1, round((x2 - x1) * part.scale)), max(1, round((y2 - y1) * part.scale)))
             crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if part.scale < 1 else cv2.INTER_LINEAR)
+        gain = self._gain(image)
+        if gain > 1.0:
+            crop = cv2.convertScaleAbs(crop, alpha=gain)
         det = self._detect(crop, part.scale)
         if len(det):
             # Hair, a dark corner, a soft blob: at confidence 0.2-0.4 the network calls a quarter
@@ -239,6 +260,15 @@ class LibFaceDetector:
             if "landmarks" in det.data:
                 det.data["landmarks"] += np.array([x1, y1], np.float32)
         return det
+
+    def _gain(self, image: np.ndarray) -> float:
+        """:func:`low_light_gain` of ``image``, once per frame (its parts share it)."""
+        last = getattr(self, "_last_gain", None)
+        if last is not None and last[0]() is image:
+            return last[1]
+        gain = low_light_gain(image)
+        self._last_gain = (weakref.ref(image), gain)
+        return gain
 
     def detect(self, image: np.ndarray) -> sv.Detections:
         return merge_parts([self.detect_part(image, p) for p in self.parts(image.shape)])
