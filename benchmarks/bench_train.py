@@ -72,7 +72,7 @@ def child_read(shards: Path, samples: int, resolution: int, batch: int, workers:
 def child_train(shards: Path, models: Path, steps: int, resolution: int, batch: int, workers: int) -> dict:
     import torch
 
-    from camouflage import training as common
+    from camouflage.training import loop as common
     from streamer.cli import main
 
     torch.set_num_threads(1)
