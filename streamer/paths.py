@@ -381,16 +381,42 @@ def claim(paths: Sequence[str | Path | None]) -> Iterator[None]:
         yield
 
 
+def _lock_file(path: Path) -> Path:
+    folder = path.parent if str(path.parent) else Path(".")
+    name = LOCK_PREFIX + path.name
+    if len(name.encode()) > NAME_MAX:
+        name = LOCK_PREFIX + hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()
+    return folder / name
+
+
+def clear_stale_locks(paths: Sequence[str | Path | None]) -> None:
+    """Remove the lock files of ``paths`` that no process holds: those of a run that was
+    killed (a Ray worker killed when its batch is stopped leaves them beside the outputs)."""
+    for path in paths:
+        if path is None or not is_local(path):
+            continue
+        lock = _lock_file(Path(path))
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue  # none (or not ours to open)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino == os.stat(lock, follow_symlinks=False).st_ino:
+                os.unlink(lock)
+        except OSError:
+            pass  # held: a run is writing it
+        finally:
+            os.close(fd)
+
+
 @contextmanager
 def _lock(path: Path) -> Iterator[None]:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         yield  # the folder is created later (or the run fails on it): nothing to race for yet
         return
-    name = LOCK_PREFIX + path.name
-    if len(name.encode()) > NAME_MAX:
-        name = LOCK_PREFIX + hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()
-    lock = folder / name
+    lock = _lock_file(path)
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)

@@ -294,6 +294,7 @@ def run_batch(
             ray.shutdown()
         # what killed or stopped attempts left: never a finished file, never in OUTDIR itself
         shutil.rmtree(out / STAGING, ignore_errors=True)
+        paths.clear_stale_locks([p for unit in todo for p in (unit.output, unit.report)])  # a killed worker's
     summary.wall_seconds = time.monotonic() - started
     return summary
 

@@ -39,11 +39,11 @@ def _fresh(model: Any) -> Any:
     return clone
 
 
-def _cached(build: Callable[[Any], Any], cache: dict[str, Any]) -> Callable[[Any], Any]:
-    def build_once(config: Any) -> Any:
-        key = _key(config)
+def _cached(build: Callable[..., Any], cache: dict[str, Any]) -> Callable[..., Any]:
+    def build_once(config: Any, **options: Any) -> Any:  # e.g. Light's conditioning=, which the video method passes
+        key = _key(config) + json.dumps(options, sort_keys=True, default=str)
         if key not in cache:
-            cache[key] = build(config)
+            cache[key] = build(config, **options)
         return _fresh(cache[key])
 
     build_once.__wrapped__ = build  # type: ignore[attr-defined]
