@@ -126,10 +126,6 @@ def _moved(r: Region, frames: int) -> np.ndarray:
     return shifted(r.box, r.velocity, frames)
 
 
-def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
-
-
 def _inside(box: np.ndarray, cover: np.ndarray) -> float:
     """Fraction of ``box``'s area that lies inside ``cover``."""
     w = max(0.0, float(min(box[2], cover[2]) - max(box[0], cover[0])))
@@ -251,7 +247,7 @@ def _between(before: list[Region], after: list[Region] | None, n: int, growth: f
                 # On a moving camera (measured) a face appears mostly because the camera
                 # turned to it, and the camera's motion is taken out: half that growth.
                 new = NEW_FACE_GROWTH if span.still or not span.known else NEW_FACE_GROWTH * MOVING_NEW_FACE
-                came = moved is None or any(_overlaps(r.box, m) for m in moved)
+                came = moved is None or any(_inside(r.box, m) > 0 for m in moved)
                 per_frame, most = (growth, max_growth) if r.velocity is not None or not came else (new, 3 * new)
                 cover.append(Region(box=from_after.boxes(enlarge(_moved(r, k - n - 1), min(per_frame * (n + 1 - k), most))),
                                     track_id=r.track_id, kind=r.kind, state="backfilled"))

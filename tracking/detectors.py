@@ -73,7 +73,7 @@ DOUBTFUL = "doubtful"  # the detections' data key: 1.0 for a doubtful box
 # Dark footage (night, an unlit room): the network scored faces in a frame darkened to 15 %
 # too low (vtest.avi: 11 of 45 faces found, Megamind.avi 26 of 40). A frame whose brightest
 # pixels (LOW_LIGHT_PERCENTILE) stay under 255 / LOW_LIGHT_GAIN_MIN is shown to the
-# detector brightened by up to LOW_LIGHT_GAIN_MAX (then 47 and 39 found); normal frames
+# detector brightened by up to LOW_LIGHT_GAIN_MAX (then 46 and 39 found); normal frames
 # are left as they are.
 LOW_LIGHT_PERCENTILE, LOW_LIGHT_GAIN_MIN, LOW_LIGHT_GAIN_MAX = 99.5, 1.3, 6.0
 
@@ -150,6 +150,7 @@ class LibFaceDetector:
     def __init__(self, threshold: float = 0.3, max_side: int | None = 960) -> None:
         self.threshold = threshold
         self.max_side = min(max_side or 960, 960)  # the model degrades past 960 px
+        self._last_gain: tuple[weakref.ref, float] | None = None  # (frame, its low-light gain): see _gain
         self._fn = self._load()
 
     @classmethod
@@ -263,7 +264,7 @@ class LibFaceDetector:
 
     def _gain(self, image: np.ndarray) -> float:
         """:func:`low_light_gain` of ``image``, once per frame (its parts share it)."""
-        last = getattr(self, "_last_gain", None)
+        last = self._last_gain
         if last is not None and last[0]() is image:
             return last[1]
         gain = low_light_gain(image)
